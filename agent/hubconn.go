@@ -1,0 +1,189 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/edgeportal/connect/internal/buildinfo"
+	"github.com/edgeportal/connect/wire"
+	"github.com/edgeportal/connect/wire/control"
+	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/noiseconn"
+)
+
+// Timeouts of the control channel.
+const (
+	dialTimeout    = 10 * time.Second
+	callTimeout    = 20 * time.Second
+	pingInterval   = 20 * time.Second
+	pingTimeout    = 15 * time.Second
+	writeTimeout   = 15 * time.Second
+	maxBackoff     = 30 * time.Second
+	initialBackoff = 500 * time.Millisecond
+)
+
+// HubKeyMismatchError means the hub answered with a static key other than
+// the one the ticket (or enrollment) names.
+type HubKeyMismatchError struct {
+	Addr      string
+	Got, Want key.NodePublic
+}
+
+func (e *HubKeyMismatchError) Error() string {
+	return fmt.Sprintf("hub at %s has key %s but the ticket names %s: this ticket is for another hub", e.Addr, e.Got.Fingerprint(), e.Want.Fingerprint())
+}
+
+// hubConn is one control connection to the hub.
+type hubConn struct {
+	addr   string
+	nc     *noiseconn.Conn
+	hello  control.ServerHello
+	wmu    sync.Mutex
+	mu     sync.Mutex
+	nextID uint64
+	calls  map[uint64]chan control.Msg
+	done   chan struct{}
+	err    error
+}
+
+// dialHub connects to the hub at addr and checks its static key.
+func dialHub(ctx context.Context, addr string, static key.NodePrivate, hubKey key.NodePublic) (*hubConn, error) {
+	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("hub %s unreachable: %w", addr, err)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	hctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	c.SetDeadline(time.Now().Add(dialTimeout))
+	if _, err := c.Write(wire.Preface(wire.KindControl)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("hub %s: %w", addr, err)
+	}
+	var hello control.ServerHello
+	ch, _ := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion, Build: buildinfo.Version(), Platform: buildinfo.Platform()})
+	nc, err := noiseconn.Client(hctx, c, static, wire.Prologue("control", nil), func(peer key.NodePublic, payload []byte) ([]byte, error) {
+		if !peer.Equal(hubKey) {
+			return nil, &HubKeyMismatchError{Addr: addr, Got: peer, Want: hubKey}
+		}
+		if err := wire.Unmarshal(payload, &hello); err != nil {
+			return nil, fmt.Errorf("hub hello: %w", err)
+		}
+		return ch, nil
+	})
+	if err != nil {
+		c.Close()
+		var km *HubKeyMismatchError
+		if errors.As(err, &km) {
+			return nil, km
+		}
+		return nil, fmt.Errorf("hub %s handshake: %w", addr, err)
+	}
+	c.SetDeadline(time.Time{})
+	h := &hubConn{addr: addr, nc: nc, hello: hello, calls: map[uint64]chan control.Msg{}, done: make(chan struct{})}
+	return h, nil
+}
+
+// run reads messages until the connection ends, delivering answers to
+// callers and pushes to onPush (called on the read goroutine; it must not
+// block).
+func (h *hubConn) run(onPush func(control.Msg)) error {
+	defer close(h.done)
+	for {
+		h.nc.SetReadDeadline(time.Now().Add(pingInterval + pingTimeout + 10*time.Second))
+		b, err := wire.ReadMessage(h.nc)
+		if err != nil {
+			h.fail(err)
+			return err
+		}
+		m, err := control.Decode(b)
+		if err != nil {
+			h.fail(err)
+			return err
+		}
+		if m.Type == control.TypeResponse || m.ID != 0 && m.Type != control.TypeIncoming {
+			h.mu.Lock()
+			ch := h.calls[m.ID]
+			delete(h.calls, m.ID)
+			h.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+			continue
+		}
+		onPush(m)
+	}
+}
+
+func (h *hubConn) fail(err error) {
+	h.mu.Lock()
+	if h.err == nil {
+		h.err = err
+	}
+	h.mu.Unlock()
+	h.nc.Close()
+}
+
+func (h *hubConn) close() { h.fail(net.ErrClosed) }
+
+// call sends a request and waits for its answer. A refusal from the hub is
+// returned as *control.Error.
+func (h *hubConn) call(ctx context.Context, t control.Type, req, resp any) error {
+	h.mu.Lock()
+	if h.err != nil {
+		err := h.err
+		h.mu.Unlock()
+		return fmt.Errorf("hub connection lost: %w", err)
+	}
+	h.nextID++
+	id := h.nextID
+	ch := make(chan control.Msg, 1)
+	h.calls[id] = ch
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.calls, id)
+		h.mu.Unlock()
+	}()
+	b, err := control.Encode(t, id, req)
+	if err != nil {
+		return err
+	}
+	h.wmu.Lock()
+	h.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	err = wire.WriteMessage(h.nc, b)
+	h.wmu.Unlock()
+	if err != nil {
+		h.fail(err)
+		return fmt.Errorf("hub connection lost: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	select {
+	case m := <-ch:
+		if m.Err != nil {
+			return m.Err
+		}
+		if resp == nil {
+			return nil
+		}
+		return control.DecodeBody(m, resp)
+	case <-h.done:
+		return fmt.Errorf("hub connection lost: %w", h.err)
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			h.fail(errors.New("hub did not answer in time"))
+		}
+		return fmt.Errorf("hub did not answer: %w", ctx.Err())
+	}
+}

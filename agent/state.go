@@ -1,0 +1,138 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/edgeportal/connect/internal/atomicfile"
+	"github.com/edgeportal/connect/wire/key"
+)
+
+// Files in a node's state directory. All are written atomically with mode
+// 0600 in a 0700 directory.
+const (
+	NodeKeyFile    = "node.key"        // X25519 static key: the node's identity
+	EnrollmentFile = "enrollment.json" // hub, project keys and the current credential
+	PortalsFile    = "portals.json"    // outlets and inlets created from the CLI
+)
+
+// Enrollment is what a node keeps after redeeming its ticket.
+type Enrollment struct {
+	Vendor       string            `json:"vendor"`
+	Project      string            `json:"project"`
+	Hubs         []string          `json:"hubs"`
+	HubKey       key.NodePublic    `json:"hub_key"`
+	AuthorityKey key.SigningPublic `json:"authority_key"`
+	CommandKey   key.SigningPublic `json:"command_key"`
+	TicketID     string            `json:"ticket_id"`
+	EnrolledAt   time.Time         `json:"enrolled_at"`
+	Credential   []byte            `json:"credential"`
+}
+
+// CheckStateDir makes sure dir exists (creating it 0700 when create) and
+// is private to the current user: owned by us, no group or other access.
+func CheckStateDir(dir string, create bool) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) && create {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("state directory %s is not a directory", dir)
+	}
+	return checkPrivate(dir, fi)
+}
+
+func loadOrCreateKey(dir string) (key.NodePrivate, bool, error) {
+	path := filepath.Join(dir, NodeKeyFile)
+	var k key.NodePrivate
+	err := key.ReadFile(path, &k)
+	if err == nil {
+		if err := checkPrivateFile(path); err != nil {
+			return k, false, err
+		}
+		return k, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return k, false, fmt.Errorf("node key: %w", err)
+	}
+	k = key.NewNodePrivate()
+	if err := key.WriteFile(path, k); err != nil {
+		return k, false, fmt.Errorf("node key: %w", err)
+	}
+	return k, true, nil
+}
+
+// LoadEnrollment reads the enrollment, or returns (nil, nil) when the node
+// has not enrolled yet.
+func LoadEnrollment(dir string) (*Enrollment, error) {
+	b, err := os.ReadFile(filepath.Join(dir, EnrollmentFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var e Enrollment
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, EnrollmentFile), err)
+	}
+	return &e, nil
+}
+
+func saveJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// savedPortals are the outlets and inlets made from the CLI.
+type savedPortals struct {
+	Outlets []savedOutlet `json:"outlets"`
+	Inlets  []savedInlet  `json:"inlets"`
+}
+
+type savedOutlet struct {
+	Name  string `json:"name"`
+	To    string `json:"to"`
+	Allow string `json:"allow,omitempty"`
+}
+
+type savedInlet struct {
+	From  string `json:"from"`
+	Via   string `json:"via"`
+	To    string `json:"to"`
+	Allow string `json:"allow,omitempty"`
+}
+
+func loadPortals(dir string) (savedPortals, error) {
+	var p savedPortals
+	b, err := os.ReadFile(filepath.Join(dir, PortalsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return p, nil
+	}
+	if err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("%s: %w", filepath.Join(dir, PortalsFile), err)
+	}
+	return p, nil
+}

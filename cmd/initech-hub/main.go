@@ -1,0 +1,335 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+// Command initech-hub is the vendor's hub: it makes the project's keys,
+// serves the authority and relay on one port, and administers tickets and
+// members. The binary's name follows the brand (internal/brand).
+//
+// This package only parses flags, calls the hub package and sets the exit
+// code.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/hub"
+	"github.com/edgeportal/connect/hub/store/boltstore"
+	"github.com/edgeportal/connect/internal/brand"
+	"github.com/edgeportal/connect/internal/buildinfo"
+	"github.com/edgeportal/connect/internal/cliutil"
+)
+
+func main() { os.Exit(Main()) }
+
+// Main runs the program with os.Args and returns the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cliutil.Exit(brand.HubBinary(), run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func usage(w io.Writer) {
+	p := brand.HubBinary()
+	fmt.Fprintf(w, `%s: the %s (authority + relay on one port)
+
+Usage:
+  %[1]s init --dir DIR --addr HOST:PORT [--public HOST:PORT]...
+  %[1]s serve --dir DIR [--log-level info] [--log-format text|json]
+  %[1]s ticket create --dir DIR [--expires-in 24h] [--usage-count 1] [--attribute NAME[=VALUE]]... [--relay NAME] [--enroller]
+  %[1]s members list --dir DIR [--json]
+  %[1]s members revoke --dir DIR IDENTIFIER
+  %[1]s version
+`, p, brand.HubDisplayName())
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return cliutil.Usagef("missing command")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "init":
+		return cmdInit(args, stdout)
+	case "serve":
+		return cmdServe(ctx, args, stderr)
+	case "ticket":
+		if len(args) == 0 || args[0] != "create" {
+			return cliutil.Usagef("usage: %s ticket create --dir DIR ...", brand.HubBinary())
+		}
+		return cmdTicketCreate(ctx, args[1:], stdout)
+	case "members":
+		if len(args) == 0 {
+			return cliutil.Usagef("usage: %s members list|revoke --dir DIR", brand.HubBinary())
+		}
+		switch args[0] {
+		case "list":
+			return cmdMembersList(ctx, args[1:], stdout)
+		case "revoke":
+			return cmdMembersRevoke(ctx, args[1:], stdout)
+		}
+		return cliutil.Usagef("unknown members command %q (want list or revoke)", args[0])
+	case "version", "--version":
+		fmt.Fprintln(stdout, buildinfo.String(brand.HubBinary()))
+		return nil
+	case "help", "-h", "--help":
+		usage(stdout)
+		return nil
+	}
+	usage(stderr)
+	return cliutil.Usagef("unknown command %q", cmd)
+}
+
+func requireDir(dir string) error {
+	if dir == "" {
+		return cliutil.Usagef("--dir is required")
+	}
+	return nil
+}
+
+func cmdInit(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory to create")
+	addr := fs.String("addr", "", "address to listen on, host:port")
+	var public cliutil.Strings
+	fs.Var(&public, "public", "address nodes dial (written into tickets); repeatable; default --addr")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	if *addr == "" {
+		return cliutil.Usagef("--addr is required")
+	}
+	for _, p := range public {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return fmt.Errorf("--public %q: want host:port", p)
+		}
+	}
+	d, err := hub.Init(*dir, *addr)
+	if err != nil {
+		return err
+	}
+	if len(public) > 0 {
+		d.Config.Public = public
+		if err := d.SaveConfig(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "initialized hub in %s\n  project:       %s\n  listen:        %s\n  hub key:       %s\n  authority key: %s\n  command key:   %s\n  release key:   %s\n",
+		*dir, d.Config.Project, d.Config.Listen, d.HubKey.Public(), d.AuthorityKey.Public(), d.CommandKey.Public(), d.ReleaseKey.Public())
+	return nil
+}
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory")
+	listen := fs.String("addr", "", "override the listen address from hub.json")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	log, err := cliutil.Logger(stderr, *level, *format)
+	if err != nil {
+		return cliutil.Usagef("%v", err)
+	}
+	d, err := hub.LoadDir(*dir)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		d.Config.Listen = *listen
+	}
+	store, err := boltstore.Open(filepath.Join(*dir, hub.DBFile))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	srv, err := hub.New(hub.Options{Dir: d, Store: store, Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", d.Config.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	go func() {
+		if err := srv.ServeAdmin(ctx); err != nil {
+			log.Error("admin socket failed", "err", err)
+		}
+	}()
+	return srv.Serve(ctx, ln)
+}
+
+// admin returns the running hub's admin API, or the store directly when no
+// hub runs in dir.
+func admin(dir string) (hub.Admin, func(), error) {
+	d, err := hub.LoadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c, err := hub.DialAdmin(dir); err == nil {
+		return c, func() {}, nil
+	}
+	store, err := boltstore.Open(filepath.Join(dir, hub.DBFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	auth, err := d.Authority(store)
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return &hub.Offline{Auth: auth}, func() { store.Close() }, nil
+}
+
+func cmdTicketCreate(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("ticket create", flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory")
+	expires := fs.String("expires-in", "24h", "how long the ticket can be redeemed")
+	uses := fs.Int("usage-count", 1, "how many nodes may redeem it")
+	var attrs cliutil.Strings
+	fs.Var(&attrs, "attribute", "NAME or NAME=VALUE the node is granted; repeatable")
+	relay := fs.String("relay", "", "relay name the node may register")
+	enroller := fs.Bool("enroller", false, "the node may create tickets (never the enroller role itself)")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	d, err := cliutil.Duration("expires-in", *expires)
+	if err != nil {
+		return err
+	}
+	m, err := cliutil.Attributes(attrs)
+	if err != nil {
+		return err
+	}
+	o := enroll.TicketOptions{Attributes: m, Relay: *relay, Enroller: *enroller, ExpiresIn: d, Uses: *uses, CreatedBy: "admin"}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	a, done, err := admin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	text, err := a.CreateTicket(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, text)
+	return nil
+}
+
+func cmdMembersList(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("members list", flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	a, done, err := admin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ms, err := a.Members(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ms)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "IDENTIFIER\tATTRIBUTES\tRELAY\tENROLLED-AT\tLAST-SEEN\tSTATE\tVERSION")
+	for _, m := range ms {
+		var attrs []string
+		for _, k := range enroll.SortedAttributes(m.Attributes) {
+			if v := m.Attributes[k]; v == "true" {
+				attrs = append(attrs, k)
+			} else {
+				attrs = append(attrs, k+"="+v)
+			}
+		}
+		if m.Enroller {
+			attrs = append(attrs, "(enroller)")
+		}
+		state := "offline"
+		switch {
+		case m.Revoked:
+			state = "revoked"
+		case m.Connected:
+			state = "online"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(strings.Join(attrs, ",")), orDash(m.Relay),
+			ts(m.EnrolledAt), ts(m.LastSeen), state, orDash(m.Version))
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ts(unix int64) string {
+	if unix == 0 {
+		return "-"
+	}
+	return time.Unix(unix, 0).UTC().Format(time.RFC3339)
+}
+
+func cmdMembersRevoke(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("members revoke", flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory")
+	if err := cliutil.Parse(fs, args, 1); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return cliutil.Usagef("usage: %s members revoke --dir DIR IDENTIFIER", brand.HubBinary())
+	}
+	a, done, err := admin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	m, err := a.Revoke(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked %s\n", m.ID)
+	return nil
+}
+
+var _ = errors.New

@@ -1,0 +1,218 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+// Package control defines the messages of the control channel between a
+// node and the hub, and of the portal handshake between two nodes.
+//
+// A control channel is a Noise XX stream (wire/noiseconn) carrying
+// length-prefixed (wire.WriteMessage) CBOR Msg values. Requests carry a
+// non-zero ID; the answer carries the same ID. Pushes from the hub carry ID 0.
+// Unknown fields are ignored so either side may add fields; unknown message
+// types get an ErrCodeUnsupported answer.
+//
+// # Message set history
+//
+//	1: hello, redeem, refresh, register-relay, open-session, incoming,
+//	   create-ticket, ping, revoked.
+//
+// Imports: wire. May be imported by enroll, portal, hub, agent.
+package control
+
+import (
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/edgeportal/connect/wire"
+)
+
+// Type identifies a control message.
+type Type uint16
+
+// Message types.
+const (
+	TypeRedeem        Type = 1  // node→hub: RedeemRequest → RedeemResponse
+	TypeRefresh       Type = 2  // node→hub: RefreshRequest → CredentialResponse
+	TypeRegisterRelay Type = 3  // node→hub: RegisterRelayRequest → Empty
+	TypeOpenSession   Type = 4  // node→hub: OpenSessionRequest → OpenSessionResponse
+	TypeIncoming      Type = 5  // hub→node push: Incoming
+	TypeCreateTicket  Type = 6  // node→hub (enroller): CreateTicketRequest → CreateTicketResponse
+	TypePing          Type = 7  // either way: Ping → Ping
+	TypeRevoked       Type = 8  // hub→node push: the member was revoked; the hub closes next
+	TypeResponse      Type = 99 // an answer to a request (same ID)
+)
+
+// Msg is the frame of every control message. CBOR keys 1-4.
+type Msg struct {
+	Type Type            `cbor:"1,keyasint"`
+	ID   uint64          `cbor:"2,keyasint,omitempty"`
+	Err  *Error          `cbor:"3,keyasint,omitempty"`
+	Body cbor.RawMessage `cbor:"4,keyasint,omitempty"`
+}
+
+// Error codes carried in Error.Code. They are stable; the message is for people.
+const (
+	ErrCodeTicketUnknown   = "ticket-unknown"
+	ErrCodeTicketUsedUp    = "ticket-used-up"
+	ErrCodeTicketExpired   = "ticket-expired"
+	ErrCodeRelayRefused    = "relay-refused"
+	ErrCodeRelayTaken      = "relay-taken"
+	ErrCodeRelayUnknown    = "relay-unknown"
+	ErrCodeNotMember       = "not-member"
+	ErrCodeRevoked         = "revoked"
+	ErrCodeForbidden       = "forbidden"
+	ErrCodeBadRequest      = "bad-request"
+	ErrCodeUnsupported     = "unsupported"
+	ErrCodeInternal        = "internal"
+	ErrCodeAlreadyEnrolled = "already-enrolled"
+)
+
+// Error is a refusal from the other side.
+type Error struct {
+	Code    string `cbor:"1,keyasint"`
+	Message string `cbor:"2,keyasint"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Encode builds a Msg with body v.
+func Encode(t Type, id uint64, v any) ([]byte, error) {
+	var body []byte
+	if v != nil {
+		var err error
+		if body, err = wire.Marshal(v); err != nil {
+			return nil, fmt.Errorf("encode %d: %w", t, err)
+		}
+	}
+	return wire.Marshal(Msg{Type: t, ID: id, Body: body})
+}
+
+// EncodeError builds an error answer to request id.
+func EncodeError(id uint64, e *Error) ([]byte, error) {
+	return wire.Marshal(Msg{Type: TypeResponse, ID: id, Err: e})
+}
+
+// Decode parses a Msg frame.
+func Decode(data []byte) (Msg, error) {
+	var m Msg
+	if err := wire.Unmarshal(data, &m); err != nil {
+		return Msg{}, fmt.Errorf("control message: %w", err)
+	}
+	return m, nil
+}
+
+// DecodeBody parses a Msg body into v.
+func DecodeBody(m Msg, v any) error {
+	if len(m.Body) == 0 {
+		return fmt.Errorf("control message %d: empty body", m.Type)
+	}
+	if err := wire.Unmarshal(m.Body, v); err != nil {
+		return fmt.Errorf("control message %d: %w", m.Type, err)
+	}
+	return nil
+}
+
+// ServerHello is the hub's Noise message-2 payload on a control channel.
+type ServerHello struct {
+	Version  int    `cbor:"1,keyasint"` // wire.ProtocolVersion
+	Project  string `cbor:"2,keyasint"`
+	HubBuild string `cbor:"3,keyasint,omitempty"`
+	TimeUnix int64  `cbor:"4,keyasint"` // hub clock, for skew diagnosis
+}
+
+// ClientHello is the node's Noise message-3 payload on a control channel.
+type ClientHello struct {
+	Version  int    `cbor:"1,keyasint"`
+	Build    string `cbor:"2,keyasint,omitempty"` // agent version
+	Platform string `cbor:"3,keyasint,omitempty"` // GOOS/GOARCH
+}
+
+// RedeemRequest asks the hub to admit this node (identified by its Noise
+// static key) with a ticket's secret.
+type RedeemRequest struct {
+	Secret []byte `cbor:"1,keyasint"`
+	Relay  string `cbor:"2,keyasint,omitempty"` // the relay name the node will register; checked before the ticket is used
+	DryRun bool   `cbor:"3,keyasint,omitempty"` // check only; consumes nothing (install preflight)
+}
+
+// CredentialResponse carries a fresh credential (a signed.Envelope).
+type CredentialResponse struct {
+	Credential []byte `cbor:"1,keyasint"`
+}
+
+// RefreshRequest asks for a fresh credential.
+type RefreshRequest struct{}
+
+// RegisterRelayRequest registers the node's relay name.
+type RegisterRelayRequest struct {
+	Name string `cbor:"1,keyasint"`
+}
+
+// Empty is an empty answer.
+type Empty struct{}
+
+// OpenSessionRequest asks the hub for a session to the node behind a relay.
+type OpenSessionRequest struct {
+	Relay string `cbor:"1,keyasint"`
+}
+
+// OpenSessionResponse names the session token and the peer that owns the
+// relay. Both nodes dial a data connection with the token.
+type OpenSessionResponse struct {
+	Token []byte `cbor:"1,keyasint"`
+	Peer  string `cbor:"2,keyasint"` // identifier of the relay's node
+}
+
+// Incoming tells a relay's node that a peer wants a session.
+type Incoming struct {
+	Token []byte `cbor:"1,keyasint"`
+	Relay string `cbor:"2,keyasint"`
+	From  string `cbor:"3,keyasint"` // identifier of the initiating node
+}
+
+// CreateTicketRequest asks the hub (as an enroller) for a ticket.
+type CreateTicketRequest struct {
+	Attributes map[string]string `cbor:"1,keyasint,omitempty"`
+	Relay      string            `cbor:"2,keyasint,omitempty"`
+	ExpiresIn  int64             `cbor:"3,keyasint"` // seconds
+	Uses       int               `cbor:"4,keyasint"`
+}
+
+// CreateTicketResponse carries the ticket text.
+type CreateTicketResponse struct {
+	Ticket string `cbor:"1,keyasint"`
+}
+
+// Ping is a keepalive; the answer is a Ping too.
+type Ping struct {
+	TimeUnix int64 `cbor:"1,keyasint"`
+}
+
+// PortalHello is the outlet node's Noise message-2 payload in a portal.
+type PortalHello struct {
+	Credential []byte `cbor:"1,keyasint"`
+}
+
+// PortalOpen is the inlet node's Noise message-3 payload in a portal.
+type PortalOpen struct {
+	Credential []byte `cbor:"1,keyasint"`
+	Outlet     string `cbor:"2,keyasint"`
+}
+
+// Portal result codes.
+const (
+	PortalOK            = "ok"
+	PortalDenied        = "denied"
+	PortalUnknownOutlet = "unknown-outlet"
+	PortalTargetRefused = "target-refused"
+	PortalTargetTimeout = "target-timeout"
+	PortalPaused        = "paused"
+	PortalBadCredential = "bad-credential"
+)
+
+// PortalResult is the first message the outlet node sends after the portal
+// handshake, before any data.
+type PortalResult struct {
+	Code    string `cbor:"1,keyasint"`
+	Message string `cbor:"2,keyasint,omitempty"`
+}
