@@ -37,7 +37,7 @@ type HubKeyMismatchError struct {
 }
 
 func (e *HubKeyMismatchError) Error() string {
-	return fmt.Sprintf("hub at %s has key %s but the ticket names %s: this ticket is for another hub", e.Addr, e.Got.Fingerprint(), e.Want.Fingerprint())
+	return fmt.Sprintf("hub at %s has key %s but the ticket names %s: this is a ticket for another hub", e.Addr, e.Got.Fingerprint(), e.Want.Fingerprint())
 }
 
 // hubConn is one control connection to the hub.

@@ -64,7 +64,7 @@ type outcome struct {
 // applies outletAllow to the request.
 func portalPair(t *testing.T, in, out *node, relay, peerID string, inletAllow, outletAllow policy.Expr) outcome {
 	t.Helper()
-	a, b := net.Pipe()
+	a, b := tcpPair(t)
 	token := []byte("0123456789abcdef0123456789abcdef")
 	ctx := context.Background()
 	res := make(chan outcome, 1)
@@ -102,6 +102,27 @@ func portalPair(t *testing.T, in, out *node, relay, peerID string, inletAllow, o
 		nc.Close()
 	}
 	return o
+}
+
+// tcpPair returns both ends of a loopback TCP connection (net.Pipe has no
+// buffering, which deadlocks an echo).
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
 }
 
 func TestPortal(t *testing.T) {

@@ -1,0 +1,576 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+// Package config loads a node's YAML config: the seed-compatible keys
+// (relay, tcp-inlet, tcp-outlet, policy; single objects or lists) and the
+// agent-only keys beside them (remote-outlets, update, log).
+//
+// Loading is strict and precise: the YAML is parsed into a node tree so
+// every error names its line; unknown keys and duplicate keys are errors;
+// `$NAME` and `${NAME}` in scalar values are interpolated from --variable
+// values after parsing (so a value can never inject YAML structure), and an
+// unset variable is an error naming it; allow expressions are parsed with
+// the policy package when the config loads. The checked tree is then loaded
+// through koanf, where the environment may override log and update keys.
+//
+// Imports: policy, koanf, yaml. Imported by agent and cmd.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/v2"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/edgeportal/connect/policy"
+)
+
+// Config is a loaded, validated node config.
+type Config struct {
+	Relay         string
+	Inlets        []Inlet
+	Outlets       []Outlet
+	Policies      []Policy
+	RemoteOutlets *RemoteOutlets // nil: the vendor may not add outlets at all
+	Update        Update
+	Log           Log
+}
+
+// Inlet listens on From and carries connections via a relay to an outlet.
+type Inlet struct {
+	From, Via, To, Allow string
+	AllowExpr            policy.Expr // nil when Allow is empty
+}
+
+// Outlet is a named TCP target.
+type Outlet struct {
+	From, To, Allow string
+	AllowExpr       policy.Expr
+}
+
+// Policy is the node's default allow for a resource type.
+type Policy struct {
+	ResourceType, Allow string
+	AllowExpr           policy.Expr
+}
+
+// RemoteOutlets is the customer's allow-list for vendor-pushed outlets.
+type RemoteOutlets struct {
+	Allow []string
+}
+
+// Update configures self-update.
+type Update struct {
+	Auto       *bool
+	Channel    string
+	CheckEvery time.Duration
+	Pin        string
+	Window     string
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string
+	Format string
+}
+
+// DefaultAllow returns the default policy for a resource type, or nil.
+func (c *Config) DefaultAllow(resourceType string) policy.Expr {
+	if c == nil {
+		return nil
+	}
+	for _, p := range c.Policies {
+		if p.ResourceType == resourceType {
+			return p.AllowExpr
+		}
+	}
+	return nil
+}
+
+// LineError is a config error at a line.
+type LineError struct {
+	Line int
+	Msg  string
+}
+
+func (e *LineError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("config: line %d: %s", e.Line, e.Msg)
+	}
+	return "config: " + e.Msg
+}
+
+type field struct {
+	kind string // "scalar", "object", "objects" (object or list of objects), "scalars" (list)
+	keys map[string]field
+}
+
+var (
+	scalar = field{kind: "scalar"}
+	schema = field{kind: "object", keys: map[string]field{
+		"relay":      scalar,
+		"tcp-inlet":  {kind: "objects", keys: map[string]field{"from": scalar, "via": scalar, "to": scalar, "allow": scalar}},
+		"tcp-outlet": {kind: "objects", keys: map[string]field{"from": scalar, "to": scalar, "allow": scalar}},
+		"policy":     {kind: "objects", keys: map[string]field{"resource-type": scalar, "allow": scalar}},
+		"remote-outlets": {kind: "object", keys: map[string]field{
+			"allow": {kind: "scalars"},
+		}},
+		"update": {kind: "object", keys: map[string]field{"auto": scalar, "channel": scalar, "check-every": scalar, "pin": scalar, "window": scalar}},
+		"log":    {kind: "object", keys: map[string]field{"level": scalar, "format": scalar}},
+	}}
+)
+
+func knownKeys(f field) string {
+	var ks []string
+	for k := range f.keys {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}
+
+var varRE = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+
+func interpolate(s string, line int, vars map[string]string) (string, error) {
+	var err error
+	out := varRE.ReplaceAllStringFunc(s, func(m string) string {
+		if m == "$$" {
+			return "$"
+		}
+		name := strings.Trim(m, "${}")
+		v, ok := vars[name]
+		if !ok && err == nil {
+			err = &LineError{Line: line, Msg: fmt.Sprintf("variable $%s is not set (pass --variable %s=...)", name, name)}
+		}
+		return v
+	})
+	return out, err
+}
+
+type walker struct {
+	vars  map[string]string
+	lines map[string]int // koanf path → line
+}
+
+// walk checks n against f, interpolates scalars and returns the plain value.
+func (w *walker) walk(n *yaml.Node, f field, path, what string) (any, error) {
+	if n.Kind == yaml.AliasNode {
+		return nil, &LineError{Line: n.Line, Msg: fmt.Sprintf("%s: YAML aliases are not supported", what)}
+	}
+	w.lines[path] = n.Line
+	switch f.kind {
+	case "scalar":
+		if n.Kind != yaml.ScalarNode {
+			return nil, &LineError{Line: n.Line, Msg: fmt.Sprintf("%s must be a single value", what)}
+		}
+		if n.Tag == "!!null" {
+			return "", nil
+		}
+		return interpolate(n.Value, n.Line, w.vars)
+	case "scalars":
+		if n.Kind != yaml.SequenceNode {
+			return nil, &LineError{Line: n.Line, Msg: fmt.Sprintf("%s must be a list", what)}
+		}
+		out := []any{}
+		for i, c := range n.Content {
+			v, err := w.walk(c, scalar, fmt.Sprintf("%s[%d]", path, i), what)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	case "objects":
+		if n.Kind == yaml.SequenceNode {
+			out := []any{}
+			for i, c := range n.Content {
+				v, err := w.walk(c, field{kind: "object", keys: f.keys}, fmt.Sprintf("%s[%d]", path, i), what)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, v)
+			}
+			return out, nil
+		}
+		v, err := w.walk(n, field{kind: "object", keys: f.keys}, path+"[0]", what)
+		if err != nil {
+			return nil, err
+		}
+		w.lines[path+"[0]"] = n.Line
+		return []any{v}, nil
+	case "object":
+		if n.Kind != yaml.MappingNode {
+			return nil, &LineError{Line: n.Line, Msg: fmt.Sprintf("%s must be a mapping of keys (known: %s)", what, knownKeys(f))}
+		}
+		out := map[string]any{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			sub, ok := f.keys[k.Value]
+			if !ok {
+				in := ""
+				if what != "" {
+					in = " in " + what
+				}
+				return nil, &LineError{Line: k.Line, Msg: fmt.Sprintf("unknown key %q%s (known: %s)", k.Value, in, knownKeys(f))}
+			}
+			if _, dup := out[k.Value]; dup {
+				return nil, &LineError{Line: k.Line, Msg: fmt.Sprintf("key %q given twice", k.Value)}
+			}
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			name := k.Value
+			if what != "" && sub.kind == "scalar" {
+				name = what + " " + k.Value
+			}
+			val, err := w.walk(v, sub, p, name)
+			if err != nil {
+				return nil, err
+			}
+			out[k.Value] = val
+		}
+		return out, nil
+	}
+	return nil, errors.New("config: bad schema")
+}
+
+// LoadOptions adjust Load.
+type LoadOptions struct {
+	// EnvPrefix, when set, lets environment variables like
+	// <PREFIX>LOG__LEVEL override log.* and update.* keys.
+	EnvPrefix string
+}
+
+// Load parses and validates a config.
+func Load(data []byte, vars map[string]string) (*Config, error) {
+	return LoadWith(data, vars, LoadOptions{})
+}
+
+// LoadFile is Load on a file; errors name the file.
+func LoadFile(path string, vars map[string]string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Load(b, vars)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+type rawConfig struct {
+	Relay   string         `koanf:"relay"`
+	Inlets  []rawInlet     `koanf:"tcp-inlet"`
+	Outlets []rawOutlet    `koanf:"tcp-outlet"`
+	Policy  []rawPolicy    `koanf:"policy"`
+	Remote  *rawRemote     `koanf:"remote-outlets"`
+	Update  map[string]any `koanf:"update"`
+	Log     struct {
+		Level  string `koanf:"level"`
+		Format string `koanf:"format"`
+	} `koanf:"log"`
+}
+
+type rawInlet struct {
+	From  string `koanf:"from"`
+	Via   string `koanf:"via"`
+	To    string `koanf:"to"`
+	Allow string `koanf:"allow"`
+}
+
+type rawOutlet struct {
+	From  string `koanf:"from"`
+	To    string `koanf:"to"`
+	Allow string `koanf:"allow"`
+}
+
+type rawPolicy struct {
+	ResourceType string `koanf:"resource-type"`
+	Allow        string `koanf:"allow"`
+}
+
+type rawRemote struct {
+	Allow []string `koanf:"allow"`
+}
+
+// LoadWith is Load with options.
+func LoadWith(data []byte, vars map[string]string, opts LoadOptions) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	w := &walker{vars: vars, lines: map[string]int{}}
+	tree := map[string]any{}
+	if len(doc.Content) > 0 && !(doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null") {
+		v, err := w.walk(doc.Content[0], schema, "", "")
+		if err != nil {
+			return nil, err
+		}
+		tree = v.(map[string]any)
+	}
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(tree, "."), nil); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if opts.EnvPrefix != "" {
+		env := map[string]any{}
+		for _, kv := range os.Environ() {
+			name, val, _ := strings.Cut(kv, "=")
+			if !strings.HasPrefix(name, opts.EnvPrefix) {
+				continue
+			}
+			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, opts.EnvPrefix), "__", "."))
+			key = strings.ReplaceAll(key, "_", "-")
+			sec, sub, ok := strings.Cut(key, ".")
+			if !ok || (sec != "log" && sec != "update") {
+				continue
+			}
+			if f, ok := schema.keys[sec].keys[sub]; ok && f.kind == "scalar" {
+				env[key] = val
+			}
+		}
+		if err := k.Load(confmap.Provider(env, "."), nil); err != nil {
+			return nil, fmt.Errorf("config: environment: %w", err)
+		}
+	}
+	var raw rawConfig
+	err := k.UnmarshalWithConf("", &raw, koanf.UnmarshalConf{Tag: "koanf", DecoderConfig: &mapstructure.DecoderConfig{
+		WeaklyTypedInput: true, ErrorUnused: true, Result: &raw, TagName: "koanf",
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return w.validate(&raw)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func (w *walker) validate(raw *rawConfig) (*Config, error) {
+	line := func(p string) int { return w.lines[p] }
+	c := &Config{Relay: raw.Relay, Log: Log{Level: raw.Log.Level, Format: raw.Log.Format}}
+	if c.Relay != "" && !nameRE.MatchString(c.Relay) {
+		return nil, &LineError{Line: line("relay"), Msg: fmt.Sprintf("relay %q: use letters, digits, '.', '_' and '-', at most 64", c.Relay)}
+	}
+	seenOut := map[string]bool{}
+	for i, ro := range raw.Outlets {
+		o := Outlet{From: ro.From, To: ro.To, Allow: ro.Allow}
+		p := fmt.Sprintf("tcp-outlet[%d]", i)
+		if err := ValidateOutlet(&o); err != nil {
+			return nil, &LineError{Line: line(p), Msg: err.Error()}
+		}
+		if seenOut[o.From] {
+			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("tcp-outlet %q defined twice", o.From)}
+		}
+		seenOut[o.From] = true
+		c.Outlets = append(c.Outlets, o)
+	}
+	seenIn := map[string]bool{}
+	for i, ri := range raw.Inlets {
+		in := Inlet{From: ri.From, Via: ri.Via, To: ri.To, Allow: ri.Allow}
+		p := fmt.Sprintf("tcp-inlet[%d]", i)
+		if err := ValidateInlet(&in); err != nil {
+			return nil, &LineError{Line: line(p), Msg: err.Error()}
+		}
+		if seenIn[in.From] {
+			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("two tcp-inlets listen on %s", in.From)}
+		}
+		seenIn[in.From] = true
+		c.Inlets = append(c.Inlets, in)
+	}
+	seenType := map[string]bool{}
+	for i, rp := range raw.Policy {
+		p := fmt.Sprintf("policy[%d]", i)
+		if !policy.ValidResourceType(rp.ResourceType) {
+			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("policy resource-type %q: want %s or %s", rp.ResourceType, policy.TCPInlet, policy.TCPOutlet)}
+		}
+		if seenType[rp.ResourceType] {
+			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("two policies for resource-type %s", rp.ResourceType)}
+		}
+		seenType[rp.ResourceType] = true
+		e, err := policy.Parse(rp.Allow)
+		if err != nil {
+			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("policy %s: allow: %v", rp.ResourceType, err)}
+		}
+		c.Policies = append(c.Policies, Policy{ResourceType: rp.ResourceType, Allow: rp.Allow, AllowExpr: e})
+	}
+	if raw.Remote != nil {
+		c.RemoteOutlets = &RemoteOutlets{}
+		for i, a := range raw.Remote.Allow {
+			if err := ValidateAllowEntry(a); err != nil {
+				return nil, &LineError{Line: line(fmt.Sprintf("remote-outlets.allow[%d]", i)), Msg: "remote-outlets allow: " + err.Error()}
+			}
+			c.RemoteOutlets.Allow = append(c.RemoteOutlets.Allow, a)
+		}
+	}
+	for key, v := range raw.Update {
+		s := fmt.Sprint(v)
+		ln := line("update." + key)
+		switch key {
+		case "auto":
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return nil, &LineError{Line: ln, Msg: fmt.Sprintf("update auto %q: want true or false", s)}
+			}
+			c.Update.Auto = &b
+		case "channel":
+			c.Update.Channel = s
+		case "check-every":
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				return nil, &LineError{Line: ln, Msg: fmt.Sprintf("update check-every %q: want a positive duration like 6h", s)}
+			}
+			c.Update.CheckEvery = d
+		case "pin":
+			c.Update.Pin = s
+		case "window":
+			c.Update.Window = s
+		}
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return nil, &LineError{Line: line("log.level"), Msg: fmt.Sprintf("log level %q: want debug, info, warn or error", c.Log.Level)}
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		return nil, &LineError{Line: line("log.format"), Msg: fmt.Sprintf("log format %q: want text or json", c.Log.Format)}
+	}
+	return c, nil
+}
+
+func validHostPort(s string, listen bool) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || n == 0 && !listen {
+		return fmt.Errorf("%q: port must be 1-65535", s)
+	}
+	if host == "" {
+		if listen {
+			return nil
+		}
+		return fmt.Errorf("%q: host is empty", s)
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if listen {
+		if host == "localhost" {
+			return nil
+		}
+		return fmt.Errorf("%q: listen on an IP address (e.g. 127.0.0.1:%s)", s, port)
+	}
+	if !hostRE.MatchString(host) {
+		return fmt.Errorf("%q: %q is not a valid host name", s, host)
+	}
+	return nil
+}
+
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$`)
+
+// ValidateOutlet checks an outlet and parses its allow expression.
+func ValidateOutlet(o *Outlet) error {
+	if !nameRE.MatchString(o.From) {
+		return fmt.Errorf("tcp-outlet from %q: an outlet name uses letters, digits, '.', '_' and '-', at most 64", o.From)
+	}
+	if err := validHostPort(o.To, false); err != nil {
+		return fmt.Errorf("tcp-outlet %q: to %w", o.From, err)
+	}
+	o.AllowExpr = nil
+	if o.Allow != "" {
+		e, err := policy.Parse(o.Allow)
+		if err != nil {
+			return fmt.Errorf("tcp-outlet %q: allow: %w", o.From, err)
+		}
+		o.AllowExpr = e
+	}
+	return nil
+}
+
+// ValidateInlet checks an inlet and parses its allow expression.
+func ValidateInlet(in *Inlet) error {
+	if err := validHostPort(in.From, true); err != nil {
+		return fmt.Errorf("tcp-inlet from %w", err)
+	}
+	if !nameRE.MatchString(in.Via) {
+		return fmt.Errorf("tcp-inlet %s: via %q: want a relay name", in.From, in.Via)
+	}
+	if !nameRE.MatchString(in.To) {
+		return fmt.Errorf("tcp-inlet %s: to %q: want an outlet name", in.From, in.To)
+	}
+	in.AllowExpr = nil
+	if in.Allow != "" {
+		e, err := policy.Parse(in.Allow)
+		if err != nil {
+			return fmt.Errorf("tcp-inlet %s: allow: %w", in.From, err)
+		}
+		in.AllowExpr = e
+	}
+	return nil
+}
+
+// ValidateAllowEntry checks one remote-outlets allow-list entry: a host
+// name, a "*." wildcard pattern, an IP or a CIDR, then ":" and a port or
+// "*".
+func ValidateAllowEntry(s string) error {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		return fmt.Errorf("%q: want HOST:PORT, *.DOMAIN:PORT or CIDR:PORT", s)
+	}
+	host, port := s[:i], s[i+1:]
+	if port != "*" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port must be 1-65535 or *", s)
+		}
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.Contains(host, "/") {
+		if _, err := netip.ParsePrefix(host); err != nil {
+			return fmt.Errorf("%q: bad CIDR: %v", s, err)
+		}
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	name := strings.TrimPrefix(host, "*.")
+	if !hostRE.MatchString(name) || strings.Contains(name, "*") {
+		return fmt.Errorf("%q: %q is not a host name or *.domain pattern", s, host)
+	}
+	return nil
+}
+
+var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ParseVariables parses --variable NAME=VALUE flags.
+func ParseVariables(kv []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, s := range kv {
+		name, val, ok := strings.Cut(s, "=")
+		if !ok {
+			return nil, fmt.Errorf("--variable %q: want NAME=VALUE", s)
+		}
+		if !varNameRE.MatchString(name) {
+			return nil, fmt.Errorf("--variable %q: %q is not a variable name (letters, digits, _)", s, name)
+		}
+		m[name] = val
+	}
+	return m, nil
+}
