@@ -56,7 +56,9 @@ func TestLoad(t *testing.T) {
 		{name: "lists", yaml: "tcp-outlet:\n  - from: a\n    to: a.local:1\n  - from: b\n    to: '[::1]:2'\n    allow: x and not y\n",
 			check: func(c *Config) bool { return len(c.Outlets) == 2 && c.Outlets[1].AllowExpr.String() == "x and not y" }},
 		{name: "braced var and dollar", yaml: "tcp-outlet:\n  from: a\n  to: ${HOST}:80\n  allow: 'tag = \"$$x\"'\n",
-			check: func(c *Config) bool { return c.Outlets[0].To == "h.local:80" && c.Outlets[0].AllowExpr.String() == "tag = \"$x\"" }},
+			check: func(c *Config) bool {
+				return c.Outlets[0].To == "h.local:80" && c.Outlets[0].AllowExpr.String() == "tag = \"$x\""
+			}},
 		{name: "remote outlets", yaml: "remote-outlets:\n  allow:\n    - github.local:80\n    - \"*.acme.internal:443\"\n    - 10.20.0.0/16:5432\n    - \"[fd00::/8]:*\"\n",
 			check: func(c *Config) bool { return c.RemoteOutlets != nil && len(c.RemoteOutlets.Allow) == 4 }},
 		{name: "remote outlets empty", yaml: "remote-outlets:\n  allow: []\n", check: func(c *Config) bool { return c.RemoteOutlets != nil && len(c.RemoteOutlets.Allow) == 0 }},
