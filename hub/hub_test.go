@@ -337,7 +337,7 @@ func TestPendingLimits(t *testing.T) {
 	expectClosed(t, extra, 2*time.Second)
 	extra.Close()
 	// Thousands of idle connections from other sources.
-	for src := 3; src < 3+32; src++ {
+	for src := 3; src < 5; src++ {
 		for i := 0; i < hub.MaxPendingPerSource; i++ {
 			c, err := dialFrom(fmt.Sprintf("127.0.0.%d", src))
 			if err != nil {
@@ -346,7 +346,7 @@ func TestPendingLimits(t *testing.T) {
 			conns = append(conns, c)
 		}
 	}
-	if len(conns) < 2000 {
+	if len(conns) < 3000 {
 		t.Fatalf("only %d idle connections", len(conns))
 	}
 	hubAlive(t, h)

@@ -45,10 +45,12 @@ const (
 	// connections) the token: a peer that stalls is dropped after it.
 	HandshakeTimeout = 10 * time.Second
 	// MaxPendingPerSource bounds connections from one IP that have not yet
-	// finished their handshake, so one source cannot exhaust the hub.
-	MaxPendingPerSource = 64
+	// finished their handshake (or, for data connections, sent a known
+	// token), so one source cannot exhaust the hub. A busy node opening
+	// hundreds of portals at once stays well under it.
+	MaxPendingPerSource = 1024
 	// MaxPending bounds unauthenticated connections from all sources.
-	MaxPending = 4096
+	MaxPending = 8192
 	// ControlIdleTimeout closes a control connection that sent nothing
 	// (not even a ping) for this long.
 	ControlIdleTimeout = 90 * time.Second
