@@ -228,3 +228,30 @@ func TestConcurrentRedemption(t *testing.T) {
 		t.Errorf("%d members", n)
 	}
 }
+
+func TestCredentialRefresh(t *testing.T) {
+	env := NewEnv(t)
+	h := env.NewHub()
+	cfg := filepath.Join(h.Dir, "hub.json")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), `"listen"`, `"credential_ttl": "4s",
+  "listen"`, 1)), 0o600)
+	h.Start()
+	n := env.StartNode("short-lived", "--enrollment-ticket", h.Ticket("t.ticket", "--relay", "r1"))
+	first := n.AwaitRelayUp().CredentialExpires
+	if d := time.Until(first); d > 5*time.Second {
+		t.Fatalf("credential valid for %s; hub.json asked for 4s", d)
+	}
+	Await(t, 20*time.Second, "a refreshed credential", func() bool {
+		st, err := n.Status()
+		return err == nil && st.CredentialExpires.After(first)
+	})
+	// The revoked member gets no more refreshes and is cut off.
+	st, _ := n.Status()
+	if r := h.CLI([]string{"members", "revoke"}, st.Identifier); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	if code := n.Proc.Wait(t, 15*time.Second); code == 0 {
+		t.Error("revoked node exited 0")
+	}
+}
