@@ -116,8 +116,17 @@ func New(opts Options) *Node {
 
 // Run runs the node until ctx is done. It returns an error only for
 // problems a person must fix (bad state directory, refused ticket,
-// revoked membership); network trouble is retried forever.
+// revoked membership); network trouble is retried forever. The error is
+// also recorded in the state directory for `install` and `doctor`.
 func (n *Node) Run(ctx context.Context) error {
+	err := n.run(ctx)
+	if err != nil && ctx.Err() == nil {
+		RecordError(n.opts.StateDir, err)
+	}
+	return err
+}
+
+func (n *Node) run(ctx context.Context) error {
 	dir := n.opts.StateDir
 	if dir == "" {
 		return errors.New("no state directory given")
@@ -141,15 +150,27 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	installedTicket := filepath.Join(dir, InstalledTicketFile)
 	if enr == nil {
+		fromInstall := false
 		if n.opts.TicketFile == "" {
-			return fmt.Errorf("this node is not enrolled yet: pass --enrollment-ticket FILE")
+			if _, err := os.Stat(installedTicket); err != nil {
+				return fmt.Errorf("this node is not enrolled yet: pass --enrollment-ticket FILE")
+			}
+			n.opts.TicketFile, fromInstall = installedTicket, true
 		}
 		if enr, err = n.enroll(ctx); err != nil {
 			return err
 		}
+		if fromInstall {
+			// Redeemed: the secret is useless now; don't keep it around.
+			os.Remove(installedTicket)
+		}
 	} else if n.opts.TicketFile != "" {
 		n.log.Info("already enrolled; the ticket is not needed any more and was not read", "ticket_file", n.opts.TicketFile)
+	}
+	if _, err := os.Stat(installedTicket); err == nil {
+		os.Remove(installedTicket)
 	}
 	cred, err := enroll.PeekCredential(enr.Credential)
 	if err != nil {
@@ -425,6 +446,7 @@ func (n *Node) session(ctx context.Context, addr string) error {
 	close(n.hubReady)
 	n.mu.Unlock()
 	n.log.Info("connected to hub", "hub", addr)
+	os.Remove(filepath.Join(n.opts.StateDir, LastErrorFile))
 	defer func() {
 		n.mu.Lock()
 		n.hub, n.relayUp = nil, false

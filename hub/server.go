@@ -494,6 +494,14 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		}
 		text, err := s.enrollerTicket(ctx, cc, req)
 		reply(control.CreateTicketResponse{Ticket: text}, err)
+	case control.TypeLeave:
+		if _, err := s.auth.Member(ctx, cc.peer); err != nil {
+			reply(nil, err)
+			return
+		}
+		cc.log.Info("node left: revoking its own membership")
+		reply(control.Empty{}, nil)
+		go s.Revoke(context.Background(), cc.id)
 	default:
 		reply(nil, &control.Error{Code: control.ErrCodeUnsupported, Message: fmt.Sprintf("unsupported control message type %d", m.Type)})
 	}

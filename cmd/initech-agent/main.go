@@ -29,6 +29,7 @@ import (
 	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/installer"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/internal/cliutil"
@@ -55,6 +56,10 @@ Usage:
   %[1]s tcp-outlet list|delete --state-dir DIR [--from NAME]
   %[1]s tcp-inlet create --state-dir DIR --from HOST:PORT --via RELAY --to OUTLET [--allow EXPR]
   %[1]s tcp-inlet list|delete --state-dir DIR [--from HOST:PORT]
+  %[1]s install --ticket FILE [--config FILE] [--variable K=V]... [--user] [--state-dir DIR] [--dry-run] [--root DIR]
+  %[1]s uninstall [--purge] [--revoke]
+  %[1]s start | stop | restart
+  %[1]s doctor [--state-dir DIR]
   %[1]s version
 `, brand.AgentBinary(), brand.DisplayName())
 }
@@ -100,6 +105,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return cmdInlet(ctx, s, rest, stdout)
+	case "install":
+		return cmdInstall(ctx, args, stdout)
+	case "uninstall":
+		return cmdUninstall(ctx, args, stdout)
+	case "start", "stop", "restart":
+		return cmdControl(cmd, args, stdout)
+	case "doctor":
+		return cmdDoctor(ctx, args, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, buildinfo.String(brand.AgentBinary()))
 		return nil
@@ -111,13 +124,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return cliutil.Usagef("unknown command %q", cmd)
 }
 
-func stateDirFlag(fs *flag.FlagSet) *string {
-	return fs.String("state-dir", os.Getenv(brand.EnvPrefix()+"STATE_DIR"), "the node's state directory")
+// defaultStateDir is the installed service's state directory (system,
+// else per-user), unless the environment names one.
+func defaultStateDir() string {
+	if d := os.Getenv(brand.EnvPrefix() + "STATE_DIR"); d != "" {
+		return d
+	}
+	if d := installer.DefaultStateDir(false); exists(d) {
+		return d
+	}
+	return installer.DefaultStateDir(true)
 }
 
-func requireStateDir(dir string) error {
-	if dir == "" {
-		return cliutil.Usagef("--state-dir is required")
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func stateDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("state-dir", "", "the node's state directory (default: the installed service's)")
+}
+
+func requireStateDir(dir *string) error {
+	if *dir == "" {
+		*dir = defaultStateDir()
 	}
 	return nil
 }
@@ -137,7 +167,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cliutil.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	if err := requireStateDir(*dir); err != nil {
+	if err := requireStateDir(dir); err != nil {
 		return err
 	}
 	var cfg *config.Config
@@ -149,21 +179,25 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		if cfg, err = config.LoadFile(*cfgPath, vm); err != nil {
 			return err
 		}
+	} else if cfg, err = agent.LoadInstalledConfig(*dir, vm); err != nil {
+		return err
+	} else if cfg == nil && len(vars) > 0 {
+		return cliutil.Usagef("--variable needs --config")
+	}
+	if cfg != nil {
 		if *level == "info" && cfg.Log.Level != "" {
 			*level = cfg.Log.Level
 		}
 		if *format == "text" && cfg.Log.Format != "" {
 			*format = cfg.Log.Format
 		}
-	} else if len(vars) > 0 {
-		return cliutil.Usagef("--variable needs --config")
 	}
 	log, err := cliutil.Logger(stderr, *level, *format)
 	if err != nil {
 		return cliutil.Usagef("%v", err)
 	}
 	n := agent.New(agent.Options{StateDir: *dir, TicketFile: ticket, Config: cfg, Logger: log, HubAddr: *hubAddr})
-	return n.Run(ctx)
+	return installer.RunAsService(ctx, n.Run)
 }
 
 func dial(dir string) (*localapi.Client, error) {
@@ -181,7 +215,7 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := cliutil.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	if err := requireStateDir(*dir); err != nil {
+	if err := requireStateDir(dir); err != nil {
 		return err
 	}
 	c, err := dial(*dir)
@@ -261,7 +295,7 @@ func cmdTicketCreate(ctx context.Context, args []string, stdout io.Writer) error
 	if err := cliutil.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	if err := requireStateDir(*dir); err != nil {
+	if err := requireStateDir(dir); err != nil {
 		return err
 	}
 	d, err := cliutil.Duration("expires-in", *expires)
@@ -355,7 +389,7 @@ func cmdOutlet(ctx context.Context, sub string, args []string, stdout io.Writer)
 	if err := cliutil.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	if err := requireStateDir(*dir); err != nil {
+	if err := requireStateDir(dir); err != nil {
 		return err
 	}
 	c, err := dial(*dir)
@@ -411,7 +445,7 @@ func cmdInlet(ctx context.Context, sub string, args []string, stdout io.Writer) 
 	if err := cliutil.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	if err := requireStateDir(*dir); err != nil {
+	if err := requireStateDir(dir); err != nil {
 		return err
 	}
 	c, err := dial(*dir)

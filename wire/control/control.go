@@ -13,7 +13,7 @@
 // # Message set history
 //
 //	1: hello, redeem, refresh, register-relay, open-session, incoming,
-//	   create-ticket, ping, revoked.
+//	   create-ticket, ping, revoked, leave.
 //
 // Imports: wire. May be imported by enroll, portal, hub, agent.
 package control
@@ -39,6 +39,7 @@ const (
 	TypeCreateTicket  Type = 6  // node→hub (enroller): CreateTicketRequest → CreateTicketResponse
 	TypePing          Type = 7  // either way: Ping → Ping
 	TypeRevoked       Type = 8  // hub→node push: the member was revoked; the hub closes next
+	TypeLeave         Type = 9  // node→hub: revoke my own membership (uninstall --revoke) → Empty
 	TypeResponse      Type = 99 // an answer to a request (same ID)
 )
 
