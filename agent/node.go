@@ -21,8 +21,10 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/edgeportal/connect/agent/command"
 	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/enroll"
@@ -76,6 +78,13 @@ type Node struct {
 	hubReady  chan struct{} // closed while a hub connection is up
 	portalsWG sync.WaitGroup
 	runCtx    context.Context
+
+	allow    *command.AllowList // nil: no remote outlets
+	audit    *command.Audit
+	paused   bool
+	cmds     cmdState
+	cmdMu    sync.Mutex
+	cmdQueue chan queuedCommand
 }
 
 type outlet struct {
@@ -84,6 +93,9 @@ type outlet struct {
 	allow  string
 	expr   policy.Expr // nil = use the default for tcp-outlet
 	origin string
+	// dialControl checks every address a vendor outlet dials against the
+	// customer's allow-list; nil for local outlets.
+	dialControl func(network, address string, c syscall.RawConn) error
 }
 
 type inlet struct {
@@ -111,6 +123,7 @@ func New(opts Options) *Node {
 		outlets:  map[string]*outlet{},
 		inlets:   map[string]*inlet{},
 		hubReady: make(chan struct{}),
+		cmdQueue: make(chan queuedCommand, 256),
 	}
 }
 
@@ -198,6 +211,10 @@ func (n *Node) run(ctx context.Context) error {
 		return err
 	}
 	defer n.closeInlets()
+	if err := n.setupCommands(); err != nil {
+		return err
+	}
+	go n.commandWorker(ctx)
 	stop, err := localapi.Serve(ctx, dir, n)
 	if err != nil {
 		return err
@@ -415,6 +432,12 @@ func (n *Node) session(ctx context.Context, addr string) error {
 				defer n.portalsWG.Done()
 				n.serveIncoming(ctx, h.addr, in)
 			}()
+		case control.TypeCommand:
+			var p control.CommandPush
+			if err := control.DecodeBody(m, &p); err != nil {
+				p = control.CommandPush{Data: m.Body}
+			}
+			n.queueCommand(h, p)
 		case control.TypeRevoked:
 			select {
 			case revoked <- struct{}{}:
@@ -444,7 +467,11 @@ func (n *Node) session(ctx context.Context, addr string) error {
 	n.mu.Lock()
 	n.hub, n.hubErr = h, ""
 	close(n.hubReady)
+	paused := n.paused
 	n.mu.Unlock()
+	if paused {
+		h.call(ctx, control.TypeNodeState, control.NodeState{Paused: true}, nil)
+	}
 	n.log.Info("connected to hub", "hub", addr)
 	os.Remove(filepath.Join(n.opts.StateDir, LastErrorFile))
 	defer func() {
@@ -561,6 +588,7 @@ func (n *Node) Status(ctx context.Context) localapi.Status {
 		StateDir:          n.opts.StateDir,
 		Outlets:           []localapi.Outlet{},
 		Inlets:            []localapi.Inlet{},
+		Paused:            n.paused,
 	}
 	if st.Attributes == nil {
 		st.Attributes = map[string]string{}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edgeportal/connect/agent/command"
 	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/policy"
@@ -249,21 +250,33 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 	if o != nil {
 		allow = o.effectiveAllow(n.cfg)
 	}
+	paused := n.paused
 	n.mu.Unlock()
+	entry := command.Entry{Kind: "portal", Peer: req.Peer.ID, Outlet: req.Outlet}
+	deny := func(code, reason string) {
+		log.Warn("portal denied", "reason", reason)
+		portal.Reject(req.Conn, code, reason)
+		entry.Decision, entry.Reason = "denied", reason
+		n.audit.Append(entry)
+	}
+	if paused {
+		deny(control.PortalPaused, "the node is paused by the customer")
+		return
+	}
 	if o == nil {
-		log.Warn("portal denied: unknown outlet")
-		portal.Reject(req.Conn, control.PortalUnknownOutlet, fmt.Sprintf("no outlet named %q on this node", req.Outlet))
+		deny(control.PortalUnknownOutlet, fmt.Sprintf("no outlet named %q on this node", req.Outlet))
 		return
 	}
 	if rej := portal.Check(allow, fmt.Sprintf("tcp-outlet %q", o.name), req.Peer); rej != nil {
-		log.Warn("portal denied", "reason", rej.Message)
-		portal.Reject(req.Conn, rej.Code, rej.Message)
+		deny(rej.Code, rej.Message)
 		return
 	}
-	target, rej := portal.DialTarget(ctx, &n.dialer, o.to)
+	d := n.dialer
+	d.Control = o.dialControl
+	target, rej := portal.DialTarget(ctx, &d, o.to)
 	if rej != nil {
 		log.Warn("portal target unreachable", "to", o.to, "reason", rej.Message)
-		portal.Reject(req.Conn, rej.Code, rej.Message)
+		deny(rej.Code, rej.Message)
 		return
 	}
 	if err := portal.Accept(req.Conn); err != nil {
@@ -274,7 +287,10 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 	}
 	log.Debug("portal open", "to", o.to, "setup", time.Since(start))
 	in, out, err := pipe.Pipe(ctx, req.Conn, target)
-	log.Debug("portal closed", "bytes_in", in, "bytes_out", out, "duration", time.Since(start).Round(time.Millisecond), "err", err)
+	d2 := time.Since(start)
+	log.Debug("portal closed", "bytes_in", in, "bytes_out", out, "duration", d2.Round(time.Millisecond), "err", err)
+	entry.Decision, entry.BytesIn, entry.BytesOut, entry.DurationMS = "allowed", in, out, d2.Milliseconds()
+	n.audit.Append(entry)
 }
 
 // AddOutlet implements localapi.Backend.

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -27,6 +28,8 @@ type Admin interface {
 	CreateTicket(ctx context.Context, o enroll.TicketOptions) (string, error)
 	Members(ctx context.Context) ([]MemberStatus, error)
 	Revoke(ctx context.Context, id string) (enroll.Member, error)
+	Push(ctx context.Context, req PushRequest) (PushResult, error)
+	Commands(ctx context.Context, relay string) ([]CommandRecord, error)
 }
 
 // MemberStatus is a member as `members list` shows it.
@@ -34,11 +37,14 @@ type MemberStatus struct {
 	enroll.Member
 	Connected bool   `json:"connected"`
 	RelayUp   string `json:"relay_up,omitempty"`
+	Paused    bool   `json:"paused,omitempty"`
 }
 
 // Offline is the Admin of a hub that is not running.
 type Offline struct {
-	Auth *enroll.Authority
+	Auth  *enroll.Authority
+	Dir   *Dir
+	Store Store
 }
 
 // CreateTicket implements Admin.
@@ -77,8 +83,8 @@ func (s *Server) Members(ctx context.Context) ([]MemberStatus, error) {
 	ms, err := s.store.ListMembers(ctx)
 	out := make([]MemberStatus, 0, len(ms))
 	for _, m := range ms {
-		c, r := s.Live(m.ID)
-		out = append(out, MemberStatus{Member: m, Connected: c, RelayUp: r})
+		c, r, p := s.Live(m.ID)
+		out = append(out, MemberStatus{Member: m, Connected: c, RelayUp: r, Paused: p})
 	}
 	return out, err
 }
@@ -125,6 +131,40 @@ func (s *Server) ServeAdmin(ctx context.Context) error {
 			return
 		}
 		json.NewEncoder(w).Encode(m)
+	})
+	mux.HandleFunc("POST /v1/commands", func(w http.ResponseWriter, r *http.Request) {
+		var req PushRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		res, err := s.Push(r.Context(), req)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		json.NewEncoder(w).Encode(res)
+	})
+	mux.HandleFunc("POST /v1/commands/raw", func(w http.ResponseWriter, r *http.Request) {
+		var req RawRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		res, err := s.PushRaw(r.Context(), req)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		json.NewEncoder(w).Encode(res)
+	})
+	mux.HandleFunc("GET /v1/commands", func(w http.ResponseWriter, r *http.Request) {
+		cs, err := s.Commands(r.Context(), r.URL.Query().Get("relay"))
+		if err != nil {
+			writeErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		json.NewEncoder(w).Encode(cs)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	go func() {
@@ -216,3 +256,24 @@ func (a *AdminClient) Revoke(ctx context.Context, id string) (enroll.Member, err
 }
 
 var _ Admin = (*AdminClient)(nil)
+
+// Push implements Admin.
+func (a *AdminClient) Push(ctx context.Context, req PushRequest) (PushResult, error) {
+	var out PushResult
+	err := a.do(ctx, "POST", "/v1/commands", req, &out)
+	return out, err
+}
+
+// Commands implements Admin.
+func (a *AdminClient) Commands(ctx context.Context, relay string) ([]CommandRecord, error) {
+	var out []CommandRecord
+	err := a.do(ctx, "GET", "/v1/commands?relay="+url.QueryEscape(relay), nil, &out)
+	return out, err
+}
+
+// PushRaw sends pre-signed command bytes through a running hub.
+func (a *AdminClient) PushRaw(ctx context.Context, req RawRequest) (PushResult, error) {
+	var out PushResult
+	err := a.do(ctx, "POST", "/v1/commands/raw", req, &out)
+	return out, err
+}

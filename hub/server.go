@@ -90,6 +90,7 @@ type Server struct {
 	spliced  map[*session]bool                // active spliced sessions
 	pending  map[string]int                   // source IP → connections before handshake
 	nPending int
+	waiters  map[waitKey]chan CommandRecord
 
 	handshakeTimeout time.Duration
 
@@ -128,6 +129,7 @@ func New(opts Options) (*Server, error) {
 		sessions: map[[wire.TokenLen]byte]*session{},
 		spliced:  map[*session]bool{},
 		pending:  map[string]int{},
+		waiters:  map[waitKey]chan CommandRecord{},
 
 		handshakeTimeout: HandshakeTimeout,
 	}
@@ -279,7 +281,11 @@ type controlConn struct {
 	relay    string
 	version  string
 	platform string
+	paused   bool
 	log      *slog.Logger
+
+	cmdMu     sync.Mutex
+	delivered uint64 // highest command seq pushed on this connection
 }
 
 func (cc *controlConn) send(b []byte) error {
@@ -337,6 +343,9 @@ func (s *Server) handleControl(c net.Conn, release func()) {
 	s.addConn(cc)
 	defer s.removeConn(cc)
 	cc.log.Debug("control connection up", "member", cc.member, "remote", c.RemoteAddr().String())
+	if cc.member {
+		go s.deliverPending(cc)
+	}
 	for {
 		nc.SetReadDeadline(time.Now().Add(ControlIdleTimeout))
 		b, err := wire.ReadMessage(nc)
@@ -458,6 +467,7 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		}
 		cc.member = true
 		cc.log.Info("node enrolled", "ticket", mem.TicketID, "relay", mem.Relay, "enroller", mem.Enroller)
+		go s.deliverPending(cc)
 		reply(control.CredentialResponse{Credential: cred}, nil)
 	case control.TypeRefresh:
 		cred, err := s.auth.Refresh(ctx, cc.peer)
@@ -494,6 +504,28 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		}
 		text, err := s.enrollerTicket(ctx, cc, req)
 		reply(control.CreateTicketResponse{Ticket: text}, err)
+	case control.TypeCommandAck:
+		var ack control.CommandAck
+		if err := control.DecodeBody(m, &ack); err != nil {
+			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+			return
+		}
+		if _, err := s.auth.Member(ctx, cc.peer); err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(control.Empty{}, s.ackCommand(cc, ack))
+	case control.TypeNodeState:
+		var ns control.NodeState
+		if err := control.DecodeBody(m, &ns); err != nil {
+			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+			return
+		}
+		s.mu.Lock()
+		cc.paused = ns.Paused
+		s.mu.Unlock()
+		cc.log.Info("node state", "paused", ns.Paused)
+		reply(control.Empty{}, nil)
 	case control.TypeLeave:
 		if _, err := s.auth.Member(ctx, cc.peer); err != nil {
 			reply(nil, err)
@@ -729,16 +761,17 @@ func (s *Server) Revoke(ctx context.Context, id string) (enroll.Member, error) {
 	return m, nil
 }
 
-// Live reports whether a member has a control connection and which relay
-// it registered.
-func (s *Server) Live(id string) (connected bool, relay string) {
+// Live reports whether a member has a control connection, which relay it
+// registered and whether its customer paused it.
+func (s *Server) Live(id string) (connected bool, relay string, paused bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for cc := range s.conns[id] {
 		connected = true
+		paused = paused || cc.paused
 		if cc.relay != "" {
 			relay = cc.relay
 		}
 	}
-	return connected, relay
+	return connected, relay, paused
 }

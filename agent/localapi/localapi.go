@@ -80,9 +80,20 @@ type TicketRequest struct {
 	Uses       int               `json:"uses"`
 }
 
+// Explanation answers "what can the vendor reach through this outlet?".
+type Explanation struct {
+	Outlet string `json:"outlet"`
+	To     string `json:"to"`
+	Origin string `json:"origin"`
+	Allow  string `json:"allow,omitempty"`
+	Admits string `json:"admits"`
+}
+
 // Backend is implemented by the running node.
 type Backend interface {
 	Status(ctx context.Context) Status
+	Explain(ctx context.Context) []Explanation
+	SetPaused(ctx context.Context, paused bool) error
 	AddOutlet(ctx context.Context, o Outlet) error
 	RemoveOutlet(ctx context.Context, name string) error
 	AddInlet(ctx context.Context, in Inlet) (Inlet, error)
@@ -164,6 +175,18 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 		}
 		json.NewEncoder(w).Encode(map[string]string{"ticket": t})
 	})
+	mux.HandleFunc("GET /v1/explain", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(b.Explain(r.Context()))
+	})
+	for path, paused := range map[string]bool{"/v1/pause": true, "/v1/resume": false} {
+		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+			if err := b.SetPaused(r.Context(), paused); err != nil {
+				writeErr(w, http.StatusInternalServerError, err)
+				return
+			}
+			json.NewEncoder(w).Encode(struct{}{})
+		})
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	stop := func() error {
@@ -278,4 +301,20 @@ func (c *Client) CreateTicket(ctx context.Context, r TicketRequest) (string, err
 	var out struct{ Ticket string }
 	err := c.do(ctx, "POST", "/v1/tickets", r, &out)
 	return out.Ticket, err
+}
+
+// Explain asks what the vendor can reach through this node.
+func (c *Client) Explain(ctx context.Context) ([]Explanation, error) {
+	var out []Explanation
+	err := c.do(ctx, "GET", "/v1/explain", nil, &out)
+	return out, err
+}
+
+// SetPaused pauses or resumes the node.
+func (c *Client) SetPaused(ctx context.Context, paused bool) error {
+	path := "/v1/resume"
+	if paused {
+		path = "/v1/pause"
+	}
+	return c.do(ctx, "POST", path, struct{}{}, nil)
 }

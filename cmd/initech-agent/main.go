@@ -56,6 +56,9 @@ Usage:
   %[1]s tcp-outlet list|delete --state-dir DIR [--from NAME]
   %[1]s tcp-inlet create --state-dir DIR --from HOST:PORT --via RELAY --to OUTLET [--allow EXPR]
   %[1]s tcp-inlet list|delete --state-dir DIR [--from HOST:PORT]
+  %[1]s audit [verify] --state-dir DIR [--json]
+  %[1]s explain --state-dir DIR
+  %[1]s pause | resume --state-dir DIR
   %[1]s install --ticket FILE [--config FILE] [--variable K=V]... [--user] [--state-dir DIR] [--dry-run] [--root DIR]
   %[1]s uninstall [--purge] [--revoke]
   %[1]s start | stop | restart
@@ -105,6 +108,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return cmdInlet(ctx, s, rest, stdout)
+	case "audit":
+		return cmdAudit(args, stdout)
+	case "explain":
+		return cmdExplain(ctx, args, stdout)
+	case "pause", "resume":
+		return cmdPause(ctx, cmd == "pause", args, stdout)
 	case "install":
 		return cmdInstall(ctx, args, stdout)
 	case "uninstall":

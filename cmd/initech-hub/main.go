@@ -31,6 +31,7 @@ import (
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/internal/cliutil"
+	"github.com/edgeportal/connect/wire/command"
 )
 
 func main() { os.Exit(Main()) }
@@ -52,6 +53,10 @@ Usage:
   %[1]s ticket create --dir DIR [--expires-in 24h] [--usage-count 1] [--attribute NAME[=VALUE]]... [--relay NAME] [--enroller]
   %[1]s members list --dir DIR [--json]
   %[1]s members revoke --dir DIR IDENTIFIER
+  %[1]s outlet push --dir DIR --relay RELAY --from NAME --to HOST:PORT [--allow EXPR] [--wait 30s]
+  %[1]s outlet remove --dir DIR --relay RELAY --from NAME [--wait 30s]
+  %[1]s commands list --dir DIR [--relay RELAY] [--json]
+  %[1]s commands send-raw --dir DIR --relay RELAY --file FILE [--wait 30s]   (diagnostic)
   %[1]s version
 `, p, brand.HubDisplayName())
 }
@@ -83,6 +88,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdMembersRevoke(ctx, args[1:], stdout)
 		}
 		return cliutil.Usagef("unknown members command %q (want list or revoke)", args[0])
+	case "outlet":
+		if len(args) == 0 || (args[0] != "push" && args[0] != "remove") {
+			return cliutil.Usagef("usage: %s outlet push|remove --dir DIR --relay RELAY --from NAME ...", brand.HubBinary())
+		}
+		return cmdOutlet(ctx, args[0], args[1:], stdout)
+	case "commands":
+		if len(args) > 0 && args[0] == "send-raw" {
+			return cmdSendRaw(ctx, args[1:], stdout)
+		}
+		if len(args) == 0 || args[0] != "list" {
+			return cliutil.Usagef("usage: %s commands list --dir DIR [--relay RELAY]", brand.HubBinary())
+		}
+		return cmdCommandsList(ctx, args[1:], stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, buildinfo.String(brand.HubBinary()))
 		return nil
@@ -199,7 +217,7 @@ func admin(dir string) (hub.Admin, func(), error) {
 		store.Close()
 		return nil, nil, err
 	}
-	return &hub.Offline{Auth: auth}, func() { store.Close() }, nil
+	return &hub.Offline{Auth: auth, Dir: d, Store: store}, func() { store.Close() }, nil
 }
 
 func cmdTicketCreate(ctx context.Context, args []string, stdout io.Writer) error {
@@ -284,6 +302,8 @@ func cmdMembersList(ctx context.Context, args []string, stdout io.Writer) error 
 		switch {
 		case m.Revoked:
 			state = "revoked"
+		case m.Paused:
+			state = "paused"
 		case m.Connected:
 			state = "online"
 		}
@@ -333,3 +353,123 @@ func cmdMembersRevoke(ctx context.Context, args []string, stdout io.Writer) erro
 }
 
 var _ = errors.New
+
+func cmdOutlet(ctx context.Context, op string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("outlet "+op, flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory")
+	relay := fs.String("relay", "", "the relay of the node to command")
+	from := fs.String("from", "", "outlet name")
+	to := fs.String("to", "", "target host:port (push)")
+	allow := fs.String("allow", "", "policy expression (push); default: the node's tcp-outlet policy")
+	wait := fs.Duration("wait", 0, "wait this long for the node's answer (0: just queue)")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	if *relay == "" || *from == "" {
+		return cliutil.Usagef("outlet %s needs --relay RELAY and --from NAME", op)
+	}
+	req := hub.PushRequest{Relay: *relay, Outlet: command.OutletArgs{Name: *from, To: *to, Allow: *allow}, Wait: *wait}
+	if op == "push" {
+		req.Op = command.OpOutletAdd
+		if *to == "" {
+			return cliutil.Usagef("outlet push needs --to HOST:PORT")
+		}
+	} else {
+		req.Op = command.OpOutletRemove
+	}
+	a, done, err := admin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := a.Push(ctx, req)
+	if err != nil {
+		return err
+	}
+	switch {
+	case res.State == hub.CommandApplied:
+		fmt.Fprintf(stdout, "applied (command %d to %s)\n", res.Seq, res.Target)
+		return nil
+	case res.State == hub.CommandRefused:
+		fmt.Fprintf(stdout, "refused: %s\n", res.Reason)
+		return fmt.Errorf("command %d refused by the node: %s", res.Seq, res.Reason)
+	case *wait > 0:
+		fmt.Fprintf(stdout, "queued (command %d to %s)\n", res.Seq, res.Target)
+		return fmt.Errorf("command %d not acknowledged within %s; it stays queued and is delivered when the node connects", res.Seq, *wait)
+	}
+	fmt.Fprintf(stdout, "queued (command %d to %s)\n", res.Seq, res.Target)
+	return nil
+}
+
+func cmdCommandsList(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("commands list", flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory")
+	relay := fs.String("relay", "", "only commands for this relay")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	a, done, err := admin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	cs, err := a.Commands(ctx, *relay)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(cs)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tRELAY\tNODE\tOP\tSTATE\tREASON")
+	for _, c := range cs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", c.Seq, c.Relay, c.Target, c.Summary, c.State, orDash(c.Reason))
+	}
+	return tw.Flush()
+}
+
+// cmdSendRaw delivers a file's bytes as a command, unchanged: a diagnostic
+// to check that a node refuses tampered, replayed or foreign commands.
+func cmdSendRaw(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("commands send-raw", flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory")
+	relay := fs.String("relay", "", "the relay of the node")
+	file := fs.String("file", "", "the bytes to deliver")
+	wait := fs.Duration("wait", 0, "wait this long for the node's answer")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	if *relay == "" || *file == "" {
+		return cliutil.Usagef("commands send-raw needs --relay RELAY and --file FILE")
+	}
+	data, err := os.ReadFile(*file)
+	if err != nil {
+		return err
+	}
+	c, err := hub.DialAdmin(*dir)
+	if err != nil {
+		return fmt.Errorf("send-raw needs the running hub: %w", err)
+	}
+	res, err := c.PushRaw(ctx, hub.RawRequest{Relay: *relay, Data: data, Wait: *wait})
+	if err != nil {
+		return err
+	}
+	if res.State == hub.CommandRefused {
+		fmt.Fprintf(stdout, "refused: %s\n", res.Reason)
+		return fmt.Errorf("command %d refused by the node: %s", res.Seq, res.Reason)
+	}
+	fmt.Fprintf(stdout, "%s (command %d to %s)\n", res.State, res.Seq, res.Target)
+	return nil
+}

@@ -13,7 +13,7 @@
 // # Message set history
 //
 //	1: hello, redeem, refresh, register-relay, open-session, incoming,
-//	   create-ticket, ping, revoked, leave.
+//	   create-ticket, ping, revoked, leave, command, command-ack, node-state.
 //
 // Imports: wire. May be imported by enroll, portal, hub, agent.
 package control
@@ -40,6 +40,9 @@ const (
 	TypePing          Type = 7  // either way: Ping → Ping
 	TypeRevoked       Type = 8  // hub→node push: the member was revoked; the hub closes next
 	TypeLeave         Type = 9  // node→hub: revoke my own membership (uninstall --revoke) → Empty
+	TypeCommand       Type = 10 // hub→node push: CommandPush (a vendor-signed command)
+	TypeCommandAck    Type = 11 // node→hub: CommandAck → Empty
+	TypeNodeState     Type = 12 // node→hub: NodeState → Empty
 	TypeResponse      Type = 99 // an answer to a request (same ID)
 )
 
@@ -216,4 +219,22 @@ const (
 type PortalResult struct {
 	Code    string `cbor:"1,keyasint"`
 	Message string `cbor:"2,keyasint,omitempty"`
+}
+
+// CommandPush carries a signed command (agent/command) to its node.
+type CommandPush struct {
+	Seq  uint64 `cbor:"1,keyasint"` // as queued; the signed bytes are authoritative
+	Data []byte `cbor:"2,keyasint"`
+}
+
+// CommandAck tells the hub what the node did with a command.
+type CommandAck struct {
+	Seq     uint64 `cbor:"1,keyasint"`
+	Applied bool   `cbor:"2,keyasint"`
+	Reason  string `cbor:"3,keyasint,omitempty"`
+}
+
+// NodeState reports customer-controlled state to the hub.
+type NodeState struct {
+	Paused bool `cbor:"1,keyasint"`
 }

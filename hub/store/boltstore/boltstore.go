@@ -10,7 +10,9 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -24,8 +26,10 @@ import (
 )
 
 var (
-	bucketTickets = []byte("tickets")
-	bucketMembers = []byte("members")
+	bucketTickets  = []byte("tickets")
+	bucketMembers  = []byte("members")
+	bucketCommands = []byte("commands") // target "/" seq(8, big-endian) → CommandRecord
+	bucketSeq      = []byte("seq")      // target → last seq (8, big-endian)
 )
 
 // Store is a bbolt-backed hub.Store.
@@ -48,7 +52,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTickets, bucketMembers} {
+		for _, b := range [][]byte{bucketTickets, bucketMembers, bucketCommands, bucketSeq} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -184,6 +188,98 @@ func (s *Store) ListMembers(ctx context.Context) ([]enroll.Member, error) {
 			return out[i].EnrolledAt < out[j].EnrolledAt
 		}
 		return out[i].ID < out[j].ID
+	})
+	return out, err
+}
+
+func commandKey(target string, seq uint64) []byte {
+	k := append([]byte(target), '/')
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// AddCommand implements hub.CommandStore.
+func (s *Store) AddCommand(ctx context.Context, target string, build func(seq uint64) (hub.CommandRecord, error)) (hub.CommandRecord, error) {
+	var rec hub.CommandRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		sb := tx.Bucket(bucketSeq)
+		var seq uint64
+		if v := sb.Get([]byte(target)); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		seq++
+		var err error
+		if rec, err = build(seq); err != nil {
+			return err
+		}
+		if err := sb.Put([]byte(target), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+			return err
+		}
+		return put(tx.Bucket(bucketCommands), commandKey(target, seq), rec)
+	})
+	return rec, err
+}
+
+// PendingCommands implements hub.CommandStore.
+func (s *Store) PendingCommands(ctx context.Context, target string) ([]hub.CommandRecord, error) {
+	var out []hub.CommandRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketCommands).Cursor()
+		prefix := append([]byte(target), '/')
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var r hub.CommandRecord
+			if err := wire.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			if r.State == hub.CommandQueued {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AckCommand implements hub.CommandStore.
+func (s *Store) AckCommand(ctx context.Context, target string, seq uint64, state, reason string, at int64) (hub.CommandRecord, error) {
+	var r hub.CommandRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCommands)
+		ok, err := get(b, commandKey(target, seq), &r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("no command %d for %s", seq, target)
+		}
+		if r.State != hub.CommandQueued {
+			return nil
+		}
+		r.State, r.Reason, r.AckedAt = state, reason, at
+		return put(b, commandKey(target, seq), r)
+	})
+	return r, err
+}
+
+// ListCommands implements hub.CommandStore.
+func (s *Store) ListCommands(ctx context.Context, relay string) ([]hub.CommandRecord, error) {
+	var out []hub.CommandRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCommands).ForEach(func(k, v []byte) error {
+			var r hub.CommandRecord
+			if err := wire.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			if relay == "" || r.Relay == relay {
+				out = append(out, r)
+			}
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].CreatedAt != out[j].CreatedAt {
+			return out[i].CreatedAt < out[j].CreatedAt
+		}
+		return out[i].Seq < out[j].Seq
 	})
 	return out, err
 }
