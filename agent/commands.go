@@ -196,6 +196,29 @@ func (n *Node) handleCommand(p control.CommandPush) (applied bool, reason string
 		return n.refuse(entry, st, true, "the node is paused by the customer")
 	}
 
+	if c.Op == wcommand.OpUpdateCheck {
+		next := st
+		next.LastSeq = c.Seq
+		next.Recent = remember(next.Recent, outcome{Seq: c.Seq, Applied: true})
+		if err := saveJSON(filepath.Join(n.opts.StateDir, CommandsFile), next); err != nil {
+			return n.refuse(entry, st, false, "could not persist: "+err.Error())
+		}
+		n.mu.Lock()
+		n.cmds = next
+		n.mu.Unlock()
+		entry.Decision = "applied"
+		n.audit.Append(entry)
+		go func() {
+			if !n.autoUpdateEnabled() {
+				n.log.Info("vendor asked for an update check; updates are off on this node")
+				return
+			}
+			if _, err := n.Update(n.runCtx, localapi.UpdateRequest{}); err != nil {
+				n.log.Warn("update check asked by the vendor failed", "err", err)
+			}
+		}()
+		return true, "", c.Seq
+	}
 	next := st
 	next.LastSeq = c.Seq
 	next.Outlets = append([]vendorOutlet(nil), st.Outlets...)

@@ -85,6 +85,8 @@ type Node struct {
 	cmds     cmdState
 	cmdMu    sync.Mutex
 	cmdQueue chan queuedCommand
+	restart  bool
+	stop     context.CancelFunc
 }
 
 type outlet struct {
@@ -133,7 +135,7 @@ func New(opts Options) *Node {
 // also recorded in the state directory for `install` and `doctor`.
 func (n *Node) Run(ctx context.Context) error {
 	err := n.run(ctx)
-	if err != nil && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrRestart) {
 		RecordError(n.opts.StateDir, err)
 	}
 	return err
@@ -206,6 +208,9 @@ func (n *Node) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	n.runCtx = ctx
+	n.mu.Lock()
+	n.stop = cancel
+	n.mu.Unlock()
 	if err := n.loadPortals(ctx); err != nil {
 		n.closeInlets()
 		return err
@@ -215,6 +220,7 @@ func (n *Node) run(ctx context.Context) error {
 		return err
 	}
 	go n.commandWorker(ctx)
+	go n.autoUpdate(ctx)
 	stop, err := localapi.Serve(ctx, dir, n)
 	if err != nil {
 		return err
@@ -224,6 +230,12 @@ func (n *Node) run(ctx context.Context) error {
 	cancel()
 	n.closeInlets()
 	n.portalsWG.Wait()
+	n.mu.Lock()
+	restart := n.restart
+	n.mu.Unlock()
+	if restart {
+		return ErrRestart
+	}
 	return err
 }
 
@@ -302,6 +314,7 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 				HubKey:       t.HubPublic(),
 				AuthorityKey: t.AuthorityPublic(),
 				CommandKey:   t.CommandPublic(),
+				ReleaseKey:   t.ReleasePublic(),
 				TicketID:     g.TicketID,
 				EnrolledAt:   time.Now().UTC(),
 				Credential:   cred,
@@ -472,6 +485,7 @@ func (n *Node) session(ctx context.Context, addr string) error {
 	if paused {
 		h.call(ctx, control.TypeNodeState, control.NodeState{Paused: true}, nil)
 	}
+	go n.finishUpdate(ctx, h)
 	n.log.Info("connected to hub", "hub", addr)
 	os.Remove(filepath.Join(n.opts.StateDir, LastErrorFile))
 	defer func() {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/wire/key"
 )
@@ -31,6 +32,7 @@ type Enrollment struct {
 	HubKey       key.NodePublic    `json:"hub_key"`
 	AuthorityKey key.SigningPublic `json:"authority_key"`
 	CommandKey   key.SigningPublic `json:"command_key"`
+	ReleaseKey   key.SigningPublic `json:"release_key"`
 	TicketID     string            `json:"ticket_id"`
 	EnrolledAt   time.Time         `json:"enrolled_at"`
 	Credential   []byte            `json:"credential"`
@@ -135,4 +137,13 @@ func loadPortals(dir string) (savedPortals, error) {
 		return p, fmt.Errorf("%s: %w", filepath.Join(dir, PortalsFile), err)
 	}
 	return p, nil
+}
+
+// PeekCredentialOf decodes an enrollment's stored credential.
+func PeekCredentialOf(e *Enrollment) (*enroll.Credential, error) {
+	c, err := enroll.PeekCredential(e.Credential)
+	if err != nil {
+		return nil, fmt.Errorf("stored credential: %w", err)
+	}
+	return c, nil
 }

@@ -54,6 +54,7 @@ type Member struct {
 	TicketID   string            `cbor:"10,keyasint,omitempty" json:"ticket"`
 	Version    string            `cbor:"11,keyasint,omitempty" json:"version,omitempty"`
 	Platform   string            `cbor:"12,keyasint,omitempty" json:"platform,omitempty"`
+	LastUpdate string            `cbor:"13,keyasint,omitempty" json:"last_update,omitempty"`
 }
 
 // Store is the state the authority needs. Implementations must make
@@ -84,6 +85,7 @@ type Authority struct {
 	HubKey        key.NodePublic
 	Signer        key.SigningPrivate // authority key (non-zero)
 	CommandKey    key.SigningPublic
+	ReleaseKey    key.SigningPublic
 	Store         Store
 	CredentialTTL time.Duration    // 0 means DefaultCredentialTTL
 	Now           func() time.Time // nil means time.Now; for tests
@@ -193,6 +195,7 @@ func (a *Authority) CreateTicket(ctx context.Context, o TicketOptions) (string, 
 		HubKey:       a.HubKey.Raw32(),
 		AuthorityKey: a.Signer.Public().Raw32(),
 		CommandKey:   a.CommandKey.Raw32(),
+		ReleaseKey:   a.ReleaseKey.Raw32(),
 		Project:      a.Project,
 		Secret:       secret,
 		Grant:        grant,

@@ -50,6 +50,7 @@ type Ticket struct {
 	Project      string   `cbor:"6,keyasint"`
 	Secret       []byte   `cbor:"7,keyasint"`
 	Grant        []byte   `cbor:"8,keyasint"` // signed.Envelope of Grant, by the authority key
+	ReleaseKey   [32]byte `cbor:"9,keyasint,omitempty"`
 }
 
 // Grant is what a ticket admits a node with, signed by the authority so a
@@ -77,6 +78,12 @@ func (t *Ticket) HubPublic() key.NodePublic {
 // AuthorityPublic returns the authority's signing key.
 func (t *Ticket) AuthorityPublic() key.SigningPublic {
 	k, _ := key.SigningPublicFromRaw32(t.AuthorityKey[:])
+	return k
+}
+
+// ReleasePublic returns the release signing key (zero if the ticket names none).
+func (t *Ticket) ReleasePublic() key.SigningPublic {
+	k, _ := key.SigningPublicFromRaw32(t.ReleaseKey[:])
 	return k
 }
 

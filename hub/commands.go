@@ -72,6 +72,7 @@ func queueCommand(ctx context.Context, d *Dir, st Store, req PushRequest, now ti
 		if req.Outlet.Name == "" {
 			return CommandRecord{}, errors.New("outlet remove needs --from NAME")
 		}
+	case command.OpUpdateCheck:
 	default:
 		return CommandRecord{}, fmt.Errorf("unknown operation %q", req.Op)
 	}
@@ -89,7 +90,9 @@ func queueCommand(ctx context.Context, d *Dir, st Store, req PushRequest, now ti
 			IssuedAt:  now.Unix(),
 			ExpiresAt: now.Add(command.DefaultLifetime).Unix(),
 			Op:        req.Op,
-			Outlet:    &args,
+		}
+		if req.Op != command.OpUpdateCheck {
+			c.Outlet = &args
 		}
 		data, err := command.Sign(d.CommandKey, c)
 		if err != nil {

@@ -153,6 +153,7 @@ func (d *Dir) Authority(store enroll.Store) (*enroll.Authority, error) {
 		HubKey:        d.HubKey.Public(),
 		Signer:        d.AuthorityKey,
 		CommandKey:    d.CommandKey.Public(),
+		ReleaseKey:    d.ReleaseKey.Public(),
 		Store:         store,
 		CredentialTTL: ttl,
 	}, nil

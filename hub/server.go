@@ -526,6 +526,52 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		s.mu.Unlock()
 		cc.log.Info("node state", "paused", ns.Paused)
 		reply(control.Empty{}, nil)
+	case control.TypeReleaseCheck:
+		var req control.ReleaseCheck
+		if err := control.DecodeBody(m, &req); err != nil {
+			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+			return
+		}
+		if !cc.member {
+			reply(nil, enroll.ErrNotMember)
+			return
+		}
+		b, err := s.dir.ManifestBytes(req.Channel, req.Version)
+		if err != nil {
+			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+			return
+		}
+		reply(control.ReleaseManifest{Manifest: b}, nil)
+	case control.TypeReleaseFetch:
+		var req control.ReleaseFetch
+		if err := control.DecodeBody(m, &req); err != nil {
+			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+			return
+		}
+		if !cc.member {
+			reply(nil, enroll.ErrNotMember)
+			return
+		}
+		b, err := s.dir.ReadChunk(req.Channel, req.Version, req.Platform, req.Offset, control.MaxChunk)
+		if err != nil {
+			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+			return
+		}
+		reply(control.ReleaseChunk{Data: b}, nil)
+	case control.TypeUpdateResult:
+		var req control.UpdateResult
+		if err := control.DecodeBody(m, &req); err != nil {
+			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+			return
+		}
+		res := fmt.Sprintf("%s → %s ok", req.From, req.To)
+		if !req.OK {
+			res = fmt.Sprintf("%s → %s FAILED, rolled back: %s", req.From, req.To, req.Reason)
+		}
+		res += " at " + s.now().UTC().Format(time.RFC3339)
+		s.store.UpdateMember(ctx, cc.id, func(m *enroll.Member) error { m.LastUpdate = res; return nil })
+		cc.log.Info("update result", "from", req.From, "to", req.To, "ok", req.OK, "reason", req.Reason)
+		reply(control.Empty{}, nil)
 	case control.TypeLeave:
 		if _, err := s.auth.Member(ctx, cc.peer); err != nil {
 			reply(nil, err)

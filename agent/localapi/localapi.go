@@ -89,8 +89,23 @@ type Explanation struct {
 	Admits string `json:"admits"`
 }
 
+// UpdateRequest asks the node to check for or apply a release.
+type UpdateRequest struct {
+	Check   bool   `json:"check"`
+	Version string `json:"version,omitempty"`
+}
+
+// UpdateResult says what the node found or did.
+type UpdateResult struct {
+	Current   string `json:"current"`
+	Available string `json:"available,omitempty"`
+	Updated   bool   `json:"updated"`
+	Message   string `json:"message,omitempty"`
+}
+
 // Backend is implemented by the running node.
 type Backend interface {
+	Update(ctx context.Context, r UpdateRequest) (UpdateResult, error)
 	Status(ctx context.Context) Status
 	Explain(ctx context.Context) []Explanation
 	SetPaused(ctx context.Context, paused bool) error
@@ -174,6 +189,18 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 			return
 		}
 		json.NewEncoder(w).Encode(map[string]string{"ticket": t})
+	})
+	mux.HandleFunc("POST /v1/update", func(w http.ResponseWriter, r *http.Request) {
+		var req UpdateRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		res, err := b.Update(r.Context(), req)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		json.NewEncoder(w).Encode(res)
 	})
 	mux.HandleFunc("GET /v1/explain", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(b.Explain(r.Context()))
@@ -317,4 +344,11 @@ func (c *Client) SetPaused(ctx context.Context, paused bool) error {
 		path = "/v1/pause"
 	}
 	return c.do(ctx, "POST", path, struct{}{}, nil)
+}
+
+// Update asks the node to check for or apply a release.
+func (c *Client) Update(ctx context.Context, r UpdateRequest) (UpdateResult, error) {
+	var out UpdateResult
+	err := c.do(ctx, "POST", "/v1/update", r, &out)
+	return out, err
 }

@@ -138,3 +138,26 @@ func cmdPause(ctx context.Context, pause bool, args []string, stdout io.Writer) 
 	}
 	return nil
 }
+
+func cmdUpdate(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("update", flag.ContinueOnError)
+	dir := stateDirFlag(fs)
+	check := fs.Bool("check", false, "only report whether a newer release is available")
+	version := fs.String("version", "", "update to exactly this version (allows a downgrade)")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireStateDir(dir); err != nil {
+		return err
+	}
+	c, err := dial(*dir)
+	if err != nil {
+		return err
+	}
+	res, err := c.Update(ctx, localapi.UpdateRequest{Check: *check, Version: *version})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, res.Message)
+	return nil
+}

@@ -56,6 +56,7 @@ Usage:
   %[1]s tcp-outlet list|delete --state-dir DIR [--from NAME]
   %[1]s tcp-inlet create --state-dir DIR --from HOST:PORT --via RELAY --to OUTLET [--allow EXPR]
   %[1]s tcp-inlet list|delete --state-dir DIR [--from HOST:PORT]
+  %[1]s update [--check] [--version V] --state-dir DIR
   %[1]s audit [verify] --state-dir DIR [--json]
   %[1]s explain --state-dir DIR
   %[1]s pause | resume --state-dir DIR
@@ -110,6 +111,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdInlet(ctx, s, rest, stdout)
 	case "audit":
 		return cmdAudit(args, stdout)
+	case "update":
+		return cmdUpdate(ctx, args, stdout)
 	case "explain":
 		return cmdExplain(ctx, args, stdout)
 	case "pause", "resume":
@@ -171,6 +174,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	var vars cliutil.Strings
 	fs.Var(&vars, "variable", "NAME=VALUE interpolated as $NAME in the config; repeatable")
 	hubAddr := fs.String("hub", "", "override the hub address")
+	trial := fs.Bool("update-trial", false, "internal: the trial an updated binary runs before the old one hands over")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	if err := cliutil.Parse(fs, args, 0); err != nil {
@@ -205,8 +209,17 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return cliutil.Usagef("%v", err)
 	}
-	n := agent.New(agent.Options{StateDir: *dir, TicketFile: ticket, Config: cfg, Logger: log, HubAddr: *hubAddr})
-	return installer.RunAsService(ctx, n.Run)
+	opts := agent.Options{StateDir: *dir, TicketFile: ticket, Config: cfg, Logger: log, HubAddr: *hubAddr}
+	if *trial {
+		tctx, cancel := context.WithTimeout(ctx, agent.TrialTimeout)
+		defer cancel()
+		return agent.RunTrial(tctx, opts)
+	}
+	err = installer.RunAsService(ctx, agent.New(opts).Run)
+	if errors.Is(err, agent.ErrRestart) {
+		return agent.Reexec()
+	}
+	return err
 }
 
 func dial(dir string) (*localapi.Client, error) {

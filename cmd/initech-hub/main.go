@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -32,6 +33,7 @@ import (
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/internal/cliutil"
 	"github.com/edgeportal/connect/wire/command"
+	"github.com/edgeportal/connect/wire/minisig"
 )
 
 func main() { os.Exit(Main()) }
@@ -56,6 +58,10 @@ Usage:
   %[1]s outlet push --dir DIR --relay RELAY --from NAME --to HOST:PORT [--allow EXPR] [--wait 30s]
   %[1]s outlet remove --dir DIR --relay RELAY --from NAME [--wait 30s]
   %[1]s commands list --dir DIR [--relay RELAY] [--json]
+  %[1]s release keygen --dir DIR
+  %[1]s release publish --dir DIR --version V [--channel stable] --file OS/ARCH=PATH...
+  %[1]s release list --dir DIR
+  %[1]s update push --dir DIR --relay RELAY [--wait 30s]
   %[1]s commands send-raw --dir DIR --relay RELAY --file FILE [--wait 30s]   (diagnostic)
   %[1]s version
 `, p, brand.HubDisplayName())
@@ -88,6 +94,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdMembersRevoke(ctx, args[1:], stdout)
 		}
 		return cliutil.Usagef("unknown members command %q (want list or revoke)", args[0])
+	case "release":
+		if len(args) == 0 {
+			return cliutil.Usagef("usage: %s release keygen|publish|list --dir DIR", brand.HubBinary())
+		}
+		return cmdRelease(args[0], args[1:], stdout)
+	case "update":
+		if len(args) == 0 || args[0] != "push" {
+			return cliutil.Usagef("usage: %s update push --dir DIR --relay RELAY", brand.HubBinary())
+		}
+		return cmdUpdatePush(ctx, args[1:], stdout)
 	case "outlet":
 		if len(args) == 0 || (args[0] != "push" && args[0] != "remove") {
 			return cliutil.Usagef("usage: %s outlet push|remove --dir DIR --relay RELAY --from NAME ...", brand.HubBinary())
@@ -285,7 +301,7 @@ func cmdMembersList(ctx context.Context, args []string, stdout io.Writer) error 
 		return enc.Encode(ms)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "IDENTIFIER\tATTRIBUTES\tRELAY\tENROLLED-AT\tLAST-SEEN\tSTATE\tVERSION")
+	fmt.Fprintln(tw, "IDENTIFIER\tATTRIBUTES\tRELAY\tENROLLED-AT\tLAST-SEEN\tSTATE\tVERSION\tLAST-UPDATE")
 	for _, m := range ms {
 		var attrs []string
 		for _, k := range enroll.SortedAttributes(m.Attributes) {
@@ -307,8 +323,8 @@ func cmdMembersList(ctx context.Context, args []string, stdout io.Writer) error 
 		case m.Connected:
 			state = "online"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(strings.Join(attrs, ",")), orDash(m.Relay),
-			ts(m.EnrolledAt), ts(m.LastSeen), state, orDash(m.Version))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(strings.Join(attrs, ",")), orDash(m.Relay),
+			ts(m.EnrolledAt), ts(m.LastSeen), state, orDash(m.Version), orDash(m.LastUpdate))
 	}
 	return tw.Flush()
 }
@@ -471,5 +487,96 @@ func cmdSendRaw(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("command %d refused by the node: %s", res.Seq, res.Reason)
 	}
 	fmt.Fprintf(stdout, "%s (command %d to %s)\n", res.State, res.Seq, res.Target)
+	return nil
+}
+
+func cmdRelease(sub string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("release "+sub, flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory")
+	version := fs.String("version", "", "release version (vMAJOR.MINOR.PATCH)")
+	channel := fs.String("channel", "stable", "release channel")
+	var files cliutil.Strings
+	fs.Var(&files, "file", "OS/ARCH=PATH of a binary; repeatable")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	d, err := hub.LoadDir(*dir)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "keygen":
+		// init makes the release key; keygen prints its public forms.
+		pub := d.ReleaseKey.Public()
+		fmt.Fprintf(stdout, "release key:          %s\nminisign public key:  %s\n", pub, minisig.PublicKey(pub))
+		return nil
+	case "publish":
+		m := map[string]string{}
+		for _, f := range files {
+			p, path, ok := strings.Cut(f, "=")
+			if !ok {
+				return cliutil.Usagef("--file %q: want OS/ARCH=PATH", f)
+			}
+			m[p] = path
+		}
+		man, err := d.Publish(hub.PublishOptions{Version: *version, Channel: *channel, Files: m})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "published %s on channel %s:\n", man.Version, man.Channel)
+		for p, f := range man.Files {
+			fmt.Fprintf(stdout, "  %-14s %10d bytes  sha256 %x\n", p, f.Size, f.SHA256)
+		}
+		return nil
+	case "list":
+		rs, err := d.Releases()
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "CHANNEL\tVERSION\tPUBLISHED\tPLATFORMS")
+		for _, r := range rs {
+			var ps []string
+			for p := range r.Files {
+				ps = append(ps, p)
+			}
+			sort.Strings(ps)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Channel, r.Version, ts(r.Created), strings.Join(ps, " "))
+		}
+		return tw.Flush()
+	}
+	return cliutil.Usagef("unknown release command %q (want keygen, publish or list)", sub)
+}
+
+func cmdUpdatePush(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("update push", flag.ContinueOnError)
+	dir := fs.String("dir", "", "hub directory")
+	relay := fs.String("relay", "", "the relay of the node")
+	wait := fs.Duration("wait", 0, "wait this long for the node's answer")
+	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	if *relay == "" {
+		return cliutil.Usagef("update push needs --relay RELAY")
+	}
+	a, done, err := admin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := a.Push(ctx, hub.PushRequest{Relay: *relay, Op: command.OpUpdateCheck, Wait: *wait})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s (command %d to %s)\n", res.State, res.Seq, res.Target)
+	if res.State == hub.CommandRefused {
+		return fmt.Errorf("refused: %s", res.Reason)
+	}
 	return nil
 }

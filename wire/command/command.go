@@ -24,6 +24,7 @@ import (
 const (
 	OpOutletAdd    = "outlet.add"
 	OpOutletRemove = "outlet.remove"
+	OpUpdateCheck  = "update.check"
 )
 
 // DefaultLifetime is how long a command stays valid after it is issued.
@@ -59,6 +60,8 @@ func (c *Command) Summary() string {
 		return s
 	case OpOutletRemove:
 		return "outlet remove " + c.Outlet.Name
+	case OpUpdateCheck:
+		return "update check"
 	}
 	return c.Op
 }
@@ -74,6 +77,8 @@ func (c *Command) Validate() error {
 		if c.Op == OpOutletAdd && c.Outlet.To == "" {
 			return errors.New("outlet add without a destination")
 		}
+		return nil
+	case OpUpdateCheck:
 		return nil
 	}
 	return fmt.Errorf("unknown operation %q", c.Op)

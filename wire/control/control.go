@@ -13,7 +13,8 @@
 // # Message set history
 //
 //	1: hello, redeem, refresh, register-relay, open-session, incoming,
-//	   create-ticket, ping, revoked, leave, command, command-ack, node-state.
+//	   create-ticket, ping, revoked, leave, command, command-ack, node-state,
+//	   release-check, release-fetch, update-result.
 //
 // Imports: wire. May be imported by enroll, portal, hub, agent.
 package control
@@ -43,6 +44,9 @@ const (
 	TypeCommand       Type = 10 // hub→node push: CommandPush (a vendor-signed command)
 	TypeCommandAck    Type = 11 // node→hub: CommandAck → Empty
 	TypeNodeState     Type = 12 // node→hub: NodeState → Empty
+	TypeReleaseCheck  Type = 13 // node→hub: ReleaseCheck → ReleaseManifest
+	TypeReleaseFetch  Type = 14 // node→hub: ReleaseFetch → ReleaseChunk
+	TypeUpdateResult  Type = 15 // node→hub: UpdateResult → Empty
 	TypeResponse      Type = 99 // an answer to a request (same ID)
 )
 
@@ -237,4 +241,39 @@ type CommandAck struct {
 // NodeState reports customer-controlled state to the hub.
 type NodeState struct {
 	Paused bool `cbor:"1,keyasint"`
+}
+
+// ReleaseCheck asks for the newest release of a channel, or one version.
+type ReleaseCheck struct {
+	Channel string `cbor:"1,keyasint"`
+	Version string `cbor:"2,keyasint,omitempty"`
+}
+
+// ReleaseManifest carries a signed manifest (wire/release).
+type ReleaseManifest struct {
+	Manifest []byte `cbor:"1,keyasint"`
+}
+
+// ReleaseFetch asks for a piece of a release binary.
+type ReleaseFetch struct {
+	Channel  string `cbor:"1,keyasint"`
+	Version  string `cbor:"2,keyasint"`
+	Platform string `cbor:"3,keyasint"`
+	Offset   int64  `cbor:"4,keyasint"`
+}
+
+// MaxChunk is the largest ReleaseChunk the hub sends.
+const MaxChunk = 512 << 10
+
+// ReleaseChunk is a piece of a binary; an empty Data means the end.
+type ReleaseChunk struct {
+	Data []byte `cbor:"1,keyasint"`
+}
+
+// UpdateResult reports how an update went.
+type UpdateResult struct {
+	From   string `cbor:"1,keyasint"`
+	To     string `cbor:"2,keyasint"`
+	OK     bool   `cbor:"3,keyasint"`
+	Reason string `cbor:"4,keyasint,omitempty"`
 }
