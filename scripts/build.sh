@@ -13,6 +13,7 @@ out=${1:?usage: scripts/build.sh OUTDIR}
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local CGO_ENABLED=${CGO_ENABLED:-0}
 brand=${BRAND:-initech}
+case $brand in *[!a-z0-9-]*|"") echo "build.sh: BRAND=$brand: use lower-case letters, digits and '-'" >&2; exit 2;; esac
 if [ -z "${VERSION:-}" ]; then
   VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
   case $VERSION in v*) ;; *) VERSION=v0.0.0-dev+$VERSION ;; esac
@@ -31,6 +32,9 @@ ldflags="-s -w -X $i.version=$VERSION -X $i.commit=$commit -X $i.date=$date -X $
 ext=""
 [ "${GOOS:-$(go env GOOS)}" = windows ] && ext=.exe
 mkdir -p "$out"
-go build -trimpath -ldflags "$ldflags" -o "$out/$brand-agent$ext" ./cmd/initech-agent
-go build -trimpath -ldflags "$ldflags" -o "$out/$brand-hub$ext" ./cmd/initech-hub
+tags=""
+# A vendor brand leaves the default brand's name out of the binaries.
+[ "$brand" != initech ] && tags="-tags=whitelabel"
+go build -trimpath $tags -ldflags "$ldflags" -o "$out/$brand-agent$ext" ./cmd/agent
+go build -trimpath $tags -ldflags "$ldflags" -o "$out/$brand-hub$ext" ./cmd/hub
 echo "built $out/$brand-agent$ext and $out/$brand-hub$ext ($VERSION)"

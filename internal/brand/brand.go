@@ -19,9 +19,10 @@ import (
 	"unicode"
 )
 
-// Set by -ldflags -X. Empty means "use the default".
+// Set by -ldflags -X. Empty means "use the default". name's default lives
+// in brand_default.go, which vendor builds leave out with -tags whitelabel,
+// so their binaries carry no trace of the default brand.
 var (
-	name         string // e.g. "globex"; lower-case, [a-z0-9-]
 	displayName  string // e.g. "Globex Agent"; defaults to Title(name) + " Agent"
 	vendor       string // e.g. "Globex Corp"; defaults to Title(name)
 	defaultHub   string // host:port the agent dials when a ticket names none
@@ -30,15 +31,12 @@ var (
 	releaseKey   string // "sigkey:…" (release manifests)
 )
 
-const defaultName = "initech"
-
 // Name is the brand's short, lower-case name ("initech").
-func Name() string {
-	if n := strings.TrimSpace(name); n != "" && validName(n) {
-		return n
-	}
-	return defaultName
-}
+func Name() string { return name }
+
+// Valid reports whether the build's brand name is usable (lower-case
+// letters, digits and '-'); the binaries refuse to start otherwise.
+func Valid() bool { return name != "" && validName(name) }
 
 // Vendor is the vendor's display name ("Initech").
 func Vendor() string {

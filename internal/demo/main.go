@@ -44,8 +44,8 @@ type demo struct {
 	procs    []*exec.Cmd
 }
 
-func (d *demo) build(name string) error {
-	cmd := exec.Command("go", "build", "-o", filepath.Join(d.bin, name), "./cmd/"+name)
+func (d *demo) build(name, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", filepath.Join(d.bin, name), pkg)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }
@@ -146,8 +146,8 @@ func run(ctx context.Context, check bool, dir string) error {
 	d := &demo{dir: dir, bin: filepath.Join(dir, "bin")}
 	defer d.stop()
 	fmt.Println("building the agent and the hub …")
-	for _, b := range []string{"initech-agent", "initech-hub"} {
-		if err := d.build(b); err != nil {
+	for name, pkg := range map[string]string{"initech-agent": "./cmd/agent", "initech-hub": "./cmd/hub"} {
+		if err := d.build(name, pkg); err != nil {
 			return err
 		}
 	}

@@ -47,8 +47,8 @@ func Binaries(t testing.TB) (agentBin, hubBin string) {
 		if buildErr != nil {
 			return
 		}
-		for _, name := range []string{"initech-agent", "initech-hub"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, name), "./cmd/"+name)
+		for name, pkg := range map[string]string{"initech-agent": "./cmd/agent", "initech-hub": "./cmd/hub"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, name), pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", name, err, out)

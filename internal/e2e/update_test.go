@@ -22,7 +22,7 @@ func buildAgent(t *testing.T, dir, version string) string {
 	root, _ := moduleRoot()
 	out := filepath.Join(dir, "initech-agent")
 	os.MkdirAll(dir, 0o755)
-	cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X github.com/edgeportal/connect/internal/buildinfo.version="+version, "./cmd/initech-agent")
+	cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X github.com/edgeportal/connect/internal/buildinfo.version="+version, "./cmd/agent")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", version, err, b)
