@@ -13,6 +13,10 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,6 +178,28 @@ func TestOversizedPayload(t *testing.T) {
 	if _, _, err := Server(ctx, b, key.NewNodePrivate(), nil, make([]byte, MaxHandshakePayload+1)); err == nil {
 		t.Fatal("oversized payload accepted by Server")
 	}
+
+	// A message header announcing more than a handshake message can hold
+	// is refused at once, without waiting for its body.
+	a, b = tcpPair(t)
+	a.Write([]byte{0xff, 0xff})
+	start := time.Now()
+	if _, _, err := Server(ctx, b, key.NewNodePrivate(), nil, nil); err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("oversized handshake message: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("oversized handshake message refused after %s", d)
+	}
+
+	// Message 1 carries no payload.
+	a, b = tcpPair(t)
+	msg1 := make([]byte, 2+32+5)
+	msg1[1] = 32 + 5
+	rand.Read(msg1[2:34])
+	a.Write(msg1)
+	if _, _, err := Server(ctx, b, key.NewNodePrivate(), nil, nil); err == nil {
+		t.Fatal("message 1 with a payload accepted")
+	}
 }
 
 func TestBulkBothWays(t *testing.T) {
@@ -262,5 +288,551 @@ func TestTamper(t *testing.T) {
 	if _, err := srv.Read(buf); err == nil {
 		t.Fatal("conn usable after an authentication failure")
 	}
+	if _, err := b.Read(buf); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("transport not closed after an authentication failure: %v", err)
+	}
 }
 
+// raceEnabled is set under -race, where sync.Pool drops items on purpose.
+var raceEnabled bool
+
+func TestNoAllocsOnDataPath(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool randomly drops items under the race detector")
+	}
+	a, b := tcpPair(t)
+	cli, srv := pair(t, a, b)
+	msg := make([]byte, 256<<10)
+	go io.Copy(io.Discard, srv)
+	cli.Write(msg) // warm up pools
+	allocs := testing.AllocsPerRun(50, func() {
+		cli.Write(msg)
+	})
+	if allocs > 1 {
+		t.Errorf("Write allocates %.1f times per 256 KiB", allocs)
+	}
+}
+
+func FuzzServerHandshake(f *testing.F) {
+	f.Add([]byte{0, 32}, []byte{0, 0})
+	f.Add(make([]byte, 34), []byte{0xff, 0xff})
+	f.Fuzz(func(t *testing.T, msg1, msg3 []byte) {
+		a, b := net.Pipe()
+		defer a.Close()
+		go func() {
+			a.Write(msg1)
+			io.Copy(io.Discard, io.LimitReader(a, 1<<16))
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		c, _, err := Server(ctx, b, key.NewNodePrivate(), nil, nil)
+		if err == nil {
+			c.Close()
+			t.Fatal("random bytes completed a handshake")
+		}
+		b.Close()
+	})
+}
+
+func FuzzReadFrames(f *testing.F) {
+	f.Add([]byte{0, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+	f.Add([]byte{0, 1, 0})
+	f.Add([]byte{0xff, 0xff})
+	f.Fuzz(func(t *testing.T, junk []byte) {
+		a, b := net.Pipe()
+		ck, sk := key.NewNodePrivate(), key.NewNodePrivate()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		done := make(chan *Conn, 1)
+		go func() {
+			c, _, _ := Server(ctx, b, sk, nil, nil)
+			done <- c
+		}()
+		cli, err := Client(ctx, a, ck, nil, func(key.NodePublic, []byte) ([]byte, error) { return nil, nil })
+		srv := <-done
+		if err != nil || srv == nil {
+			t.Skip("handshake failed")
+		}
+		go func() {
+			a.Write(junk)
+			a.Close()
+		}()
+		n, err := io.Copy(io.Discard, srv)
+		if err == nil || n != 0 {
+			t.Fatalf("junk decoded: %d bytes, %v", n, err)
+		}
+		cli.Close()
+	})
+}
+
+func BenchmarkHandshake(b *testing.B) {
+	ck, sk := key.NewNodePrivate(), key.NewNodePrivate()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		a, c := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			Server(ctx, c, sk, nil, nil)
+			close(done)
+		}()
+		if _, err := Client(ctx, a, ck, nil, func(key.NodePublic, []byte) ([]byte, error) { return nil, nil }); err != nil {
+			b.Fatal(err)
+		}
+		<-done
+		a.Close()
+		c.Close()
+	}
+}
+
+func benchThroughput(b *testing.B, wrap func(a, c net.Conn) (io.Writer, io.Reader)) {
+	a, c := tcpPair(b)
+	w, r := wrap(a, c)
+	buf := make([]byte, 256<<10)
+	rand.Read(buf)
+	done := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, r)
+		close(done)
+	}()
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if cw, ok := w.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	<-done
+}
+
+func BenchmarkThroughput(b *testing.B) {
+	benchThroughput(b, func(a, c net.Conn) (io.Writer, io.Reader) {
+		cli, srv := pair(b, a, c)
+		return cli, srv
+	})
+}
+
+func BenchmarkTCPDirect(b *testing.B) {
+	benchThroughput(b, func(a, c net.Conn) (io.Writer, io.Reader) { return a, c })
+}
+
+func TestCopyFastPaths(t *testing.T) {
+	// plain TCP -> noise (ReadFrom) -> noise (WriteTo) -> plain TCP
+	srcW, srcR := tcpPair(t)
+	dstW, dstR := tcpPair(t)
+	a, b := tcpPair(t)
+	cli, srv := pair(t, a, b)
+	data := make([]byte, 32<<20+12345)
+	rand.Read(data)
+	errs := make(chan error, 4)
+	go func() {
+		_, err := srcW.Write(data)
+		srcW.(*net.TCPConn).CloseWrite()
+		errs <- err
+	}()
+	go func() {
+		n, err := io.Copy(cli, srcR) // *net.TCPConn.WriteTo -> cli.ReadFrom
+		if err == nil && n != int64(len(data)) {
+			err = fmt.Errorf("ReadFrom sent %d bytes", n)
+		}
+		if err == nil {
+			err = cli.CloseWrite()
+		}
+		errs <- err
+	}()
+	go func() {
+		n, err := io.Copy(dstW, srv) // srv.WriteTo
+		if err == nil && n != int64(len(data)) {
+			err = fmt.Errorf("WriteTo wrote %d bytes", n)
+		}
+		dstW.(*net.TCPConn).CloseWrite()
+		errs <- err
+	}()
+	got, err := io.ReadAll(dstR)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("got %d bytes (want %d), %v", len(got), len(data), err)
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestHalfCloseBothWays(t *testing.T) {
+	a, b := tcpPair(t)
+	cli, srv := pair(t, a, b)
+	// Both sides write, then half-close; both read the other's data to EOF.
+	var wg sync.WaitGroup
+	for _, c := range []*Conn{cli, srv} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Write(bytes.Repeat([]byte{'x'}, 1<<20))
+			if err := c.CloseWrite(); err != nil {
+				t.Error(err)
+			}
+			got, err := io.ReadAll(c)
+			if err != nil || len(got) != 1<<20 {
+				t.Errorf("read %d bytes, %v", len(got), err)
+			}
+		}()
+	}
+	wg.Wait()
+	// After the end marker Read keeps returning io.EOF.
+	if _, err := cli.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after EOF: %v", err)
+	}
+}
+
+func TestCloseSendsEOF(t *testing.T) {
+	a, b := tcpPair(t)
+	cli, srv := pair(t, a, b)
+	cli.Write([]byte("bye"))
+	cli.Close()
+	got, err := io.ReadAll(srv)
+	if err != nil || string(got) != "bye" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	if _, err := cli.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after Close: %v", err)
+	}
+	if _, err := cli.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read after Close succeeded")
+	}
+}
+
+func TestEmptyWrite(t *testing.T) {
+	a, b := tcpPair(t)
+	cli, srv := pair(t, a, b)
+	if n, err := cli.Write(nil); n != 0 || err != nil {
+		t.Fatalf("empty write: %d, %v", n, err)
+	}
+	cli.Write([]byte("x"))
+	// An empty frame would be the end of stream: the next read must see "x".
+	buf := make([]byte, 10)
+	if n, err := srv.Read(buf); err != nil || string(buf[:n]) != "x" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+}
+
+func TestReadTimeoutIsRetryable(t *testing.T) {
+	a, b := tcpPair(t)
+	cli, srv := pair(t, a, b)
+	srv.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := srv.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v, want a timeout", err)
+	}
+	// A frame split across transport reads, with a timeout in between.
+	var frame bytes.Buffer
+	cli.conn = &captureConn{Conn: a, w: &frame}
+	cli.Write([]byte("split"))
+	a.Write(frame.Bytes()[:7])
+	srv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := srv.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v, want a timeout", err)
+	}
+	a.Write(frame.Bytes()[7:])
+	srv.SetReadDeadline(time.Time{})
+	buf := make([]byte, 10)
+	if n, err := srv.Read(buf); err != nil || string(buf[:n]) != "split" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	// A past write deadline fails the write and leaves the stream intact.
+	cli.conn = a
+	cli.SetWriteDeadline(time.Unix(1, 0))
+	if _, err := cli.Write([]byte("late")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write: %v, want a timeout", err)
+	}
+	cli.SetWriteDeadline(time.Time{})
+	cli.Write([]byte("ok"))
+	if n, err := srv.Read(buf); err != nil || string(buf[:n]) != "ok" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+}
+
+// captureConn records writes instead of sending them.
+type captureConn struct {
+	net.Conn
+	w io.Writer
+}
+
+func (c *captureConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+// raceEnabled is set under -race, where sync.Pool drops items on purpose.
+var raceEnabled bool
+
+func TestNoAllocsOnDataPath(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool randomly drops items under the race detector")
+	}
+	a, b := tcpPair(t)
+	cli, srv := pair(t, a, b)
+	msg := make([]byte, 256<<10)
+	rbuf := make([]byte, 64<<10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := srv.Read(rbuf); err != nil {
+				return
+			}
+		}
+	}()
+	cli.Write(msg) // warm up the pools
+	if allocs := testing.AllocsPerRun(100, func() { cli.Write(msg) }); allocs > 0 {
+		t.Errorf("Write: %.1f allocations per 256 KiB", allocs)
+	}
+	src := &repeatReader{p: msg}
+	if allocs := testing.AllocsPerRun(100, func() {
+		src.n = 1 << 20
+		cli.ReadFrom(src)
+	}); allocs > 0 {
+		t.Errorf("ReadFrom: %.1f allocations per MiB", allocs)
+	}
+	cli.CloseWrite()
+	<-done
+
+	// Read side: Read and WriteTo.
+	a, b = tcpPair(t)
+	cli, srv = pair(t, a, b)
+	go func() {
+		for {
+			if _, err := cli.Write(msg); err != nil {
+				return
+			}
+		}
+	}()
+	defer cli.Close()
+	srv.Read(rbuf)
+	if allocs := testing.AllocsPerRun(200, func() { srv.Read(rbuf) }); allocs > 0 {
+		t.Errorf("Read: %.1f allocations per 64 KiB", allocs)
+	}
+	lw := &limitWriter{}
+	if allocs := testing.AllocsPerRun(100, func() {
+		lw.n = 1 << 20
+		srv.WriteTo(lw)
+	}); allocs > 0 {
+		t.Errorf("WriteTo: %.1f allocations per MiB", allocs)
+	}
+}
+
+// repeatReader returns p until n bytes were read.
+type repeatReader struct {
+	p []byte
+	n int
+}
+
+func (r *repeatReader) Read(b []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, r.p[:min(len(r.p), r.n)])
+	r.n -= n
+	return n, nil
+}
+
+var errFull = errors.New("full")
+
+// limitWriter accepts n bytes, then fails.
+type limitWriter struct{ n int }
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if w.n <= 0 {
+		return 0, errFull
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+func TestWriteToShortWriteKeepsData(t *testing.T) {
+	a, b := tcpPair(t)
+	cli, srv := pair(t, a, b)
+	data := make([]byte, 300_000)
+	rand.Read(data)
+	go func() {
+		cli.Write(data)
+		cli.CloseWrite()
+	}()
+	// Let WriteTo stop after a partial vectored write, then read the rest.
+	var got bytes.Buffer
+	w := &partialWriter{w: &got, limit: 100_000}
+	if _, err := srv.WriteTo(w); !errors.Is(err, errFull) {
+		t.Fatalf("WriteTo: %v", err)
+	}
+	rest, err := io.ReadAll(struct{ io.Reader }{srv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Write(rest)
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("got %d bytes, want %d, content equal: false", got.Len(), len(data))
+	}
+}
+
+// partialWriter writes up to limit bytes, then fails mid-buffer.
+type partialWriter struct {
+	w     io.Writer
+	limit int
+}
+
+func (w *partialWriter) Write(p []byte) (int, error) {
+	if len(p) > w.limit {
+		n, _ := w.w.Write(p[:w.limit])
+		w.limit = 0
+		return n, errFull
+	}
+	w.limit -= len(p)
+	return w.w.Write(p)
+}
+
+// memConn is an in-memory net.Conn: reads come from r, writes vanish.
+type memConn struct {
+	r io.Reader
+}
+
+func (c *memConn) Read(p []byte) (int, error)         { return c.r.Read(p) }
+func (c *memConn) Write(p []byte) (int, error)        { return len(p), nil }
+func (c *memConn) Close() error                       { return nil }
+func (c *memConn) LocalAddr() net.Addr                { return &net.TCPAddr{} }
+func (c *memConn) RemoteAddr() net.Addr               { return &net.TCPAddr{} }
+func (c *memConn) SetDeadline(t time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(t time.Time) error { return nil }
+
+// FuzzServerHandshake feeds random bytes to Server as the initiator's
+// messages: it must fail cleanly.
+func FuzzServerHandshake(f *testing.F) {
+	sk := key.NewNodePrivate()
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, _, err := Server(context.Background(), &memConn{r: bytes.NewReader(in)}, sk, []byte("fuzz"), []byte("payload 2"))
+		if err == nil {
+			c.Close()
+			t.Fatal("random bytes completed a handshake")
+		}
+	})
+}
+
+// FuzzReadFrames injects random bytes as transport frames after a real
+// handshake, optionally after a valid frame: only errors, never data that
+// was not sent, never a clean EOF.
+func FuzzReadFrames(f *testing.F) {
+	ck, sk := key.NewNodePrivate(), key.NewNodePrivate()
+	f.Fuzz(func(t *testing.T, valid bool, junk []byte) {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done := make(chan *Conn, 1)
+		go func() {
+			c, _, _ := Server(ctx, b, sk, nil, nil)
+			done <- c
+		}()
+		cli, err := Client(ctx, a, ck, nil, func(key.NodePublic, []byte) ([]byte, error) { return nil, nil })
+		srv := <-done
+		if err != nil || srv == nil {
+			t.Fatalf("handshake failed: %v", err)
+		}
+		var stream bytes.Buffer
+		cli.conn = &captureConn{Conn: a, w: &stream}
+		want := ""
+		if valid {
+			want = "valid frame"
+			cli.Write([]byte(want))
+		}
+		stream.Write(junk)
+		srv.conn = &memConn{r: &stream}
+		got, err := io.ReadAll(srv)
+		if err == nil {
+			t.Fatal("junk ended the stream cleanly")
+		}
+		if string(got) != want {
+			t.Fatalf("read %q, want %q", got, want)
+		}
+	})
+}
+
+func TestFuzzSeedsExist(t *testing.T) {
+	for _, name := range []string{"FuzzServerHandshake", "FuzzReadFrames"} {
+		m, _ := filepath.Glob(filepath.Join("testdata", "fuzz", name, "*"))
+		if len(m) == 0 {
+			t.Errorf("no seed corpus for %s", name)
+		}
+	}
+}
+
+func BenchmarkHandshake(b *testing.B) {
+	ck, sk := key.NewNodePrivate(), key.NewNodePrivate()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		a, c := net.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := Server(ctx, c, sk, []byte("bench"), nil)
+			done <- err
+		}()
+		if _, err := Client(ctx, a, ck, []byte("bench"), func(key.NodePublic, []byte) ([]byte, error) { return nil, nil }); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		a.Close()
+		c.Close()
+	}
+}
+
+func benchThroughput(b *testing.B, wrap func(a, c net.Conn) (io.Writer, io.Reader)) {
+	a, c := tcpPair(b)
+	w, r := wrap(a, c)
+	buf := make([]byte, 256<<10)
+	rand.Read(buf)
+	done := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, r)
+		close(done)
+	}()
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if cw, ok := w.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	<-done
+}
+
+// BenchmarkThroughput sends 256 KiB writes over loopback TCP through
+// noiseconn; compare with BenchmarkTCPDirect from the same run.
+func BenchmarkThroughput(b *testing.B) {
+	benchThroughput(b, func(a, c net.Conn) (io.Writer, io.Reader) {
+		cli, srv := pair(b, a, c)
+		return cli, srv
+	})
+}
+
+// BenchmarkThroughputRead is BenchmarkThroughput with the receiver using
+// Read (64 KiB buffer) instead of WriteTo.
+func BenchmarkThroughputRead(b *testing.B) {
+	benchThroughput(b, func(a, c net.Conn) (io.Writer, io.Reader) {
+		cli, srv := pair(b, a, c)
+		return cli, struct{ io.Reader }{srv}
+	})
+}
+
+// BenchmarkTCPDirect is the baseline: the same writes over plain TCP.
+func BenchmarkTCPDirect(b *testing.B) {
+	benchThroughput(b, func(a, c net.Conn) (io.Writer, io.Reader) { return a, c })
+}
+
+var _ = runtime.NumGoroutine
