@@ -44,6 +44,9 @@ type Options struct {
 	Logger     *slog.Logger   // nil means discard
 	// HubAddr overrides the hub address from the enrollment. Optional.
 	HubAddr string
+	// WaitForTicket makes an unenrolled node idle until a ticket appears
+	// in its state directory (packaged installs, before `install --ticket`).
+	WaitForTicket bool
 }
 
 // Origins of outlets and inlets.
@@ -170,7 +173,12 @@ func (n *Node) run(ctx context.Context) error {
 		fromInstall := false
 		if n.opts.TicketFile == "" {
 			if _, err := os.Stat(installedTicket); err != nil {
-				return fmt.Errorf("this node is not enrolled yet: pass --enrollment-ticket FILE")
+				if !n.opts.WaitForTicket {
+					return fmt.Errorf("this node is not enrolled yet: pass --enrollment-ticket FILE")
+				}
+				if err := n.waitForTicket(ctx, installedTicket); err != nil {
+					return err
+				}
 			}
 			n.opts.TicketFile, fromInstall = installedTicket, true
 		}
@@ -651,4 +659,22 @@ func (n *Node) CreateTicket(ctx context.Context, r localapi.TicketRequest) (stri
 		return "", err
 	}
 	return resp.Ticket, nil
+}
+
+// waitForTicket idles until a ticket file appears at path.
+func (n *Node) waitForTicket(ctx context.Context, path string) error {
+	n.log.Info("not enrolled: waiting for an enrollment ticket", "path", path,
+		"hint", brand.AgentBinary()+" install --ticket FILE puts it there")
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }

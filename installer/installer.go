@@ -52,6 +52,9 @@ type Spec struct {
 	User        bool   // a per-user service instead of a system one
 	RunAs       string // unix account the system service runs as ("" = root/LocalSystem)
 	Root        string // alternate filesystem root (package builders, tests)
+	// Packaged: a deb/rpm/msi owns the service definition; install only
+	// places the state files and restarts the service.
+	Packaged bool
 
 	source string // the binary to copy into Root
 }
@@ -82,6 +85,11 @@ func NewSpec(exe string, user bool, stateDir, root string) (Spec, error) {
 	if !user && serviceAccountSupported {
 		s.RunAs = brand.ServiceName()
 	}
+	if !user && root == "" {
+		if _, err := os.Stat(PackagedMarker()); err == nil {
+			s.Packaged = true
+		}
+	}
 	if root != "" {
 		s.source = exe
 		s.Executable = RootedExecutable + brand.AgentBinary()
@@ -106,10 +114,18 @@ func (p *Plan) installBinary() error {
 }
 
 // Arguments is the service's command line after the executable. It holds
-// no secret.
+// no secret. An unenrolled service waits for its ticket instead of failing.
 func (s Spec) Arguments() []string {
-	return []string{"run", "--state-dir", s.StateDir}
+	return []string{"run", "--state-dir", s.StateDir, "--wait-for-ticket"}
 }
+
+// PackagedMarker is the file a deb/rpm package installs to say it owns the
+// service (see packaging/).
+func PackagedMarker() string { return "/usr/lib/" + brand.AgentBinary() + "/packaged" }
+
+// RenderUnit returns the service definition (systemd unit or launchd
+// plist) for spec, and where it goes; Windows has none.
+func RenderUnit(s Spec) (path, unit string) { return unitFile(s) }
 
 // Rooted prefixes p with the alternate root, if any.
 func (s Spec) Rooted(p string) string {
@@ -236,6 +252,14 @@ func (p *Plan) Apply(ctx context.Context, out io.Writer) error {
 	}
 	if err := p.WriteState(); err != nil {
 		return err
+	}
+	if s.Packaged {
+		fmt.Fprintf(out, "packaged     the package owns service %s; restarting it\n", s.Name)
+		if err := Control(s, "restart"); err != nil {
+			return fmt.Errorf("restart service: %w", err)
+		}
+		fmt.Fprintf(out, "started      service %s\n", s.Name)
+		return nil
 	}
 	svc, err := New(s, p.Unit)
 	if err != nil {

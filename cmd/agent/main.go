@@ -175,6 +175,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&vars, "variable", "NAME=VALUE interpolated as $NAME in the config; repeatable")
 	hubAddr := fs.String("hub", "", "override the hub address")
 	trial := fs.Bool("update-trial", false, "internal: the trial an updated binary runs before the old one hands over")
+	waitTicket := fs.Bool("wait-for-ticket", false, "when not enrolled, wait for a ticket in the state directory")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	if err := cliutil.Parse(fs, args, 0); err != nil {
@@ -209,7 +210,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return cliutil.Usagef("%v", err)
 	}
-	opts := agent.Options{StateDir: *dir, TicketFile: ticket, Config: cfg, Logger: log, HubAddr: *hubAddr}
+	opts := agent.Options{StateDir: *dir, TicketFile: ticket, Config: cfg, Logger: log, HubAddr: *hubAddr, WaitForTicket: *waitTicket}
 	if *trial {
 		tctx, cancel := context.WithTimeout(ctx, agent.TrialTimeout)
 		defer cancel()

@@ -46,8 +46,22 @@ func cmdInstall(ctx context.Context, args []string, stdout io.Writer) error {
 	root := fs.String("root", "", "install into this alternate filesystem root; contact no service manager")
 	reconfigure := fs.Bool("reconfigure", false, "on an installed node, replace its config and variables and restart it")
 	wait := fs.Duration("wait", 60*time.Second, "how long to wait for the node to come up")
+	printUnit := fs.Bool("print-unit", false, "print the service definition for a package build and exit")
+	packaged := fs.Bool("packaged", false, "a package (deb, rpm, msi) owns the service: only place the files and restart it")
 	if err := cliutil.Parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *printUnit {
+		// Package builds: the unit the deb/rpm ships, for the binary at
+		// its packaged path and the default state directory.
+		spec, err := installer.NewSpec("/usr/bin/"+brand.AgentBinary(), false, "", "")
+		if err != nil {
+			return err
+		}
+		spec.Executable = "/usr/bin/" + brand.AgentBinary()
+		_, unit := installer.RenderUnit(spec)
+		fmt.Fprint(stdout, unit)
+		return nil
 	}
 	if ticket == "" && !*reconfigure {
 		return cliutil.Usagef("install needs --ticket FILE")
@@ -60,6 +74,7 @@ func cmdInstall(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	spec.Packaged = spec.Packaged || *packaged
 	// 1. Everything that can be checked offline, before touching anything.
 	vm, err := config.ParseVariables(vars)
 	if err != nil {
@@ -122,7 +137,7 @@ func cmdInstall(ctx context.Context, args []string, stdout io.Writer) error {
 		vb, _ := json.Marshal(vm)
 		files = append(files, installer.File{Path: filepath.Join(spec.StateDir, installer.VariablesFile), Mode: 0o600, Data: vb, Secret: true})
 	}
-	mb, _ := json.MarshalIndent(installer.Marker{Service: spec.Name, User: spec.User, Installed: time.Now().UTC().Format(time.RFC3339), Version: buildinfo.Version()}, "", "  ")
+	mb, _ := json.MarshalIndent(installer.Marker{Service: spec.Name, User: spec.User, Packaged: spec.Packaged, Installed: time.Now().UTC().Format(time.RFC3339), Version: buildinfo.Version()}, "", "  ")
 	files = append(files, installer.File{Path: filepath.Join(spec.StateDir, installer.MarkerFile), Mode: 0o600, Data: mb})
 	plan, err := installer.NewPlan(spec, files)
 	if err != nil {
