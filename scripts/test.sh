@@ -12,6 +12,10 @@ export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH)/bin"
 need=()
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v curl >/dev/null || need+=(curl)
+command -v wixl >/dev/null || need+=(wixl)
+command -v msiinfo >/dev/null || need+=(msitools)
+command -v rpm >/dev/null || need+=(rpm)
+command -v cpio >/dev/null || need+=(cpio)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -19,6 +23,10 @@ if ((${#need[@]})); then
     echo "test.sh: missing ${need[*]} (install them, or run as root)" >&2
   fi
 fi
+
+# goreleaser for the packaging tests (v2.16.0 is the newest that builds
+# with this Go; building it takes a few minutes, once per machine).
+command -v goreleaser >/dev/null || { echo "== installing goreleaser v2.16.0"; go install github.com/goreleaser/goreleaser/v2@v2.16.0; }
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
@@ -28,4 +36,4 @@ go vet ./...
 echo "== unit tests (race detector) and fuzz seeds"
 go test -race -count=1 -timeout 20m ./wire/... ./policy/... ./enroll/... ./portal/... ./hub/... ./agent/...
 echo "== end-to-end, CLI and repository tests"
-go test -count=1 -timeout 30m ./internal/... ./cmd/...
+go test -count=1 -timeout 40m ./internal/... ./cmd/...
