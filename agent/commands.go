@@ -274,6 +274,7 @@ func (n *Node) handleCommand(p control.CommandPush) (applied bool, reason string
 	}
 	n.mu.Unlock()
 	entry.Decision = "applied"
+	n.metrics.commands.WithLabelValues("applied").Inc()
 	if err := n.audit.Append(entry); err != nil {
 		n.log.Error("audit log", "err", err)
 	}
@@ -285,6 +286,7 @@ func (n *Node) handleCommand(p control.CommandPush) (applied bool, reason string
 // authentic command for this node, so it cannot be replayed later.
 func (n *Node) refuse(entry command.Entry, st cmdState, advance bool, reason string) (bool, string, uint64) {
 	entry.Decision, entry.Reason = "refused", reason
+	n.metrics.commands.WithLabelValues("refused").Inc()
 	if advance && entry.Seq > st.LastSeq {
 		next := st
 		next.LastSeq = entry.Seq

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edgeportal/connect/agent/command"
 	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
@@ -47,6 +49,8 @@ type Options struct {
 	// WaitForTicket makes an unenrolled node idle until a ticket appears
 	// in its state directory (packaged installs, before `install --ticket`).
 	WaitForTicket bool
+	// Metrics, if not nil, receives the node's metrics.
+	Metrics *prometheus.Registry
 }
 
 // Origins of outlets and inlets.
@@ -90,6 +94,7 @@ type Node struct {
 	cmdQueue chan queuedCommand
 	restart  bool
 	stop     context.CancelFunc
+	metrics  *nodeMetrics
 }
 
 type outlet struct {
@@ -121,7 +126,7 @@ func New(opts Options) *Node {
 	if cfg == nil {
 		cfg = &config.Config{}
 	}
-	return &Node{
+	n := &Node{
 		opts:     opts,
 		log:      log,
 		cfg:      cfg,
@@ -130,6 +135,8 @@ func New(opts Options) *Node {
 		hubReady: make(chan struct{}),
 		cmdQueue: make(chan queuedCommand, 256),
 	}
+	n.metrics = newNodeMetrics(n, opts.Metrics)
+	return n
 }
 
 // Run runs the node until ctx is done. It returns an error only for
@@ -418,6 +425,7 @@ func (n *Node) loop(ctx context.Context) error {
 		n.mu.Lock()
 		n.hubErr = err.Error()
 		n.mu.Unlock()
+		n.metrics.reconnects.Inc()
 		wait := jitter(backoff)
 		n.log.Warn("hub connection lost; reconnecting", "hub", addr, "err", err, "retry_in", wait.Round(time.Millisecond))
 		if sleepCtx(ctx, wait) != nil {

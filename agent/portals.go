@@ -216,7 +216,12 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 	nc, peer, err := portal.Open(ctx, data, resp.Token, &n.self, in.via, resp.Peer, in.to, allow)
 	if err != nil {
 		var rej *portal.Rejection
-		if errors.As(err, &rej) && rej.Code == control.PortalDenied {
+		reason := "error"
+		if errors.As(err, &rej) {
+			reason = rej.Code
+		}
+		n.metrics.denied.WithLabelValues("inlet", reason).Inc()
+		if reason == control.PortalDenied {
 			fail("portal denied", err)
 		} else {
 			fail("portal failed", err)
@@ -224,8 +229,14 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 		return
 	}
 	log = log.With("peer", peer.ID)
+	n.metrics.setup.Observe(time.Since(start).Seconds())
+	n.metrics.opened.WithLabelValues("inlet").Inc()
+	n.metrics.open.WithLabelValues("inlet").Inc()
+	defer n.metrics.open.WithLabelValues("inlet").Dec()
 	log.Debug("portal open", "setup", time.Since(start))
 	up, down, err := pipe.Pipe(ctx, client, nc)
+	n.metrics.bytes.WithLabelValues("inlet", "out").Add(float64(up))
+	n.metrics.bytes.WithLabelValues("inlet", "in").Add(float64(down))
 	log.Debug("portal closed", "bytes_out", up, "bytes_in", down, "duration", time.Since(start).Round(time.Millisecond), "err", err)
 }
 
@@ -254,6 +265,7 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 	n.mu.Unlock()
 	entry := command.Entry{Kind: "portal", Peer: req.Peer.ID, Outlet: req.Outlet}
 	deny := func(code, reason string) {
+		n.metrics.denied.WithLabelValues("outlet", code).Inc()
 		log.Warn("portal denied", "reason", reason)
 		portal.Reject(req.Conn, code, reason)
 		entry.Decision, entry.Reason = "denied", reason
@@ -273,7 +285,9 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 	}
 	d := n.dialer
 	d.Control = o.dialControl
+	dialStart := time.Now()
 	target, rej := portal.DialTarget(ctx, &d, o.to)
+	n.metrics.dial.Observe(time.Since(dialStart).Seconds())
 	if rej != nil {
 		log.Warn("portal target unreachable", "to", o.to, "reason", rej.Message)
 		deny(rej.Code, rej.Message)
@@ -286,7 +300,12 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 		return
 	}
 	log.Debug("portal open", "to", o.to, "setup", time.Since(start))
+	n.metrics.opened.WithLabelValues("outlet").Inc()
+	n.metrics.open.WithLabelValues("outlet").Inc()
+	defer n.metrics.open.WithLabelValues("outlet").Dec()
 	in, out, err := pipe.Pipe(ctx, req.Conn, target)
+	n.metrics.bytes.WithLabelValues("outlet", "in").Add(float64(in))
+	n.metrics.bytes.WithLabelValues("outlet", "out").Add(float64(out))
 	d2 := time.Since(start)
 	log.Debug("portal closed", "bytes_in", in, "bytes_out", out, "duration", d2.Round(time.Millisecond), "err", err)
 	entry.Decision, entry.BytesIn, entry.BytesOut, entry.DurationMS = "allowed", in, out, d2.Milliseconds()

@@ -165,6 +165,7 @@ func (n *Node) Update(ctx context.Context, r localapi.UpdateRequest) (localapi.U
 	out.Available = res.To
 	if err != nil {
 		n.log.Error("update failed", "from", o.Current, "to", res.To, "err", err)
+		n.metrics.updates.WithLabelValues("failed").Inc()
 		if res.To != "" {
 			n.reportUpdate(ctx, control.UpdateResult{From: o.Current, To: res.To, OK: false, Reason: err.Error()})
 		}
@@ -172,6 +173,7 @@ func (n *Node) Update(ctx context.Context, r localapi.UpdateRequest) (localapi.U
 	}
 	out.Updated, out.Message = res.Updated, res.Message
 	if res.Updated {
+		n.metrics.updates.WithLabelValues("updated").Inc()
 		saveJSON(filepath.Join(n.opts.StateDir, UpdateMarkerFile), updateMarker{From: res.From, To: res.To, At: time.Now().UTC()})
 		n.log.Info("updated; restarting into the new version", "from", res.From, "to", res.To)
 		n.mu.Lock()

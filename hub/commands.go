@@ -190,6 +190,7 @@ func (s *Server) ackCommand(cc *controlConn, ack control.CommandAck) error {
 		return err
 	}
 	cc.log.Info("command answered", "seq", ack.Seq, "state", rec.State, "reason", rec.Reason)
+	s.metrics.commands.WithLabelValues(rec.State).Inc()
 	s.mu.Lock()
 	ch := s.waiters[waitKey{cc.id, ack.Seq}]
 	s.mu.Unlock()

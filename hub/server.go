@@ -31,6 +31,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/wire"
@@ -71,6 +73,8 @@ type Options struct {
 	Now func() time.Time
 	// HandshakeTimeout overrides the package constant. For tests only.
 	HandshakeTimeout time.Duration
+	// Metrics, if not nil, receives the hub's metrics.
+	Metrics *prometheus.Registry
 }
 
 // Server is a running hub.
@@ -93,6 +97,7 @@ type Server struct {
 	waiters  map[waitKey]chan CommandRecord
 
 	handshakeTimeout time.Duration
+	metrics          *hubMetrics
 
 	stats Stats
 }
@@ -137,6 +142,7 @@ func New(opts Options) (*Server, error) {
 		s.handshakeTimeout = opts.HandshakeTimeout
 	}
 	s.ctx, s.cancelAll = context.WithCancel(context.Background())
+	s.metrics = newHubMetrics(s, opts.Metrics)
 	return s, nil
 }
 
@@ -185,6 +191,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ip := sourceIP(c.RemoteAddr())
 		if !s.admitPending(ip) {
 			s.stats.Rejected.Add(1)
+			s.metrics.rejected.WithLabelValues("pending-limit").Inc()
 			c.Close()
 			continue
 		}
@@ -258,6 +265,7 @@ func (s *Server) handleConn(c net.Conn, ip string) {
 	c.SetDeadline(time.Now().Add(s.handshakeTimeout))
 	kind, err := wire.ReadPreface(c)
 	if err != nil {
+		s.metrics.rejected.WithLabelValues("bad-preface").Inc()
 		s.log.Debug("dropped connection", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()
 		return
@@ -316,8 +324,10 @@ func (s *Server) handleControl(c net.Conn, release func()) {
 		HubBuild: buildinfo.Version(),
 		TimeUnix: s.now().Unix(),
 	})
+	hsStart := time.Now()
 	nc, payload, err := noiseconn.Server(ctx, c, s.dir.HubKey, wire.Prologue("control", nil), hello)
 	if err != nil {
+		s.metrics.rejected.WithLabelValues("handshake").Inc()
 		s.log.Debug("control handshake failed", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()
 		return
@@ -328,6 +338,7 @@ func (s *Server) handleControl(c net.Conn, release func()) {
 		nc.Close()
 		return
 	}
+	s.metrics.handshake.Observe(time.Since(hsStart).Seconds())
 	c.SetDeadline(time.Time{})
 	release()
 	peer := nc.Peer()
@@ -564,6 +575,7 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
 			return
 		}
+		s.metrics.updates.WithLabelValues(map[bool]string{true: "ok", false: "failed"}[req.OK]).Inc()
 		res := fmt.Sprintf("%s → %s ok", req.From, req.To)
 		if !req.OK {
 			res = fmt.Sprintf("%s → %s FAILED, rolled back: %s", req.From, req.To, req.Reason)
@@ -694,6 +706,7 @@ func (s *Server) openSession(ctx context.Context, cc *controlConn, relay string)
 		return control.OpenSessionResponse{}, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q: its node did not take the session: %v", relay, err)}
 	}
 	s.stats.SessionsOpened.Add(1)
+	s.metrics.sessionsOpened.Inc()
 	return control.OpenSessionResponse{Token: sess.token[:], Peer: owner.id}, nil
 }
 

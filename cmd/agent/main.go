@@ -33,6 +33,7 @@ import (
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/internal/cliutil"
+	"github.com/edgeportal/connect/internal/metrics"
 )
 
 func main() { os.Exit(Main()) }
@@ -176,6 +177,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	hubAddr := fs.String("hub", "", "override the hub address")
 	trial := fs.Bool("update-trial", false, "internal: the trial an updated binary runs before the old one hands over")
 	waitTicket := fs.Bool("wait-for-ticket", false, "when not enrolled, wait for a ticket in the state directory")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on [HOST]:PORT (loopback when HOST is empty)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	if err := cliutil.Parse(fs, args, 0); err != nil {
@@ -211,6 +213,16 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return cliutil.Usagef("%v", err)
 	}
 	opts := agent.Options{StateDir: *dir, TicketFile: ticket, Config: cfg, Logger: log, HubAddr: *hubAddr, WaitForTicket: *waitTicket}
+	maddr, err := metrics.ListenAddr(*metricsAddr)
+	if err != nil {
+		return cliutil.Usagef("%v", err)
+	}
+	if maddr != "" && !*trial {
+		opts.Metrics = metrics.NewRegistry("agent")
+		if err := metrics.Serve(ctx, maddr, opts.Metrics, log); err != nil {
+			return err
+		}
+	}
 	if *trial {
 		tctx, cancel := context.WithTimeout(ctx, agent.TrialTimeout)
 		defer cancel()

@@ -11,10 +11,12 @@ package main
 
 import (
 	"context"
+
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"net"
 	"os"
@@ -32,6 +34,7 @@ import (
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/internal/cliutil"
+	"github.com/edgeportal/connect/internal/metrics"
 	"github.com/edgeportal/connect/wire/command"
 	"github.com/edgeportal/connect/wire/minisig"
 )
@@ -176,11 +179,16 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	listen := fs.String("addr", "", "override the listen address from hub.json")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on [HOST]:PORT (loopback when HOST is empty)")
 	if err := cliutil.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := requireDir(*dir); err != nil {
 		return err
+	}
+	maddr, err := metrics.ListenAddr(*metricsAddr)
+	if err != nil {
+		return cliutil.Usagef("%v", err)
 	}
 	log, err := cliutil.Logger(stderr, *level, *format)
 	if err != nil {
@@ -198,9 +206,18 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	srv, err := hub.New(hub.Options{Dir: d, Store: store, Logger: log})
+	var reg *prometheus.Registry
+	if maddr != "" {
+		reg = metrics.NewRegistry("hub")
+	}
+	srv, err := hub.New(hub.Options{Dir: d, Store: store, Logger: log, Metrics: reg})
 	if err != nil {
 		return err
+	}
+	if reg != nil {
+		if err := metrics.Serve(ctx, maddr, reg, log); err != nil {
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", d.Config.Listen)
 	if err != nil {

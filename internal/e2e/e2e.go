@@ -249,10 +249,11 @@ func (e *Env) NewHub() *Hub {
 	return h
 }
 
-// Start starts `hub serve` and waits until it accepts connections.
-func (h *Hub) Start() *Hub {
+// Start starts `hub serve` (with extra flags) and waits until it accepts
+// connections.
+func (h *Hub) Start(extra ...string) *Hub {
 	h.env.t.Helper()
-	h.Proc = h.env.Start("hub", h.env.HubBin, "serve", "--dir", h.Dir, "--log-level", "debug")
+	h.Proc = h.env.Start("hub", h.env.HubBin, append([]string{"serve", "--dir", h.Dir, "--log-level", "debug"}, extra...)...)
 	Await(h.env.t, 20*time.Second, "hub listening on "+h.Addr, func() bool {
 		c, err := net.DialTimeout("tcp", h.Addr, time.Second)
 		if err != nil {

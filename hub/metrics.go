@@ -1,0 +1,43 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package hub
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// hubMetrics are the hub's Prometheus metrics (no per-node labels: the
+// cardinality stays bounded however many nodes connect).
+type hubMetrics struct {
+	sessionsOpened prometheus.Counter
+	rejected       *prometheus.CounterVec
+	commands       *prometheus.CounterVec
+	handshake      prometheus.Histogram
+	updates        *prometheus.CounterVec
+}
+
+func newHubMetrics(s *Server, reg *prometheus.Registry) *hubMetrics {
+	m := &hubMetrics{
+		sessionsOpened: prometheus.NewCounter(prometheus.CounterOpts{Name: "hub_sessions_opened_total", Help: "Portal sessions handed out."}),
+		rejected:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hub_connections_rejected_total", Help: "Connections dropped, by reason."}, []string{"reason"}),
+		commands:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hub_commands_total", Help: "Vendor commands by outcome."}, []string{"state"}),
+		handshake: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hub_control_handshake_seconds", Help: "Control channel Noise handshakes.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 12)}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hub_update_results_total", Help: "Node self-update results."}, []string{"result"}),
+	}
+	if reg == nil {
+		return m
+	}
+	reg.MustRegister(m.sessionsOpened, m.rejected, m.commands, m.handshake, m.updates,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_connected_nodes", Help: "Control connections up."},
+			func() float64 { return float64(s.stats.ControlConns.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_relays", Help: "Relays registered."},
+			func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(len(s.relays)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_portals_open", Help: "Spliced portal sessions."},
+			func() float64 { return float64(s.stats.ActiveSessions.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_pending_connections", Help: "Connections before their handshake."},
+			func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(s.nPending) }),
+	)
+	return m
+}

@@ -1,0 +1,106 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	var body string
+	Await(t, 10*time.Second, "metrics at "+addr, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == 200
+	})
+	return body
+}
+
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	m := re.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no series %s in:\n%s", series, body)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+// TestMetrics: both binaries expose Prometheus metrics on an opt-in
+// loopback listener, and they follow what happens.
+func TestMetrics(t *testing.T) {
+	env := NewEnv(t)
+	web := HTTPServer(t, "ok\n")
+	hubMetrics, vendorMetrics, customerMetrics := FreePort(t), FreePort(t), FreePort(t)
+	h := env.NewHub().Start("--metrics", hubMetrics)
+	vt := h.Ticket("v.ticket", "--attribute", "inlet-from-saas", "--relay", "saas-relay")
+	ct := h.Ticket("c.ticket", "--attribute", "outlet-from-saas", "--relay", "acme-relay")
+	vcfg := filepath.Join(env.Dir, "v.yaml")
+	os.WriteFile(vcfg, []byte("policy:\n  resource-type: tcp-inlet\n  allow: outlet-from-saas\n"), 0o600)
+	ccfg := filepath.Join(env.Dir, "c.yaml")
+	os.WriteFile(ccfg, []byte(outletYAML(outletItem("web", web, "inlet-from-saas"), outletItem("vip", web, "tier = gold"))), 0o600)
+	vendor := env.StartNode("vendor", "--enrollment-ticket", vt, "--config", vcfg, "--metrics", vendorMetrics)
+	customer := env.StartNode("customer", "--enrollment-ticket", ct, "--config", ccfg, "--metrics", customerMetrics)
+	vendor.AwaitRelayUp()
+	customer.AwaitRelayUp()
+	p := &pair{env: env, hub: h, vendor: vendor, customer: customer}
+	for i := 0; i < 3; i++ {
+		if got, err := Get(p.inlet(t, "web")); err != nil || got != "ok\n" {
+			t.Fatalf("portal: %q %v", got, err)
+		}
+	}
+	Get(p.inlet(t, "vip")) // denied by the outlet's policy
+
+	hub := scrape(t, hubMetrics)
+	if v := metricValue(t, hub, "hub_connected_nodes"); v != 2 {
+		t.Errorf("hub_connected_nodes = %v", v)
+	}
+	if v := metricValue(t, hub, "hub_relays"); v != 2 {
+		t.Errorf("hub_relays = %v", v)
+	}
+	if v := metricValue(t, hub, "hub_sessions_opened_total"); v < 4 {
+		t.Errorf("hub_sessions_opened_total = %v", v)
+	}
+	if !strings.Contains(hub, `hub_build_info{platform=`) {
+		t.Error("no hub_build_info")
+	}
+	Await(t, 5*time.Second, "portal counters", func() bool {
+		v := scrape(t, vendorMetrics)
+		return strings.Contains(v, `agent_portals_opened_total{side="inlet"} 3`) &&
+			strings.Contains(v, `agent_portals_denied_total{reason="denied",side="inlet"} 1`)
+	})
+	c := scrape(t, customerMetrics)
+	if v := metricValue(t, c, `agent_portals_opened_total{side="outlet"}`); v != 3 {
+		t.Errorf("customer outlet portals = %v", v)
+	}
+	if v := metricValue(t, c, `agent_portals_denied_total{reason="denied",side="outlet"}`); v != 1 {
+		t.Errorf("customer denials = %v", v)
+	}
+	if v := metricValue(t, c, "agent_relay_registered"); v != 1 {
+		t.Errorf("agent_relay_registered = %v", v)
+	}
+	if metricValue(t, c, `agent_portal_bytes_total{direction="out",side="outlet"}`) <= 0 {
+		t.Error("no bytes counted")
+	}
+	// The listener is loopback-only when no host is given.
+	r := env.Agent("run", "--state-dir", filepath.Join(env.Dir, "x"), "--metrics", "nonsense::")
+	if r.Code == 0 {
+		t.Error("a bad --metrics address was accepted")
+	}
+}
