@@ -20,13 +20,15 @@ import (
 
 // Timeouts of the control channel.
 const (
-	dialTimeout    = 10 * time.Second
-	callTimeout    = 20 * time.Second
-	pingInterval   = 20 * time.Second
-	pingTimeout    = 15 * time.Second
-	writeTimeout   = 15 * time.Second
-	maxBackoff     = 30 * time.Second
-	initialBackoff = 500 * time.Millisecond
+	dialTimeout = 10 * time.Second
+	callTimeout = 20 * time.Second
+	// DefaultKeepAlive is how often a node pings the hub; a ping not
+	// answered within the same time marks the connection dead, so a path
+	// that stalls without closing is replaced within twice this.
+	DefaultKeepAlive = 20 * time.Second
+	writeTimeout     = 15 * time.Second
+	maxBackoff       = 30 * time.Second
+	initialBackoff   = 500 * time.Millisecond
 )
 
 // HubKeyMismatchError means the hub answered with a static key other than
@@ -42,15 +44,16 @@ func (e *HubKeyMismatchError) Error() string {
 
 // hubConn is one control connection to the hub.
 type hubConn struct {
-	addr   string
-	nc     *noiseconn.Conn
-	hello  control.ServerHello
-	wmu    sync.Mutex
-	mu     sync.Mutex
-	nextID uint64
-	calls  map[uint64]chan control.Msg
-	done   chan struct{}
-	err    error
+	keepalive time.Duration
+	addr      string
+	nc        *noiseconn.Conn
+	hello     control.ServerHello
+	wmu       sync.Mutex
+	mu        sync.Mutex
+	nextID    uint64
+	calls     map[uint64]chan control.Msg
+	done      chan struct{}
+	err       error
 }
 
 // dialHub connects to the hub at addr and checks its static key.
@@ -90,7 +93,7 @@ func dialHub(ctx context.Context, addr string, static key.NodePrivate, hubKey ke
 		return nil, fmt.Errorf("hub %s handshake: %w", addr, err)
 	}
 	c.SetDeadline(time.Time{})
-	h := &hubConn{addr: addr, nc: nc, hello: hello, calls: map[uint64]chan control.Msg{}, done: make(chan struct{})}
+	h := &hubConn{addr: addr, nc: nc, hello: hello, calls: map[uint64]chan control.Msg{}, done: make(chan struct{}), keepalive: DefaultKeepAlive}
 	return h, nil
 }
 
@@ -100,7 +103,7 @@ func dialHub(ctx context.Context, addr string, static key.NodePrivate, hubKey ke
 func (h *hubConn) run(onPush func(control.Msg)) error {
 	defer close(h.done)
 	for {
-		h.nc.SetReadDeadline(time.Now().Add(pingInterval + pingTimeout + 10*time.Second))
+		h.nc.SetReadDeadline(time.Now().Add(3 * h.keepalive))
 		b, err := wire.ReadMessage(h.nc)
 		if err != nil {
 			h.fail(err)

@@ -51,6 +51,8 @@ type Options struct {
 	WaitForTicket bool
 	// Metrics, if not nil, receives the node's metrics.
 	Metrics *prometheus.Registry
+	// KeepAlive overrides DefaultKeepAlive (tests of dead paths).
+	KeepAlive time.Duration
 }
 
 // Origins of outlets and inlets.
@@ -422,6 +424,19 @@ func (n *Node) loop(ctx context.Context) error {
 		if time.Since(start) > time.Minute {
 			backoff = initialBackoff
 		}
+		var cs *ClockSkewError
+		if errors.As(err, &cs) {
+			// Not a network problem: retrying fast would only spin. Say
+			// what to fix and look again in a minute.
+			n.mu.Lock()
+			n.hubErr = err.Error()
+			n.mu.Unlock()
+			n.log.Error("cannot work with the hub", "err", err)
+			if sleepCtx(ctx, time.Minute) != nil {
+				return nil
+			}
+			continue
+		}
 		n.mu.Lock()
 		n.hubErr = err.Error()
 		n.mu.Unlock()
@@ -447,6 +462,14 @@ func (n *Node) session(ctx context.Context, addr string) error {
 		return err
 	}
 	defer h.close()
+	keepalive := DefaultKeepAlive
+	if n.opts.KeepAlive > 0 {
+		keepalive = n.opts.KeepAlive
+	}
+	h.keepalive = keepalive
+	if skew := time.Since(time.Unix(h.hello.TimeUnix, 0)); skew > enroll.ClockSkew || -skew > enroll.ClockSkew {
+		return &ClockSkewError{Skew: skew}
+	}
 	revoked := make(chan struct{}, 1)
 	go h.run(func(m control.Msg) {
 		switch m.Type {
@@ -511,7 +534,7 @@ func (n *Node) session(ctx context.Context, addr string) error {
 		n.mu.Unlock()
 	}()
 
-	ping := time.NewTicker(pingInterval)
+	ping := time.NewTicker(keepalive)
 	defer ping.Stop()
 	for {
 		refreshIn := time.Until(n.refreshAt())
@@ -528,7 +551,7 @@ func (n *Node) session(ctx context.Context, addr string) error {
 			return ErrRevoked
 		case <-ping.C:
 			refreshT.Stop()
-			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			pctx, cancel := context.WithTimeout(ctx, keepalive)
 			err := h.call(pctx, control.TypePing, control.Ping{TimeUnix: time.Now().Unix()}, nil)
 			cancel()
 			if err != nil {
@@ -685,4 +708,17 @@ func (n *Node) waitForTicket(ctx context.Context, path string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// ClockSkewError means this machine's clock is too far from the hub's for
+// credentials to be accepted.
+type ClockSkewError struct{ Skew time.Duration }
+
+func (e *ClockSkewError) Error() string {
+	dir := "ahead of"
+	if e.Skew < 0 {
+		dir = "behind"
+	}
+	return fmt.Sprintf("clock skew: this machine's clock is %s %s the hub's (tolerance %s); fix its time (NTP)",
+		e.Skew.Abs().Round(time.Second), dir, enroll.ClockSkew)
 }

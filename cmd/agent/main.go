@@ -178,6 +178,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	trial := fs.Bool("update-trial", false, "internal: the trial an updated binary runs before the old one hands over")
 	waitTicket := fs.Bool("wait-for-ticket", false, "when not enrolled, wait for a ticket in the state directory")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on [HOST]:PORT (loopback when HOST is empty)")
+	keepalive := fs.Duration("keepalive", agent.DefaultKeepAlive, "ping the hub this often; a silent path is replaced within twice this")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	if err := cliutil.Parse(fs, args, 0); err != nil {
@@ -212,7 +213,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return cliutil.Usagef("%v", err)
 	}
-	opts := agent.Options{StateDir: *dir, TicketFile: ticket, Config: cfg, Logger: log, HubAddr: *hubAddr, WaitForTicket: *waitTicket}
+	opts := agent.Options{StateDir: *dir, TicketFile: ticket, Config: cfg, Logger: log, HubAddr: *hubAddr, WaitForTicket: *waitTicket, KeepAlive: *keepalive}
 	maddr, err := metrics.ListenAddr(*metricsAddr)
 	if err != nil {
 		return cliutil.Usagef("%v", err)

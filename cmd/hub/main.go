@@ -180,6 +180,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on [HOST]:PORT (loopback when HOST is empty)")
+	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the hub's clock (tests of clock skew only; not for production)")
 	if err := cliutil.Parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -210,7 +211,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if maddr != "" {
 		reg = metrics.NewRegistry("hub")
 	}
-	srv, err := hub.New(hub.Options{Dir: d, Store: store, Logger: log, Metrics: reg})
+	var now func() time.Time
+	if *clockOffset != 0 {
+		log.Warn("the hub's clock is shifted for testing", "offset", *clockOffset)
+		now = func() time.Time { return time.Now().Add(*clockOffset) }
+	}
+	srv, err := hub.New(hub.Options{Dir: d, Store: store, Logger: log, Metrics: reg, Now: now})
 	if err != nil {
 		return err
 	}
