@@ -744,6 +744,9 @@ func (s *Server) handleData(c net.Conn, release func()) {
 	release()
 	first.SetDeadline(time.Time{})
 	c.SetDeadline(time.Time{})
+	// The same portal id as the nodes log (first bytes of the one-time
+	// token, useless once the session is paired).
+	s.log.Debug("portal spliced", "portal", fmt.Sprintf("%x", tok[:6]), "from", sess.from, "to", sess.to, "relay", sess.relay)
 	s.stats.ActiveSessions.Add(1)
 	splice(first, c)
 	s.stats.ActiveSessions.Add(-1)

@@ -161,3 +161,14 @@ func FuzzParseAllowList(f *testing.F) {
 		}
 	})
 }
+
+func FuzzReadAudit(f *testing.F) {
+	f.Add([]byte(`{"n":1,"time":"t","kind":"portal","decision":"allowed","prev":"","hash":"x"}` + "\n"))
+	f.Add([]byte("not json\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, err := readEntries(strings.NewReader(string(b)))
+		if err == nil && len(entries) > strings.Count(string(b), "\n")+1 {
+			t.Fatal("more records than lines")
+		}
+	})
+}
