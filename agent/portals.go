@@ -167,6 +167,17 @@ func (n *Node) closeInlets() {
 
 // dialData opens a data connection to the hub bound to token.
 func (n *Node) dialData(ctx context.Context, addr string, token []byte) (net.Conn, error) {
+	c, err := n.connectData(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return bindData(c, token)
+}
+
+// connectData opens the TCP connection of a data connection; bindData
+// then names its session. Splitting them lets an inlet connect while it
+// waits for the hub's answer.
+func (n *Node) connectData(ctx context.Context, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: dialTimeout}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -175,6 +186,10 @@ func (n *Node) dialData(ctx context.Context, addr string, token []byte) (net.Con
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	return c, nil
+}
+
+func bindData(c net.Conn, token []byte) (net.Conn, error) {
 	msg := append(wire.Preface(wire.KindData), token...)
 	if _, err := c.Write(msg); err != nil {
 		c.Close()
@@ -199,12 +214,30 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 		fail("portal not opened", err)
 		return
 	}
+	// Connect the data connection while the hub answers (saves a round trip).
+	type dialed struct {
+		c   net.Conn
+		err error
+	}
+	early := make(chan dialed, 1)
+	go func() {
+		c, err := n.connectData(ctx, h.addr)
+		early <- dialed{c, err}
+	}()
 	var resp control.OpenSessionResponse
 	if err := h.call(ctx, control.TypeOpenSession, control.OpenSessionRequest{Relay: in.via}, &resp); err != nil {
+		if d := <-early; d.c != nil {
+			d.c.Close()
+		}
 		fail("portal not opened: hub refused the session", err)
 		return
 	}
-	data, err := n.dialData(ctx, h.addr, resp.Token)
+	d := <-early
+	if d.err != nil {
+		fail("portal not opened", d.err)
+		return
+	}
+	data, err := bindData(d.c, resp.Token)
 	if err != nil {
 		fail("portal not opened", err)
 		return
