@@ -453,14 +453,21 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		}
 		cc.send(b)
 	}
+	// decode parses the request body, answering bad-request when it can't.
+	decode := func(v any) bool {
+		if err := control.DecodeBody(m, v); err != nil {
+			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+			return false
+		}
+		return true
+	}
 	ctx := s.ctx
 	switch m.Type {
 	case control.TypePing:
 		reply(control.Ping{TimeUnix: s.now().Unix()}, nil)
 	case control.TypeRedeem:
 		var req control.RedeemRequest
-		if err := control.DecodeBody(m, &req); err != nil {
-			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+		if !decode(&req) {
 			return
 		}
 		mem, cred, err := s.auth.Redeem(ctx, enroll.RedeemOptions{
@@ -494,31 +501,27 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		reply(control.CredentialResponse{Credential: cred}, nil)
 	case control.TypeRegisterRelay:
 		var req control.RegisterRelayRequest
-		if err := control.DecodeBody(m, &req); err != nil {
-			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+		if !decode(&req) {
 			return
 		}
 		reply(control.Empty{}, s.registerRelay(ctx, cc, req.Name))
 	case control.TypeOpenSession:
 		var req control.OpenSessionRequest
-		if err := control.DecodeBody(m, &req); err != nil {
-			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+		if !decode(&req) {
 			return
 		}
 		resp, err := s.openSession(ctx, cc, req.Relay)
 		reply(resp, err)
 	case control.TypeCreateTicket:
 		var req control.CreateTicketRequest
-		if err := control.DecodeBody(m, &req); err != nil {
-			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+		if !decode(&req) {
 			return
 		}
 		text, err := s.enrollerTicket(ctx, cc, req)
 		reply(control.CreateTicketResponse{Ticket: text}, err)
 	case control.TypeCommandAck:
 		var ack control.CommandAck
-		if err := control.DecodeBody(m, &ack); err != nil {
-			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+		if !decode(&ack) {
 			return
 		}
 		if _, err := s.auth.Member(ctx, cc.peer); err != nil {
@@ -528,8 +531,7 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		reply(control.Empty{}, s.ackCommand(cc, ack))
 	case control.TypeNodeState:
 		var ns control.NodeState
-		if err := control.DecodeBody(m, &ns); err != nil {
-			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+		if !decode(&ns) {
 			return
 		}
 		s.mu.Lock()
@@ -539,8 +541,7 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		reply(control.Empty{}, nil)
 	case control.TypeReleaseCheck:
 		var req control.ReleaseCheck
-		if err := control.DecodeBody(m, &req); err != nil {
-			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+		if !decode(&req) {
 			return
 		}
 		if !cc.member {
@@ -555,8 +556,7 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		reply(control.ReleaseManifest{Manifest: b}, nil)
 	case control.TypeReleaseFetch:
 		var req control.ReleaseFetch
-		if err := control.DecodeBody(m, &req); err != nil {
-			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+		if !decode(&req) {
 			return
 		}
 		if !cc.member {
@@ -571,8 +571,7 @@ func (s *Server) dispatch(cc *controlConn, m control.Msg) {
 		reply(control.ReleaseChunk{Data: b}, nil)
 	case control.TypeUpdateResult:
 		var req control.UpdateResult
-		if err := control.DecodeBody(m, &req); err != nil {
-			reply(nil, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()})
+		if !decode(&req) {
 			return
 		}
 		s.metrics.updates.WithLabelValues(map[bool]string{true: "ok", false: "failed"}[req.OK]).Inc()
