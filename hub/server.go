@@ -344,10 +344,9 @@ func (s *Server) handleControl(c net.Conn, release func()) {
 	peer := nc.Peer()
 	cc := &controlConn{s: s, conn: nc, peer: peer, id: string(peer.ID()), version: ch.Build, platform: ch.Platform}
 	cc.log = s.log.With("node", cc.id)
-	if m, err := s.auth.Member(s.ctx, peer); err == nil {
+	if _, err := s.auth.Member(s.ctx, peer); err == nil {
 		cc.member = true
 		s.touch(cc.id, ch.Build, ch.Platform)
-		_ = m
 	}
 	s.stats.ControlConns.Add(1)
 	defer s.stats.ControlConns.Add(-1)

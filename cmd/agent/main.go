@@ -526,4 +526,3 @@ func cmdInlet(ctx context.Context, sub string, args []string, stdout io.Writer) 
 	return cliutil.Usagef("unknown tcp-inlet command %q (want create, list or delete)", sub)
 }
 
-var _ = errors.New

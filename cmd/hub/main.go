@@ -13,7 +13,6 @@ import (
 	"context"
 
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
@@ -391,7 +390,6 @@ func cmdMembersRevoke(ctx context.Context, args []string, stdout io.Writer) erro
 	return nil
 }
 
-var _ = errors.New
 
 func cmdOutlet(ctx context.Context, op string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("outlet "+op, flag.ContinueOnError)
