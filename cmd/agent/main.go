@@ -525,4 +525,3 @@ func cmdInlet(ctx context.Context, sub string, args []string, stdout io.Writer) 
 	}
 	return cliutil.Usagef("unknown tcp-inlet command %q (want create, list or delete)", sub)
 }
-

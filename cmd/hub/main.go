@@ -390,7 +390,6 @@ func cmdMembersRevoke(ctx context.Context, args []string, stdout io.Writer) erro
 	return nil
 }
 
-
 func cmdOutlet(ctx context.Context, op string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("outlet "+op, flag.ContinueOnError)
 	dir := fs.String("dir", "", "hub directory")
