@@ -243,10 +243,11 @@ Try:
   curl http://%s/    # the SaaS reaches the customer's GitHub
   curl http://%s/    # the customer reaches the SaaS
 
-  bin/initech-agent status --state-dir %s
-  bin/initech-hub members list --dir %s
+  %s status --state-dir %s
+  %s members list --dir %s
 
-`, dir, hubAddr, s1, saasWeb, s2, githubWeb, saasInlet, customerInlet, s2, hubDir)
+`, dir, hubAddr, s1, saasWeb, s2, githubWeb, saasInlet, customerInlet,
+		filepath.Join(d.bin, "initech-agent"), s2, filepath.Join(d.bin, "initech-hub"), hubDir)
 	if check {
 		for _, c := range []struct{ addr, want string }{{saasInlet, "ACME's private GitHub"}, {customerInlet, "SaaS platform"}} {
 			got, err := get(c.addr)
