@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/internal/testnet"
 	"github.com/edgeportal/connect/policy"
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/control"
@@ -104,26 +105,7 @@ func portalPair(t *testing.T, in, out *node, relay, peerID string, inletAllow, o
 	return o
 }
 
-// tcpPair returns both ends of a loopback TCP connection (net.Pipe has no
-// buffering, which deadlocks an echo).
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+var tcpPair = testnet.Pair
 
 func TestPortal(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)

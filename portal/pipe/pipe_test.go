@@ -11,26 +11,11 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/edgeportal/connect/internal/testnet"
 )
 
-func tcpPair(t testing.TB) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+var tcpPair = testnet.Pair
 
 // chain: client ⇄ [a1 | Pipe | b1] ⇄ server
 func chain(t *testing.T, ctx context.Context) (client, server net.Conn, done chan [2]int64) {

@@ -17,27 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeportal/connect/internal/testnet"
 	"github.com/edgeportal/connect/wire/key"
 )
 
-func tcpPair(t testing.TB) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+var tcpPair = testnet.Pair
 
 // pair handshakes over a and b and returns client and server Conns.
 func pair(t testing.TB, a, b net.Conn) (*Conn, *Conn) {
