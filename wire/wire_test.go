@@ -6,6 +6,7 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -88,18 +89,9 @@ func TestCBORDeterministic(t *testing.T) {
 	}
 	// Golden bytes: map(3) {1: 1, 2: "x", 3: {"a":"1","b":"2","c":"3"}}
 	const golden = "a3010102617803a3616161316162613261636133"
-	if got := hexString(first); got != golden {
+	if got := hex.EncodeToString(first); got != golden {
 		t.Errorf("encoding = %s, want %s", got, golden)
 	}
-}
-
-func hexString(b []byte) string {
-	const digits = "0123456789abcdef"
-	out := make([]byte, 0, 2*len(b))
-	for _, c := range b {
-		out = append(out, digits[c>>4], digits[c&15])
-	}
-	return string(out)
 }
 
 func TestCBORLimits(t *testing.T) {

@@ -35,7 +35,7 @@ remote-outlets:
     - localhost:%s
     - 127.0.0.0/8:%s
 `, github, jiraPort, dbPort)
-	p := startPair(t, cfg, "")
+	p := startPair(t, cfg, nil)
 	st, _ := p.customer.Status()
 	customerID := st.Identifier
 	push := func(args ...string) Result {

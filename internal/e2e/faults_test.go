@@ -140,7 +140,7 @@ func TestClockSkew(t *testing.T) {
 // back by themselves, state is intact.
 func TestHubKilledUnderTraffic(t *testing.T) {
 	echo := echoServer(t)
-	p := startPair(t, outletYAML(outletItem("echo", echo, "inlet-from-saas")), "")
+	p := startPair(t, outletYAML(outletItem("echo", echo, "inlet-from-saas")), nil)
 	in := p.inlet(t, "echo")
 	before := p.hub.CLI([]string{"members", "list"}).Stdout
 	c, err := net.Dial("tcp", in)
@@ -191,7 +191,7 @@ func TestReadOnlyStateDir(t *testing.T) {
 		t.Skip("needs root for a read-only bind mount")
 	}
 	echo := echoServer(t)
-	p := startPair(t, outletYAML(outletItem("echo", echo, "inlet-from-saas")), "")
+	p := startPair(t, outletYAML(outletItem("echo", echo, "inlet-from-saas")), nil)
 	in := p.inlet(t, "echo")
 	dir := p.customer.StateDir
 	if out, err := exec.Command("mount", "--bind", "-o", "ro", dir, dir).CombinedOutput(); err != nil {
@@ -230,7 +230,7 @@ func TestSoak(t *testing.T) {
 		secs, _ = strconv.Atoi(s)
 	}
 	echo := echoServer(t)
-	p := startPair(t, outletYAML(outletItem("echo", echo, "inlet-from-saas")), "")
+	p := startPair(t, outletYAML(outletItem("echo", echo, "inlet-from-saas")), nil)
 	in := p.inlet(t, "echo")
 	fds := func(n *Node) int {
 		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", n.Proc.cmd.Process.Pid))

@@ -26,9 +26,10 @@ type pair struct {
 }
 
 // startPair starts a hub, a vendor node (attributes inlet-from-saas) and a
-// customer node with customerYAML (relay acme-relay). hubAddr, when not
-// empty, is the address both nodes dial instead of the hub's own.
-func startPair(t *testing.T, customerYAML, hubAddr string) *pair {
+// customer node with customerYAML (relay acme-relay). route, when not
+// nil, gets the hub's address and returns the one both nodes dial instead
+// (a proxy in front of the hub).
+func startPair(t *testing.T, customerYAML string, route func(hubAddr string) string) *pair {
 	t.Helper()
 	p := &pair{env: NewEnv(t)}
 	p.hub = p.env.NewHub().Start()
@@ -40,9 +41,10 @@ func startPair(t *testing.T, customerYAML, hubAddr string) *pair {
 	os.WriteFile(vcfg, []byte("policy:\n  resource-type: tcp-inlet\n  allow: outlet-from-saas\n"), 0o600)
 	vargs := []string{"--enrollment-ticket", vt, "--config", vcfg}
 	cargs := []string{"--enrollment-ticket", ct, "--config", cfg}
-	if hubAddr != "" {
-		vargs = append(vargs, "--hub", hubAddr)
-		cargs = append(cargs, "--hub", hubAddr)
+	if route != nil {
+		addr := route(p.hub.Addr)
+		vargs = append(vargs, "--hub", addr)
+		cargs = append(cargs, "--hub", addr)
 	}
 	p.vendor = p.env.StartNode("vendor", vargs...)
 	p.customer = p.env.StartNode("customer", cargs...)
@@ -157,25 +159,12 @@ func startTap(t *testing.T, target string) *tap {
 // byte the hub receives and sends: the marker reaches the target and never
 // appears on the hub's wire.
 func TestHubCannotRead(t *testing.T) {
-	env := NewEnv(t)
-	_ = env
 	target := echoServer(t)
-	// The tap needs the hub's address before the nodes start.
-	p := &pair{}
-	hubDirEnv := NewEnv(t)
-	h := hubDirEnv.NewHub().Start()
-	tp := startTap(t, h.Addr)
-	p.env, p.hub = hubDirEnv, h
-	vt := h.Ticket("v.ticket", "--attribute", "inlet-from-saas", "--relay", "saas-relay")
-	ct := h.Ticket("c.ticket", "--attribute", "outlet-from-saas", "--relay", "acme-relay")
-	cfg := filepath.Join(hubDirEnv.Dir, "c.yaml")
-	os.WriteFile(cfg, []byte(outletYAML(outletItem("echo", target, "inlet-from-saas"))), 0o600)
-	vcfg := filepath.Join(hubDirEnv.Dir, "v.yaml")
-	os.WriteFile(vcfg, []byte("policy:\n  resource-type: tcp-inlet\n  allow: outlet-from-saas\n"), 0o600)
-	p.vendor = hubDirEnv.StartNode("vendor", "--enrollment-ticket", vt, "--config", vcfg, "--hub", tp.addr)
-	p.customer = hubDirEnv.StartNode("customer", "--enrollment-ticket", ct, "--config", cfg, "--hub", tp.addr)
-	p.vendor.AwaitRelayUp()
-	p.customer.AwaitRelayUp()
+	var tp *tap
+	p := startPair(t, outletYAML(outletItem("echo", target, "inlet-from-saas")), func(hubAddr string) string {
+		tp = startTap(t, hubAddr)
+		return tp.addr
+	})
 	in := p.inlet(t, "echo")
 
 	const marker = "MARKER-5a1d-the-hub-must-never-see-this"
@@ -223,7 +212,7 @@ func TestPortalDataPath(t *testing.T) {
 		outletItem("closed", closed, "inlet-from-saas"),
 		outletItem("halfclose", hc.Addr().String(), "inlet-from-saas"),
 		outletItem("vip", echo, "inlet-from-saas and tier = gold"),
-	), "")
+	), nil)
 	echoIn := p.inlet(t, "echo")
 
 	t.Run("half-close", func(t *testing.T) {
@@ -368,7 +357,7 @@ func TestPortalDataPath(t *testing.T) {
 // new portals work once the hub is back.
 func TestReconnect(t *testing.T) {
 	echo := echoServer(t)
-	p := startPair(t, outletYAML(outletItem("echo", echo, "inlet-from-saas")), "")
+	p := startPair(t, outletYAML(outletItem("echo", echo, "inlet-from-saas")), nil)
 	in := p.inlet(t, "echo")
 	roundTrip := func() error {
 		c, err := net.Dial("tcp", in)

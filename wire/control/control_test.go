@@ -4,6 +4,7 @@
 package control
 
 import (
+	"encoding/hex"
 	"testing"
 )
 
@@ -35,18 +36,9 @@ func TestRoundTrip(t *testing.T) {
 func TestGolden(t *testing.T) {
 	b, _ := Encode(TypeOpenSession, 42, OpenSessionRequest{Relay: "acme-relay"})
 	const want = "a3010402182a04a1016a61636d652d72656c6179"
-	if got := hexs(b); got != want {
+	if got := hex.EncodeToString(b); got != want {
 		t.Errorf("encoding = %s, want %s", got, want)
 	}
-}
-
-func hexs(b []byte) string {
-	const d = "0123456789abcdef"
-	out := make([]byte, 0, 2*len(b))
-	for _, c := range b {
-		out = append(out, d[c>>4], d[c&15])
-	}
-	return string(out)
 }
 
 func FuzzDecode(f *testing.F) {
