@@ -208,7 +208,7 @@ func (n *Node) handleCommand(p control.CommandPush) (applied bool, reason string
 		n.mu.Unlock()
 		entry.Decision = "applied"
 		n.audit.Append(entry)
-		go func() {
+		n.goTracked(func() {
 			if !n.autoUpdateEnabled() {
 				n.log.Info("vendor asked for an update check; updates are off on this node")
 				return
@@ -216,7 +216,7 @@ func (n *Node) handleCommand(p control.CommandPush) (applied bool, reason string
 			if _, err := n.Update(n.runCtx, localapi.UpdateRequest{}); err != nil {
 				n.log.Warn("update check asked by the vendor failed", "err", err)
 			}
-		}()
+		})
 		return true, "", c.Seq
 	}
 	next := st

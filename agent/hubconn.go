@@ -42,22 +42,31 @@ func (e *HubKeyMismatchError) Error() string {
 	return fmt.Sprintf("hub at %s has key %s but the ticket names %s: this is a ticket for another hub", e.Addr, e.Got.Fingerprint(), e.Want.Fingerprint())
 }
 
-// hubConn is one control connection to the hub.
+// hubConn is one control connection to the hub. Its reader goroutine,
+// started by dialHub, delivers answers to callers and pushes to onPush;
+// close stops it and waits for it.
 type hubConn struct {
+	addr   string
+	nc     *noiseconn.Conn
+	hello  control.ServerHello
+	onPush func(control.Msg)
+
+	wmu sync.Mutex // serializes writes to nc
+
+	mu     sync.Mutex // guards nextID, calls, err and keepalive
+	nextID uint64
+	calls  map[uint64]chan control.Msg
+	err    error // why the connection ended; set once
+	// keepalive sets the read deadline: three silent intervals end it.
 	keepalive time.Duration
-	addr      string
-	nc        *noiseconn.Conn
-	hello     control.ServerHello
-	wmu       sync.Mutex
-	mu        sync.Mutex
-	nextID    uint64
-	calls     map[uint64]chan control.Msg
-	done      chan struct{}
-	err       error
+
+	done chan struct{} // closed when the reader has returned
 }
 
-// dialHub connects to the hub at addr and checks its static key.
-func dialHub(ctx context.Context, addr string, static key.NodePrivate, hubKey key.NodePublic) (*hubConn, error) {
+// dialHub connects to the hub at addr, checks its static key and starts
+// the reader. onPush (nil: pushes are ignored) runs on the reader
+// goroutine and must not block.
+func dialHub(ctx context.Context, addr string, static key.NodePrivate, hubKey key.NodePublic, onPush func(control.Msg)) (*hubConn, error) {
 	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -93,28 +102,42 @@ func dialHub(ctx context.Context, addr string, static key.NodePrivate, hubKey ke
 		return nil, fmt.Errorf("hub %s handshake: %w", addr, err)
 	}
 	c.SetDeadline(time.Time{})
-	h := &hubConn{addr: addr, nc: nc, hello: hello, calls: map[uint64]chan control.Msg{}, done: make(chan struct{}), keepalive: DefaultKeepAlive}
+	if onPush == nil {
+		onPush = func(control.Msg) {}
+	}
+	h := &hubConn{addr: addr, nc: nc, hello: hello, onPush: onPush, calls: map[uint64]chan control.Msg{}, done: make(chan struct{}), keepalive: DefaultKeepAlive}
+	go h.read()
 	return h, nil
 }
 
-// run reads messages until the connection ends, delivering answers to
-// callers and pushes to onPush (called on the read goroutine; it must not
-// block).
-func (h *hubConn) run(onPush func(control.Msg)) error {
+// setKeepalive sets how often the owner pings (the read deadline is three
+// times that).
+func (h *hubConn) setKeepalive(d time.Duration) {
+	h.mu.Lock()
+	h.keepalive = d
+	h.mu.Unlock()
+}
+
+// read reads messages until the connection ends. Answers (TypeResponse,
+// with the request's ID) go to their callers; everything else is a push.
+func (h *hubConn) read() {
 	defer close(h.done)
 	for {
-		h.nc.SetReadDeadline(time.Now().Add(3 * h.keepalive))
+		h.mu.Lock()
+		ka := h.keepalive
+		h.mu.Unlock()
+		h.nc.SetReadDeadline(time.Now().Add(3 * ka))
 		b, err := wire.ReadMessage(h.nc)
 		if err != nil {
 			h.fail(err)
-			return err
+			return
 		}
 		m, err := control.Decode(b)
 		if err != nil {
 			h.fail(err)
-			return err
+			return
 		}
-		if m.Type == control.TypeResponse || m.ID != 0 && m.Type != control.TypeIncoming {
+		if m.Type == control.TypeResponse {
 			h.mu.Lock()
 			ch := h.calls[m.ID]
 			delete(h.calls, m.ID)
@@ -124,7 +147,7 @@ func (h *hubConn) run(onPush func(control.Msg)) error {
 			}
 			continue
 		}
-		onPush(m)
+		h.onPush(m)
 	}
 }
 
@@ -137,7 +160,18 @@ func (h *hubConn) fail(err error) {
 	h.nc.Close()
 }
 
-func (h *hubConn) close() { h.fail(net.ErrClosed) }
+// error returns why the connection ended (nil while it is up).
+func (h *hubConn) error() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+// close ends the connection and waits for its reader.
+func (h *hubConn) close() {
+	h.fail(net.ErrClosed)
+	<-h.done
+}
 
 // call sends a request and waits for its answer. A refusal from the hub is
 // returned as *control.Error.
@@ -182,7 +216,7 @@ func (h *hubConn) call(ctx context.Context, t control.Type, req, resp any) error
 		}
 		return control.DecodeBody(m, resp)
 	case <-h.done:
-		return fmt.Errorf("hub connection lost: %w", h.err)
+		return fmt.Errorf("hub connection lost: %w", h.error())
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			h.fail(errors.New("hub did not answer in time"))

@@ -180,10 +180,9 @@ func (n *Node) Update(ctx context.Context, r localapi.UpdateRequest) (localapi.U
 		n.restart = true
 		stop := n.stop
 		n.mu.Unlock()
-		go func() {
-			time.Sleep(200 * time.Millisecond) // let the answer reach the CLI
-			stop()
-		}()
+		// Run returns; the local API shuts down gracefully, so this
+		// answer still reaches the CLI.
+		stop()
 	}
 	return out, nil
 }
@@ -340,12 +339,11 @@ func RunTrial(ctx context.Context, o Options) error {
 	n.enr, n.cred = enr, cred
 	var last error
 	for _, addr := range n.hubAddrs() {
-		h, err := dialHub(ctx, addr, static, enr.HubKey)
+		h, err := dialHub(ctx, addr, static, enr.HubKey, nil)
 		if err != nil {
 			last = err
 			continue
 		}
-		go h.run(func(control.Msg) {})
 		defer h.close()
 		if err := n.refresh(ctx, h); err != nil {
 			return err

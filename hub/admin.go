@@ -78,17 +78,6 @@ func (s *Server) CreateTicket(ctx context.Context, o enroll.TicketOptions) (stri
 	return text, err
 }
 
-// Members implements Admin for a running hub.
-func (s *Server) Members(ctx context.Context) ([]MemberStatus, error) {
-	ms, err := s.store.ListMembers(ctx)
-	out := make([]MemberStatus, 0, len(ms))
-	for _, m := range ms {
-		c, r, p := s.Live(m.ID)
-		out = append(out, MemberStatus{Member: m, Connected: c, RelayUp: r, Paused: p})
-	}
-	return out, err
-}
-
 var _ Admin = (*Server)(nil)
 var _ Admin = (*Offline)(nil)
 

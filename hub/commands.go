@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/edgeportal/connect/enroll"
@@ -115,22 +116,10 @@ func (s *Server) Push(ctx context.Context, req PushRequest) (PushResult, error) 
 }
 
 func (s *Server) deliverAndWait(ctx context.Context, rec CommandRecord, wait time.Duration) (PushResult, error) {
-	key := waitKey{rec.Target, rec.Seq}
-	ch := make(chan CommandRecord, 1)
-	s.mu.Lock()
-	s.waiters[key] = ch
-	var conn *controlConn
-	for cc := range s.conns[rec.Target] {
-		conn = cc
-	}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.waiters, key)
-		s.mu.Unlock()
-	}()
-	if conn != nil {
-		conn.deliver(rec)
+	ch, forget := s.waiters.add(rec.Target, rec.Seq)
+	defer forget()
+	for _, cc := range s.members.of(rec.Target) {
+		cc.deliver(rec, false)
 	}
 	res := PushResult{Target: rec.Target, Seq: rec.Seq, State: CommandQueued}
 	if wait <= 0 {
@@ -157,50 +146,94 @@ type waitKey struct {
 	seq    uint64
 }
 
-func (cc *controlConn) deliver(rec CommandRecord) {
-	cc.cmdMu.Lock()
-	defer cc.cmdMu.Unlock()
-	if rec.Seq <= cc.delivered {
-		return
-	}
-	if err := cc.push(control.TypeCommand, control.CommandPush{Seq: rec.Seq, Data: rec.Data}); err == nil {
-		cc.delivered = rec.Seq
+// commandWaiters are the admins waiting (push --wait) for a node's answer.
+type commandWaiters struct {
+	mu sync.Mutex // guards m
+	m  map[waitKey]chan CommandRecord
+}
+
+func (w *commandWaiters) init() { w.m = map[waitKey]chan CommandRecord{} }
+
+func (w *commandWaiters) add(target string, seq uint64) (<-chan CommandRecord, func()) {
+	k := waitKey{target, seq}
+	ch := make(chan CommandRecord, 1)
+	w.mu.Lock()
+	w.m[k] = ch
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		delete(w.m, k)
+		w.mu.Unlock()
 	}
 }
 
-// deliverPending sends a member's queued commands in order.
-func (s *Server) deliverPending(cc *controlConn) {
-	recs, err := s.store.PendingCommands(s.ctx, cc.id)
-	if err != nil {
-		cc.log.Error("reading the command queue", "err", err)
-		return
-	}
-	for _, r := range recs {
-		cc.deliver(r)
-	}
-}
-
-func (s *Server) ackCommand(cc *controlConn, ack control.CommandAck) error {
-	state := CommandRefused
-	if ack.Applied {
-		state = CommandApplied
-	}
-	rec, err := s.store.AckCommand(s.ctx, cc.id, ack.Seq, state, ack.Reason, s.now().Unix())
-	if err != nil {
-		return err
-	}
-	cc.log.Info("command answered", "seq", ack.Seq, "state", rec.State, "reason", rec.Reason)
-	s.metrics.commands.WithLabelValues(rec.State).Inc()
-	s.mu.Lock()
-	ch := s.waiters[waitKey{cc.id, ack.Seq}]
-	s.mu.Unlock()
+func (w *commandWaiters) answer(rec CommandRecord) {
+	w.mu.Lock()
+	ch := w.m[waitKey{rec.Target, rec.Seq}]
+	w.mu.Unlock()
 	if ch != nil {
 		select {
 		case ch <- rec:
 		default:
 		}
 	}
-	return nil
+}
+
+// deliver pushes rec unless this connection already carried it. Own
+// goroutines may wait for queue space; others only offer (a command not
+// delivered now is delivered when the node reconnects).
+func (cc *controlConn) deliver(rec CommandRecord, wait bool) {
+	cc.cmdMu.Lock()
+	defer cc.cmdMu.Unlock()
+	if rec.Seq <= cc.delivered {
+		return
+	}
+	b, err := control.Encode(control.TypeCommand, 0, control.CommandPush{Seq: rec.Seq, Data: rec.Data})
+	if err != nil {
+		return
+	}
+	if wait {
+		err = cc.send(b)
+	} else {
+		err = cc.offer(b)
+	}
+	if err == nil {
+		cc.delivered = rec.Seq
+	}
+}
+
+// deliverPending sends a member's queued commands in order.
+func (s *Server) deliverPending(ctx context.Context, cc *controlConn) {
+	recs, err := s.store.PendingCommands(ctx, cc.id)
+	if err != nil {
+		cc.log.Error("reading the command queue", "err", err)
+		return
+	}
+	for _, r := range recs {
+		cc.deliver(r, true)
+	}
+}
+
+func handleCommandAck(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
+	ack, err := body[control.CommandAck](m)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.auth.Member(ctx, cc.peer); err != nil {
+		return nil, err
+	}
+	state := CommandRefused
+	if ack.Applied {
+		state = CommandApplied
+	}
+	rec, err := s.store.AckCommand(ctx, cc.id, ack.Seq, state, ack.Reason, s.now().Unix())
+	if err != nil {
+		return nil, err
+	}
+	cc.log.Info("command answered", "seq", ack.Seq, "state", rec.State, "reason", rec.Reason)
+	s.metrics.commands.WithLabelValues(rec.State).Inc()
+	s.waiters.answer(rec)
+	return nil, nil
 }
 
 // OfflinePush queues a command in the store of a hub that is not running;

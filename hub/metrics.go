@@ -33,11 +33,11 @@ func newHubMetrics(s *Server, reg *prometheus.Registry) *hubMetrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_connected_nodes", Help: "Control connections up."},
 			func() float64 { return float64(s.stats.ControlConns.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_relays", Help: "Relays registered."},
-			func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(len(s.relays)) }),
+			func() float64 { return float64(s.relays.count()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_portals_open", Help: "Spliced portal sessions."},
 			func() float64 { return float64(s.stats.ActiveSessions.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_pending_connections", Help: "Connections before their handshake."},
-			func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(s.nPending) }),
+			func() float64 { return float64(s.admission.pending()) }),
 	)
 	return m
 }

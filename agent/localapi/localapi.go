@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -116,8 +117,12 @@ type Backend interface {
 	CreateTicket(ctx context.Context, r TicketRequest) (string, error)
 }
 
-// Serve serves b on the socket in stateDir until ctx is done. The socket
-// is owner-only (0600, in a 0700 directory).
+// shutdownTimeout bounds how long stopping waits for requests in flight.
+const shutdownTimeout = 5 * time.Second
+
+// Serve serves b on the socket in stateDir until the returned stop is
+// called; requests carry ctx. The socket is owner-only (0600, in a 0700
+// directory).
 func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error) {
 	path := filepath.Join(stateDir, SocketName)
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
@@ -214,17 +219,31 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 			json.NewEncoder(w).Encode(struct{}{})
 		})
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	stop := func() error {
-		err := srv.Close()
-		os.Remove(path)
-		return err
-	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	served := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		stop()
+		defer close(served)
+		srv.Serve(ln)
 	}()
+	var once sync.Once
+	var stopErr error
+	// stop shuts the server down gracefully (answers in flight, such as an
+	// update's, still reach their client), waits for it and removes the
+	// socket. It is idempotent; the caller must call it.
+	stop := func() error {
+		once.Do(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			stopErr = srv.Shutdown(sctx)
+			if stopErr != nil {
+				srv.Close()
+			}
+			<-served
+			os.Remove(path)
+		})
+		return stopErr
+	}
 	return stop, nil
 }
 

@@ -1,0 +1,89 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/internal/buildinfo"
+	"github.com/edgeportal/connect/wire/control"
+)
+
+// The local API's backend: what `status`, `tcp-outlet`, `tcp-inlet` and
+// `ticket create` ask a running node (outlet and inlet changes are in
+// outlets.go and inlets.go, pause and explain in commands.go).
+
+// Status implements localapi.Backend.
+func (n *Node) Status(ctx context.Context) localapi.Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := localapi.Status{
+		Identifier:        n.cred.ID,
+		Attributes:        n.cred.Attributes,
+		Enroller:          n.cred.Enroller,
+		Project:           n.enr.Project,
+		Vendor:            n.enr.Vendor,
+		HubConnected:      n.hub != nil,
+		HubError:          n.hubErr,
+		Relay:             localapi.RelayStatus{Name: n.relayName(), Connected: n.relayUp, Error: n.relayErr},
+		CredentialExpires: n.cred.Expires().UTC(),
+		Version:           buildinfo.Version(),
+		StateDir:          n.opts.StateDir,
+		Outlets:           []localapi.Outlet{},
+		Inlets:            []localapi.Inlet{},
+		Paused:            n.paused,
+	}
+	if st.Attributes == nil {
+		st.Attributes = map[string]string{}
+	}
+	if n.hub != nil {
+		st.Hub = n.hub.addr
+	} else if a := n.hubAddrs(); len(a) > 0 {
+		st.Hub = a[0]
+	}
+	for _, o := range n.outlets {
+		st.Outlets = append(st.Outlets, localapi.Outlet{Name: o.name, To: o.to, Allow: o.effectiveAllowText(n.cfg), Origin: o.origin})
+	}
+	for _, in := range n.inlets {
+		li := localapi.Inlet{From: in.from, Via: in.via, To: in.to, Allow: in.effectiveAllowText(n.cfg), Origin: in.origin}
+		if in.ln != nil {
+			li.Listening = in.ln.Addr().String()
+		}
+		st.Inlets = append(st.Inlets, li)
+	}
+	sort.Slice(st.Outlets, func(i, j int) bool { return st.Outlets[i].Name < st.Outlets[j].Name })
+	sort.Slice(st.Inlets, func(i, j int) bool { return st.Inlets[i].From < st.Inlets[j].From })
+	return st
+}
+
+// CreateTicket implements localapi.Backend: an enroller node asks the hub.
+func (n *Node) CreateTicket(ctx context.Context, r localapi.TicketRequest) (string, error) {
+	n.mu.Lock()
+	enroller := n.cred.Enroller
+	n.mu.Unlock()
+	if !enroller {
+		return "", errors.New("this node is not an enroller: its ticket did not grant the enroller role")
+	}
+	o := enroll.TicketOptions{Attributes: r.Attributes, Relay: r.Relay, ExpiresIn: r.ExpiresIn, Uses: r.Uses}
+	if err := o.Validate(); err != nil {
+		return "", err
+	}
+	h, err := n.currentHub(ctx, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	var resp control.CreateTicketResponse
+	err = h.call(ctx, control.TypeCreateTicket, control.CreateTicketRequest{
+		Attributes: r.Attributes, Relay: r.Relay, ExpiresIn: int64(r.ExpiresIn / time.Second), Uses: r.Uses,
+	}, &resp)
+	if err != nil {
+		return "", err
+	}
+	return resp.Ticket, nil
+}

@@ -1,0 +1,169 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/wire/key"
+)
+
+// Check is one line of `doctor`.
+type Check struct {
+	OK     bool
+	What   string
+	Detail string // what is wrong and what to do, or what was found
+}
+
+// Doctor diagnoses a node's state directory, hub, relay and outlets.
+// serviceState, when not nil, reports whether the OS service is installed
+// and running.
+func Doctor(ctx context.Context, stateDir string, serviceState func() (string, error)) []Check {
+	var out []Check
+	add := func(ok bool, what, format string, args ...any) {
+		out = append(out, Check{OK: ok, What: what, Detail: fmt.Sprintf(format, args...)})
+	}
+	if err := CheckStateDir(stateDir, false); err != nil {
+		add(false, "state directory", "%v", err)
+		return out
+	}
+	add(true, "state directory", "%s is private to this user", stateDir)
+	var static key.NodePrivate
+	if err := key.ReadFile(filepath.Join(stateDir, NodeKeyFile), &static); err != nil {
+		add(false, "identity", "no node identity (%v): run the agent once with a ticket", err)
+		return out
+	}
+	if err := checkPrivateFile(filepath.Join(stateDir, NodeKeyFile)); err != nil {
+		add(false, "identity", "%v", err)
+	} else {
+		add(true, "identity", "%s", static.Public().ID())
+	}
+	enr, err := LoadEnrollment(stateDir)
+	if err != nil || enr == nil {
+		why := "not enrolled yet"
+		if err != nil {
+			why = err.Error()
+		}
+		if le := LastError(stateDir); le != "" {
+			why += "; last error: " + le
+		}
+		add(false, "enrollment", "%s: install or run with --ticket FILE", why)
+		return out
+	}
+	if c, err := enroll.VerifyCredential(enr.AuthorityKey, enr.Credential, static.Public(), time.Now()); err != nil {
+		add(false, "credential", "%v: the node refreshes it when it reaches the hub", err)
+	} else {
+		add(true, "credential", "valid until %s (attributes %s, relay %q)", c.Expires().UTC().Format(time.RFC3339), attrList(c.Attributes), c.Relay)
+	}
+	for _, addr := range enr.Hubs {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			add(false, "hub "+addr, "bad address: %v", err)
+			continue
+		}
+		if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
+			add(false, "hub "+addr, "DNS: %v: check the resolver or the hub address", err)
+			continue
+		}
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		h, err := dialHub(tctx, addr, static, enr.HubKey, nil)
+		cancel()
+		if err != nil {
+			add(false, "hub "+addr, "%v: check that outbound TCP to the hub is allowed", err)
+			continue
+		}
+		skew := time.Since(time.Unix(h.hello.TimeUnix, 0))
+		h.close()
+		add(true, "hub "+addr, "reachable, key %s matches", enr.HubKey.Fingerprint())
+		if skew > enroll.ClockSkew || -skew > enroll.ClockSkew {
+			add(false, "clock", "this clock is %s off the hub's: credentials will be refused; fix NTP", skew.Round(time.Second))
+		} else {
+			add(true, "clock", "within %s of the hub", skew.Abs().Round(time.Second))
+		}
+	}
+	c, err := localapi.Dial(stateDir)
+	if err != nil {
+		msg := "no node is running with this state directory"
+		if le := LastError(stateDir); le != "" {
+			msg += "; it last stopped with: " + le
+		}
+		add(false, "node", "%s", msg)
+	} else {
+		st, err := c.Status(ctx)
+		switch {
+		case err != nil:
+			add(false, "node", "status: %v", err)
+		case st.Relay.Name != "" && !st.Relay.Connected:
+			add(false, "relay "+st.Relay.Name, "not registered: %s", orElse(st.Relay.Error, st.HubError))
+		case st.Relay.Name != "":
+			add(true, "relay "+st.Relay.Name, "registered at the hub")
+		default:
+			add(true, "node", "running, no relay configured")
+		}
+		if err == nil {
+			var d net.Dialer
+			for _, o := range st.Outlets {
+				tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				conn, err := d.DialContext(tctx, "tcp", o.To)
+				cancel()
+				if err != nil {
+					add(false, "outlet "+o.Name, "target %s unreachable: %v", o.To, err)
+					continue
+				}
+				conn.Close()
+				add(true, "outlet "+o.Name, "target %s reachable", o.To)
+			}
+		}
+	}
+	if serviceState != nil {
+		st, err := serviceState()
+		switch {
+		case err != nil:
+			add(false, "service", "%v", err)
+		case st == "running":
+			add(true, "service", "installed and running")
+		case st == "not installed":
+			add(true, "service", "not installed (the node runs in the foreground)")
+		default:
+			add(false, "service", "%s: start it with the start command", st)
+		}
+	}
+	return out
+}
+
+func orElse(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func attrList(m map[string]string) string {
+	var parts []string
+	for _, k := range enroll.SortedAttributes(m) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// PrintChecks writes doctor lines and reports whether all passed.
+func PrintChecks(w io.Writer, checks []Check) bool {
+	ok := true
+	for _, c := range checks {
+		mark := "ok  "
+		if !c.OK {
+			mark, ok = "FAIL", false
+		}
+		fmt.Fprintf(w, "%s %-18s %s\n", mark, c.What, c.Detail)
+	}
+	return ok
+}

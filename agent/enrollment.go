@@ -1,0 +1,148 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/internal/brand"
+	"github.com/edgeportal/connect/wire/control"
+	"github.com/edgeportal/connect/wire/key"
+)
+
+// enroll redeems the ticket. Refusals are final; an unreachable hub is
+// retried with backoff until ctx ends.
+func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
+	text, err := os.ReadFile(n.opts.TicketFile)
+	if err != nil {
+		return nil, fmt.Errorf("read ticket: %w", err)
+	}
+	t, g, err := enroll.ParseTicket(string(text))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.opts.TicketFile, err)
+	}
+	if err := CheckTicketAgainstBuild(t); err != nil {
+		return nil, err
+	}
+	if time.Now().After(g.Expires()) {
+		return nil, fmt.Errorf("ticket %s expired at %s", g.TicketID, g.Expires().UTC().Format(time.RFC3339))
+	}
+	relay := n.cfg.Relay
+	if relay != "" && relay != g.Relay {
+		if g.Relay == "" {
+			return nil, fmt.Errorf("relay name %q refused: the ticket does not allow registering a relay", relay)
+		}
+		return nil, fmt.Errorf("relay name %q refused: the ticket allows only %q", relay, g.Relay)
+	}
+	hubs := t.Hubs
+	if n.opts.HubAddr != "" {
+		hubs = []string{n.opts.HubAddr}
+	}
+	backoff := initialBackoff
+	for attempt := 0; ; attempt++ {
+		addr := hubs[attempt%len(hubs)]
+		cred, err := n.redeem(ctx, addr, t, relay)
+		if err == nil {
+			enr := &Enrollment{
+				Vendor:       t.Vendor,
+				Project:      t.Project,
+				Hubs:         t.Hubs,
+				HubKey:       t.HubPublic(),
+				AuthorityKey: t.AuthorityPublic(),
+				CommandKey:   t.CommandPublic(),
+				ReleaseKey:   t.ReleasePublic(),
+				TicketID:     g.TicketID,
+				EnrolledAt:   time.Now().UTC(),
+				Credential:   cred,
+			}
+			if err := saveJSON(filepath.Join(n.opts.StateDir, EnrollmentFile), enr); err != nil {
+				return nil, fmt.Errorf("save enrollment: %w", err)
+			}
+			c, _ := enroll.PeekCredential(cred)
+			n.log.Info("enrolled; the ticket has been redeemed and is no longer needed",
+				"ticket", g.TicketID, "attributes", c.Attributes, "relay", c.Relay, "enroller", c.Enroller)
+			return enr, nil
+		}
+		var ce *control.Error
+		var km *HubKeyMismatchError
+		switch {
+		case errors.As(err, &ce):
+			return nil, fmt.Errorf("ticket %s refused by the hub: %s", g.TicketID, ce.Message)
+		case errors.As(err, &km):
+			return nil, err
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		}
+		wait := jitter(backoff)
+		n.log.Warn("hub not reachable; retrying", "hub", addr, "err", err, "retry_in", wait.Round(time.Millisecond))
+		if sleepCtx(ctx, wait) != nil {
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func (n *Node) redeem(ctx context.Context, addr string, t *enroll.Ticket, relay string) ([]byte, error) {
+	h, err := dialHub(ctx, addr, n.static, t.HubPublic(), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer h.close()
+	var resp control.CredentialResponse
+	if err := h.call(ctx, control.TypeRedeem, control.RedeemRequest{Secret: t.Secret, Relay: relay}, &resp); err != nil {
+		return nil, err
+	}
+	if _, err := enroll.VerifyCredential(t.AuthorityPublic(), resp.Credential, n.static.Public(), time.Now()); err != nil {
+		return nil, &control.Error{Code: control.ErrCodeInternal, Message: "the hub returned an invalid credential: " + err.Error()}
+	}
+	return resp.Credential, nil
+}
+
+// CheckTicketAgainstBuild refuses a ticket whose keys differ from the keys
+// a branded build embeds.
+func CheckTicketAgainstBuild(t *enroll.Ticket) error {
+	if s := brand.AuthorityKey(); s != "" {
+		k, err := key.ParseSigningPublic(s)
+		if err != nil {
+			return fmt.Errorf("embedded authority key: %w", err)
+		}
+		if !k.Equal(t.AuthorityPublic()) {
+			return fmt.Errorf("ticket names authority key %s, but this %s build trusts only %s", t.AuthorityPublic().Fingerprint(), brand.Vendor(), k.Fingerprint())
+		}
+	}
+	if s := brand.CommandKey(); s != "" {
+		k, err := key.ParseSigningPublic(s)
+		if err != nil {
+			return fmt.Errorf("embedded command key: %w", err)
+		}
+		if !k.Equal(t.CommandPublic()) {
+			return fmt.Errorf("ticket names command key %s, but this %s build trusts only %s", t.CommandPublic().Fingerprint(), brand.Vendor(), k.Fingerprint())
+		}
+	}
+	return nil
+}
+
+// waitForTicket idles until a ticket file appears at path.
+func (n *Node) waitForTicket(ctx context.Context, path string) error {
+	n.log.Info("not enrolled: waiting for an enrollment ticket", "path", path,
+		"hint", brand.AgentBinary()+" install --ticket FILE puts it there")
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,229 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/edgeportal/connect/agent/command"
+	"github.com/edgeportal/connect/agent/config"
+	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/policy"
+	"github.com/edgeportal/connect/portal"
+	"github.com/edgeportal/connect/portal/pipe"
+	"github.com/edgeportal/connect/wire/control"
+)
+
+func (o *outlet) effectiveAllow(cfg *config.Config) policy.Expr {
+	if o.expr != nil {
+		return o.expr
+	}
+	return cfg.DefaultAllow(policy.TCPOutlet)
+}
+
+func (o *outlet) effectiveAllowText(cfg *config.Config) string {
+	if e := o.effectiveAllow(cfg); e != nil {
+		return e.String()
+	}
+	return ""
+}
+
+// loadPortals installs the config's outlets and inlets, then the ones
+// saved from the CLI.
+func (n *Node) loadPortals(ctx context.Context) error {
+	for _, o := range n.cfg.Outlets {
+		n.outlets[o.From] = &outlet{name: o.From, to: o.To, allow: o.Allow, expr: o.AllowExpr, origin: OriginConfig}
+	}
+	for _, in := range n.cfg.Inlets {
+		if err := n.startInlet(ctx, &inlet{from: in.From, via: in.Via, to: in.To, allow: in.Allow, expr: in.AllowExpr, origin: OriginConfig}); err != nil {
+			return err
+		}
+	}
+	saved, err := loadPortals(n.opts.StateDir)
+	if err != nil {
+		return err
+	}
+	for _, so := range saved.Outlets {
+		o := config.Outlet{From: so.Name, To: so.To, Allow: so.Allow}
+		if err := config.ValidateOutlet(&o); err != nil {
+			n.log.Error("skipping saved outlet", "outlet", so.Name, "err", err)
+			continue
+		}
+		if _, dup := n.outlets[o.From]; dup {
+			n.log.Warn("saved outlet shadowed by the config file", "outlet", o.From)
+			continue
+		}
+		n.outlets[o.From] = &outlet{name: o.From, to: o.To, allow: o.Allow, expr: o.AllowExpr, origin: OriginCLI}
+	}
+	for _, si := range saved.Inlets {
+		in := config.Inlet{From: si.From, Via: si.Via, To: si.To, Allow: si.Allow}
+		if err := config.ValidateInlet(&in); err != nil {
+			n.log.Error("skipping saved inlet", "inlet", si.From, "err", err)
+			continue
+		}
+		if err := n.startInlet(ctx, &inlet{from: in.From, via: in.Via, to: in.To, allow: in.Allow, expr: in.AllowExpr, origin: OriginCLI}); err != nil {
+			n.log.Error("saved inlet could not start", "inlet", si.From, "err", err)
+		}
+	}
+	for _, o := range n.outlets {
+		n.log.Info("outlet ready", "outlet", o.name, "to", o.to, "allow", o.effectiveAllowText(n.cfg), "origin", o.origin)
+	}
+	return nil
+}
+
+// savePortals persists the CLI-made outlets and inlets. The caller holds
+// n.portalsMu (not n.mu: the write syncs to disk).
+func (n *Node) savePortals() error {
+	n.mu.Lock()
+	var p savedPortals
+	for _, o := range n.outlets {
+		if o.origin == OriginCLI {
+			p.Outlets = append(p.Outlets, savedOutlet{Name: o.name, To: o.to, Allow: o.allow})
+		}
+	}
+	for _, in := range n.inlets {
+		if in.origin == OriginCLI {
+			p.Inlets = append(p.Inlets, savedInlet{From: in.from, Via: in.via, To: in.to, Allow: in.allow})
+		}
+	}
+	n.mu.Unlock()
+	return saveJSON(filepath.Join(n.opts.StateDir, PortalsFile), p)
+}
+
+// serveIncoming answers a session the hub announced: the outlet side.
+func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incoming) {
+	start := time.Now()
+	log := portal.LogAttrs(n.log, inc.Token).With("from", inc.From)
+	data, err := n.dialData(ctx, addr, inc.Token)
+	if err != nil {
+		log.Warn("incoming portal failed", "err", err)
+		return
+	}
+	req, err := portal.Receive(ctx, data, inc.Token, &n.self)
+	if err != nil {
+		log.Warn("incoming portal refused", "err", err)
+		return
+	}
+	log = log.With("peer", req.Peer.ID, "outlet", req.Outlet)
+	n.mu.Lock()
+	o := n.outlets[req.Outlet]
+	var allow policy.Expr
+	if o != nil {
+		allow = o.effectiveAllow(n.cfg)
+	}
+	paused := n.paused
+	n.mu.Unlock()
+	entry := command.Entry{Kind: "portal", Peer: req.Peer.ID, Outlet: req.Outlet}
+	deny := func(code, reason string) {
+		n.metrics.denied.WithLabelValues("outlet", code).Inc()
+		log.Warn("portal denied", "reason", reason)
+		portal.Reject(req.Conn, code, reason)
+		entry.Decision, entry.Reason = "denied", reason
+		n.audit.Append(entry)
+	}
+	if paused {
+		deny(control.PortalPaused, "the node is paused by the customer")
+		return
+	}
+	if o == nil {
+		deny(control.PortalUnknownOutlet, fmt.Sprintf("no outlet named %q on this node", req.Outlet))
+		return
+	}
+	if rej := portal.Check(allow, fmt.Sprintf("tcp-outlet %q", o.name), req.Peer); rej != nil {
+		deny(rej.Code, rej.Message)
+		return
+	}
+	d := n.dialer
+	d.Control = o.dialControl
+	dialStart := time.Now()
+	target, rej := portal.DialTarget(ctx, &d, o.to)
+	n.metrics.dial.Observe(time.Since(dialStart).Seconds())
+	if rej != nil {
+		log.Warn("portal target unreachable", "to", o.to, "reason", rej.Message)
+		deny(rej.Code, rej.Message)
+		return
+	}
+	if err := portal.Accept(req.Conn); err != nil {
+		target.Close()
+		req.Conn.Close()
+		log.Warn("portal failed", "err", err)
+		return
+	}
+	log.Debug("portal open", "to", o.to, "setup", time.Since(start))
+	n.metrics.opened.WithLabelValues("outlet").Inc()
+	n.metrics.open.WithLabelValues("outlet").Inc()
+	defer n.metrics.open.WithLabelValues("outlet").Dec()
+	in, out, err := pipe.Pipe(ctx, req.Conn, target)
+	n.metrics.bytes.WithLabelValues("outlet", "in").Add(float64(in))
+	n.metrics.bytes.WithLabelValues("outlet", "out").Add(float64(out))
+	d2 := time.Since(start)
+	log.Debug("portal closed", "bytes_in", in, "bytes_out", out, "duration", d2.Round(time.Millisecond), "err", err)
+	entry.Decision, entry.BytesIn, entry.BytesOut, entry.DurationMS = "allowed", in, out, d2.Milliseconds()
+	n.audit.Append(entry)
+}
+
+// AddOutlet implements localapi.Backend.
+func (n *Node) AddOutlet(ctx context.Context, lo localapi.Outlet) error {
+	o := config.Outlet{From: lo.Name, To: lo.To, Allow: lo.Allow}
+	if err := config.ValidateOutlet(&o); err != nil {
+		return err
+	}
+	n.portalsMu.Lock()
+	defer n.portalsMu.Unlock()
+	n.mu.Lock()
+	if cur, dup := n.outlets[o.From]; dup {
+		n.mu.Unlock()
+		return fmt.Errorf("outlet %q already exists (origin %s)", o.From, cur.origin)
+	}
+	added := &outlet{name: o.From, to: o.To, allow: o.Allow, expr: o.AllowExpr, origin: OriginCLI}
+	n.outlets[o.From] = added
+	n.mu.Unlock()
+	if err := n.savePortals(); err != nil {
+		n.mu.Lock()
+		delete(n.outlets, o.From)
+		n.mu.Unlock()
+		return fmt.Errorf("save outlet: %w", err)
+	}
+	n.log.Info("outlet ready", "outlet", o.From, "to", o.To, "allow", added.effectiveAllowText(n.cfg), "origin", OriginCLI)
+	return nil
+}
+
+// RemoveOutlet implements localapi.Backend.
+func (n *Node) RemoveOutlet(ctx context.Context, name string) error {
+	n.portalsMu.Lock()
+	defer n.portalsMu.Unlock()
+	n.mu.Lock()
+	o := n.outlets[name]
+	if o == nil {
+		n.mu.Unlock()
+		return fmt.Errorf("no outlet named %q", name)
+	}
+	if o.origin != OriginCLI {
+		n.mu.Unlock()
+		return fmt.Errorf("outlet %q comes from the %s, not the CLI; remove it there", name, originPlace(o.origin))
+	}
+	delete(n.outlets, name)
+	n.mu.Unlock()
+	if err := n.savePortals(); err != nil {
+		n.mu.Lock()
+		n.outlets[name] = o
+		n.mu.Unlock()
+		return fmt.Errorf("save outlets: %w", err)
+	}
+	n.log.Info("outlet removed", "outlet", name)
+	return nil
+}
+
+func originPlace(origin string) string {
+	switch origin {
+	case OriginConfig:
+		return "config file"
+	case OriginVendor:
+		return "vendor (use the vendor's outlet remove)"
+	}
+	return origin
+}

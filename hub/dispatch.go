@@ -1,0 +1,148 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/wire/control"
+)
+
+// handler answers one control request. It returns the response body (nil
+// for none) or an error that becomes the refusal the node sees.
+type handler func(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error)
+
+// handlers is the control protocol, one entry per request type. Each
+// handler lives in the file of its job.
+var handlers map[control.Type]handler
+
+func init() {
+	handlers = map[control.Type]handler{
+		control.TypePing:          handlePing,
+		control.TypeRedeem:        handleRedeem,
+		control.TypeRefresh:       handleRefresh,
+		control.TypeCreateTicket:  handleCreateTicket,
+		control.TypeLeave:         handleLeave,
+		control.TypeRegisterRelay: handleRegisterRelay,
+		control.TypeOpenSession:   handleOpenSession,
+		control.TypeCommandAck:    handleCommandAck,
+		control.TypeNodeState:     handleNodeState,
+		control.TypeReleaseCheck:  handleReleaseCheck,
+		control.TypeReleaseFetch:  handleReleaseFetch,
+		control.TypeUpdateResult:  handleUpdateResult,
+	}
+}
+
+// dispatch answers m on cc's own queue. It returns an error only when the
+// connection is gone.
+func (s *Server) dispatch(ctx context.Context, cc *controlConn, m control.Msg) error {
+	h := handlers[m.Type]
+	var resp any
+	var err error
+	if h == nil {
+		err = &control.Error{Code: control.ErrCodeUnsupported, Message: fmt.Sprintf("unsupported control message type %d", m.Type)}
+	} else {
+		resp, err = h(ctx, s, cc, m)
+	}
+	var final *closeAfterReply
+	if errors.As(err, &final) {
+		err = final.err
+	}
+	var b []byte
+	if err != nil {
+		b, _ = control.EncodeError(m.ID, errorFor(err))
+	} else {
+		if resp == nil {
+			resp = control.Empty{}
+		}
+		b, err = control.Encode(control.TypeResponse, m.ID, resp)
+		if err != nil {
+			b, _ = control.EncodeError(m.ID, errorFor(err))
+		}
+	}
+	if err := cc.send(b); err != nil {
+		return err
+	}
+	if final != nil {
+		cc.send(nil) // the writer closes the connection after the answer
+		return errClosing
+	}
+	return nil
+}
+
+// closeAfterReply wraps a handler's error: answer it, then close the
+// connection (a revoked node hears why before the hub hangs up).
+type closeAfterReply struct{ err error }
+
+func (e *closeAfterReply) Error() string { return e.err.Error() }
+func (e *closeAfterReply) Unwrap() error { return e.err }
+
+// body decodes a request body, or returns a bad-request refusal.
+func body[T any](m control.Msg) (T, error) {
+	var v T
+	if err := control.DecodeBody(m, &v); err != nil {
+		return v, &control.Error{Code: control.ErrCodeBadRequest, Message: err.Error()}
+	}
+	return v, nil
+}
+
+// errorFor maps an error to the refusal a node sees.
+func errorFor(err error) *control.Error {
+	var ce *control.Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	code := control.ErrCodeInternal
+	switch {
+	case errors.Is(err, enroll.ErrTicketUnknown):
+		code = control.ErrCodeTicketUnknown
+	case errors.Is(err, enroll.ErrTicketUsedUp):
+		code = control.ErrCodeTicketUsedUp
+	case errors.Is(err, enroll.ErrTicketExpired):
+		code = control.ErrCodeTicketExpired
+	case errors.Is(err, enroll.ErrRelayRefused):
+		code = control.ErrCodeRelayRefused
+	case errors.Is(err, enroll.ErrNotMember):
+		code = control.ErrCodeNotMember
+	case errors.Is(err, enroll.ErrRevoked):
+		code = control.ErrCodeRevoked
+	}
+	return &control.Error{Code: code, Message: err.Error()}
+}
+
+func handlePing(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
+	return control.Ping{TimeUnix: s.now().Unix()}, nil
+}
+
+func handleNodeState(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
+	ns, err := body[control.NodeState](m)
+	if err != nil {
+		return nil, err
+	}
+	cc.mu.Lock()
+	cc.paused = ns.Paused
+	cc.mu.Unlock()
+	cc.log.Info("node state", "paused", ns.Paused)
+	return nil, nil
+}
+
+func handleUpdateResult(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
+	req, err := body[control.UpdateResult](m)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.updates.WithLabelValues(map[bool]string{true: "ok", false: "failed"}[req.OK]).Inc()
+	res := fmt.Sprintf("%s → %s ok", req.From, req.To)
+	if !req.OK {
+		res = fmt.Sprintf("%s → %s FAILED, rolled back: %s", req.From, req.To, req.Reason)
+	}
+	res += " at " + s.now().UTC().Format(time.RFC3339)
+	s.store.UpdateMember(ctx, cc.id, func(m *enroll.Member) error { m.LastUpdate = res; return nil })
+	cc.log.Info("update result", "from", req.From, "to", req.To, "ok", req.OK, "reason", req.Reason)
+	return nil, nil
+}

@@ -1,0 +1,270 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/edgeportal/connect/wire"
+	"github.com/edgeportal/connect/wire/control"
+)
+
+type token = [wire.TokenLen]byte
+
+// session is a pending or spliced pair of data connections.
+type session struct {
+	token    token
+	from, to string // member ids: initiator, relay owner
+	relay    string
+	expires  time.Time // a pending session is dropped after this
+
+	mu    sync.Mutex // guards first and conns
+	first net.Conn   // the first data connection, waiting for its peer
+	conns []net.Conn // both, once spliced
+}
+
+func (sess *session) close() {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sess.first != nil {
+		sess.first.Close()
+	}
+	for _, c := range sess.conns {
+		c.Close()
+	}
+}
+
+// sessionTable holds pending sessions (by token) and spliced ones.
+type sessionTable struct {
+	mu      sync.Mutex // guards pending, spliced, perNode and closed
+	pending map[token]*session
+	spliced map[*session]struct{}
+	perNode map[string]int // pending sessions each node opened
+	closed  bool           // the server is shutting down
+}
+
+func (t *sessionTable) init() {
+	t.pending = map[token]*session{}
+	t.spliced = map[*session]struct{}{}
+	t.perNode = map[string]int{}
+}
+
+// open creates a pending session from one member to a relay's owner.
+func (t *sessionTable) open(from, to, relay string, now time.Time) (*session, error) {
+	sess := &session{from: from, to: to, relay: relay, expires: now.Add(SessionPairTimeout)}
+	rand.Read(sess.token[:])
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, net.ErrClosed
+	}
+	if t.perNode[from] >= MaxSessionsPerNode {
+		return nil, &control.Error{Code: control.ErrCodeForbidden, Message: "too many pending sessions"}
+	}
+	t.pending[sess.token] = sess
+	t.perNode[from]++
+	return sess, nil
+}
+
+// unpendLocked removes a pending session. Called with t.mu held.
+func (t *sessionTable) unpendLocked(sess *session) {
+	if t.pending[sess.token] != sess {
+		return
+	}
+	delete(t.pending, sess.token)
+	if t.perNode[sess.from]--; t.perNode[sess.from] <= 0 {
+		delete(t.perNode, sess.from)
+	}
+}
+
+// cancel drops a pending session that could not be announced.
+func (t *sessionTable) cancel(sess *session) {
+	t.mu.Lock()
+	t.unpendLocked(sess)
+	t.mu.Unlock()
+	sess.close()
+}
+
+// janitor drops pending sessions whose peer never came, until ctx ends.
+func (t *sessionTable) janitor(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			var expired []*session
+			t.mu.Lock()
+			for _, sess := range t.pending {
+				if now.After(sess.expires) {
+					t.unpendLocked(sess)
+					expired = append(expired, sess)
+				}
+			}
+			t.mu.Unlock()
+			for _, sess := range expired {
+				sess.close()
+			}
+		}
+	}
+}
+
+// dropMember removes and returns every session a member is part of.
+func (t *sessionTable) dropMember(id string) []*session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*session
+	for sess := range t.spliced {
+		if sess.from == id || sess.to == id {
+			out = append(out, sess)
+		}
+	}
+	for _, sess := range t.pending {
+		if sess.from == id || sess.to == id {
+			t.unpendLocked(sess)
+			out = append(out, sess)
+		}
+	}
+	return out
+}
+
+// closeAll closes every session and refuses new ones.
+func (t *sessionTable) closeAll() {
+	t.mu.Lock()
+	t.closed = true
+	var all []*session
+	for sess := range t.spliced {
+		all = append(all, sess)
+	}
+	for _, sess := range t.pending {
+		all = append(all, sess)
+	}
+	t.mu.Unlock()
+	for _, sess := range all {
+		sess.close()
+	}
+}
+
+// pair adds data connection c to the session of tok. The first one waits
+// (nil, false); the second gets the first back (first, true) and the
+// session moves to spliced.
+func (t *sessionTable) pair(tok token, c net.Conn) (sess *session, first net.Conn, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sess = t.pending[tok]
+	if sess == nil {
+		return nil, nil, false
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sess.first == nil {
+		sess.first = c
+		return sess, nil, true
+	}
+	first = sess.first
+	sess.first = nil
+	sess.conns = []net.Conn{first, c}
+	t.unpendLocked(sess)
+	t.spliced[sess] = struct{}{}
+	return sess, first, true
+}
+
+func (t *sessionTable) done(sess *session) {
+	t.mu.Lock()
+	delete(t.spliced, sess)
+	t.mu.Unlock()
+}
+
+func handleOpenSession(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
+	req, err := body[control.OpenSessionRequest](m)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.auth.Member(ctx, cc.peer); err != nil {
+		return nil, err
+	}
+	owner := s.relays.lookup(req.Relay)
+	if owner == nil {
+		return nil, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q is not connected to the hub", req.Relay)}
+	}
+	sess, err := s.sessions.open(cc.id, owner.id, req.Relay, s.now())
+	if err != nil {
+		return nil, err
+	}
+	// Hand the announcement to the owner's queue: never wait for another
+	// node here.
+	if err := owner.push(control.TypeIncoming, control.Incoming{Token: sess.token[:], Relay: req.Relay, From: cc.id}); err != nil {
+		s.sessions.cancel(sess)
+		return nil, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q: its node did not take the session: %v", req.Relay, err)}
+	}
+	s.stats.SessionsOpened.Add(1)
+	s.metrics.sessionsOpened.Inc()
+	return control.OpenSessionResponse{Token: sess.token[:], Peer: owner.id}, nil
+}
+
+// serveData pairs a data connection with its peer by token and splices
+// the two.
+func (s *Server) serveData(c net.Conn, slot *pendingSlot) {
+	var tok token
+	if _, err := io.ReadFull(c, tok[:]); err != nil {
+		c.Close()
+		return
+	}
+	sess, first, ok := s.sessions.pair(tok, c)
+	if !ok {
+		s.log.Debug("data connection with unknown token", "remote", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
+	slot.release()
+	if first == nil {
+		// Wait for the peer; the janitor closes c if none comes.
+		c.SetDeadline(time.Now().Add(SessionPairTimeout))
+		return
+	}
+	first.SetDeadline(time.Time{})
+	c.SetDeadline(time.Time{})
+	// The same portal id as the nodes log (first bytes of the one-time
+	// token, useless once the session is paired).
+	s.log.Debug("portal spliced", "portal", fmt.Sprintf("%x", tok[:6]), "from", sess.from, "to", sess.to, "relay", sess.relay)
+	s.stats.ActiveSessions.Add(1)
+	splice(first, c)
+	s.stats.ActiveSessions.Add(-1)
+	s.sessions.done(sess)
+}
+
+// splice copies both ways until both directions end, carrying half-close.
+// On Linux io.Copy between two *net.TCPConn uses splice(2): the bytes never
+// enter user space, and they are ciphertext anyway.
+func splice(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		_, err := io.Copy(dst, src)
+		if err != nil {
+			// A reset on one side: tear down both so nothing hangs.
+			a.Close()
+			b.Close()
+			return
+		}
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
