@@ -4,21 +4,18 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/internal/unixhttp"
 )
 
 // Admin is what the hub's admin commands do. A running hub serves it on an
@@ -84,143 +81,81 @@ var _ Admin = (*Offline)(nil)
 // ServeAdmin serves the Admin API on the hub directory's unix socket until
 // ctx is done.
 func (s *Server) ServeAdmin(ctx context.Context) error {
-	path := filepath.Join(s.dir.Path, AdminSocket)
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	mux := http.NewServeMux()
+	handle := func(pattern string, f func(r *http.Request) (any, int, error)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			v, code, err := f(r)
+			if err != nil {
+				unixhttp.WriteError(w, code, err)
+				return
+			}
+			unixhttp.Reply(w, v)
+		})
+	}
+	decode := func(r *http.Request, v any) error {
+		return json.NewDecoder(io.LimitReader(r.Body, unixhttp.MaxRequest)).Decode(v)
+	}
+	handle("POST /v1/tickets", func(r *http.Request) (any, int, error) {
+		var o enroll.TicketOptions
+		if err := decode(r, &o); err != nil {
+			return nil, http.StatusBadRequest, err
+		}
+		text, err := s.CreateTicket(r.Context(), o)
+		return map[string]string{"ticket": text}, http.StatusBadRequest, err
+	})
+	handle("GET /v1/members", func(r *http.Request) (any, int, error) {
+		ms, err := s.Members(r.Context())
+		return ms, http.StatusInternalServerError, err
+	})
+	handle("POST /v1/members/{id}/revoke", func(r *http.Request) (any, int, error) {
+		m, err := s.Revoke(r.Context(), r.PathValue("id"))
+		return m, http.StatusNotFound, err
+	})
+	handle("POST /v1/commands", func(r *http.Request) (any, int, error) {
+		var req PushRequest
+		if err := decode(r, &req); err != nil {
+			return nil, http.StatusBadRequest, err
+		}
+		res, err := s.Push(r.Context(), req)
+		return res, http.StatusBadRequest, err
+	})
+	handle("POST /v1/commands/raw", func(r *http.Request) (any, int, error) {
+		var req RawRequest
+		if err := decode(r, &req); err != nil {
+			return nil, http.StatusBadRequest, err
+		}
+		res, err := s.PushRaw(r.Context(), req)
+		return res, http.StatusBadRequest, err
+	})
+	handle("GET /v1/commands", func(r *http.Request) (any, int, error) {
+		cs, err := s.Commands(r.Context(), r.URL.Query().Get("relay"))
+		return cs, http.StatusInternalServerError, err
+	})
+	srv, err := unixhttp.Listen(ctx, filepath.Join(s.dir.Path, AdminSocket), mux, slog.NewLogLogger(s.log.Handler(), slog.LevelDebug))
 	if err != nil {
 		return fmt.Errorf("admin socket: %w", err)
 	}
-	os.Chmod(path, 0o600)
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/tickets", func(w http.ResponseWriter, r *http.Request) {
-		var o enroll.TicketOptions
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&o); err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
-		text, err := s.CreateTicket(r.Context(), o)
-		if err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]string{"ticket": text})
-	})
-	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
-		ms, err := s.Members(r.Context())
-		if err != nil {
-			writeErr(w, http.StatusInternalServerError, err)
-			return
-		}
-		json.NewEncoder(w).Encode(ms)
-	})
-	mux.HandleFunc("POST /v1/members/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
-		m, err := s.Revoke(r.Context(), r.PathValue("id"))
-		if err != nil {
-			writeErr(w, http.StatusNotFound, err)
-			return
-		}
-		json.NewEncoder(w).Encode(m)
-	})
-	mux.HandleFunc("POST /v1/commands", func(w http.ResponseWriter, r *http.Request) {
-		var req PushRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
-		res, err := s.Push(r.Context(), req)
-		if err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
-		json.NewEncoder(w).Encode(res)
-	})
-	mux.HandleFunc("POST /v1/commands/raw", func(w http.ResponseWriter, r *http.Request) {
-		var req RawRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
-		res, err := s.PushRaw(r.Context(), req)
-		if err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
-		json.NewEncoder(w).Encode(res)
-	})
-	mux.HandleFunc("GET /v1/commands", func(w http.ResponseWriter, r *http.Request) {
-		cs, err := s.Commands(r.Context(), r.URL.Query().Get("relay"))
-		if err != nil {
-			writeErr(w, http.StatusInternalServerError, err)
-			return
-		}
-		json.NewEncoder(w).Encode(cs)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-		os.Remove(path)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-func writeErr(w http.ResponseWriter, code int, err error) {
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+	<-ctx.Done()
+	return srv.Stop()
 }
 
 // AdminClient talks to a running hub's admin socket.
 type AdminClient struct {
-	hc *http.Client
+	c *unixhttp.Client
 }
 
 // DialAdmin returns a client for the running hub in dir, or an error when
 // no hub is listening there.
 func DialAdmin(dir string) (*AdminClient, error) {
-	path := filepath.Join(dir, AdminSocket)
-	c, err := net.DialTimeout("unix", path, time.Second)
+	c, err := unixhttp.Dial(filepath.Join(dir, AdminSocket), "hub admin socket")
 	if err != nil {
 		return nil, err
 	}
-	c.Close()
-	return &AdminClient{hc: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}}, nil
+	return &AdminClient{c: c}, nil
 }
 
 func (a *AdminClient) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://hub"+path, body)
-	if err != nil {
-		return err
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("hub admin socket: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e)
-		if e.Error == "" {
-			e.Error = resp.Status
-		}
-		return errors.New(e.Error)
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out)
+	return a.c.Do(ctx, method, path, in, out)
 }
 
 // CreateTicket implements Admin.

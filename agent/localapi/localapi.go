@@ -10,20 +10,16 @@
 package localapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
-	"sync"
-	"syscall"
+	"strings"
 	"time"
+
+	"github.com/edgeportal/connect/internal/unixhttp"
 )
 
 // SocketName is the socket's file name inside the state directory.
@@ -117,34 +113,16 @@ type Backend interface {
 	CreateTicket(ctx context.Context, r TicketRequest) (string, error)
 }
 
-// shutdownTimeout bounds how long stopping waits for requests in flight.
-const shutdownTimeout = 5 * time.Second
-
 // Serve serves b on the socket in stateDir until the returned stop is
 // called; requests carry ctx. The socket is owner-only (0600, in a 0700
 // directory).
 func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error) {
 	path := filepath.Join(stateDir, SocketName)
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("another node is already running with state directory %s", stateDir)
-	}
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("local control socket: %w", err)
-	}
-	os.Chmod(path, 0o600)
+	decode := unixhttp.Decode
+	writeErr := unixhttp.WriteError
 	mux := http.NewServeMux()
-	decode := func(w http.ResponseWriter, r *http.Request, v any) bool {
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(v); err != nil {
-			writeErr(w, http.StatusBadRequest, fmt.Errorf("bad request: %w", err))
-			return false
-		}
-		return true
-	}
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(b.Status(r.Context()))
+		unixhttp.Reply(w, b.Status(r.Context()))
 	})
 	mux.HandleFunc("POST /v1/outlets", func(w http.ResponseWriter, r *http.Request) {
 		var o Outlet
@@ -155,14 +133,14 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 			writeErr(w, http.StatusBadRequest, err)
 			return
 		}
-		json.NewEncoder(w).Encode(o)
+		unixhttp.Reply(w, o)
 	})
 	mux.HandleFunc("DELETE /v1/outlets/{name}", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.RemoveOutlet(r.Context(), r.PathValue("name")); err != nil {
 			writeErr(w, http.StatusNotFound, err)
 			return
 		}
-		json.NewEncoder(w).Encode(struct{}{})
+		unixhttp.Reply(w, struct{}{})
 	})
 	mux.HandleFunc("POST /v1/inlets", func(w http.ResponseWriter, r *http.Request) {
 		var in Inlet
@@ -174,14 +152,14 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 			writeErr(w, http.StatusBadRequest, err)
 			return
 		}
-		json.NewEncoder(w).Encode(got)
+		unixhttp.Reply(w, got)
 	})
 	mux.HandleFunc("DELETE /v1/inlets", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.RemoveInlet(r.Context(), r.URL.Query().Get("from")); err != nil {
 			writeErr(w, http.StatusNotFound, err)
 			return
 		}
-		json.NewEncoder(w).Encode(struct{}{})
+		unixhttp.Reply(w, struct{}{})
 	})
 	mux.HandleFunc("POST /v1/tickets", func(w http.ResponseWriter, r *http.Request) {
 		var req TicketRequest
@@ -193,7 +171,7 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 			writeErr(w, http.StatusBadRequest, err)
 			return
 		}
-		json.NewEncoder(w).Encode(map[string]string{"ticket": t})
+		unixhttp.Reply(w, map[string]string{"ticket": t})
 	})
 	mux.HandleFunc("POST /v1/update", func(w http.ResponseWriter, r *http.Request) {
 		var req UpdateRequest
@@ -205,10 +183,10 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 			writeErr(w, http.StatusBadRequest, err)
 			return
 		}
-		json.NewEncoder(w).Encode(res)
+		unixhttp.Reply(w, res)
 	})
 	mux.HandleFunc("GET /v1/explain", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(b.Explain(r.Context()))
+		unixhttp.Reply(w, b.Explain(r.Context()))
 	})
 	for path, paused := range map[string]bool{"/v1/pause": true, "/v1/resume": false} {
 		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
@@ -216,40 +194,18 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 				writeErr(w, http.StatusInternalServerError, err)
 				return
 			}
-			json.NewEncoder(w).Encode(struct{}{})
+			unixhttp.Reply(w, struct{}{})
 		})
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		srv.Serve(ln)
-	}()
-	var once sync.Once
-	var stopErr error
-	// stop shuts the server down gracefully (answers in flight, such as an
-	// update's, still reach their client), waits for it and removes the
-	// socket. It is idempotent; the caller must call it.
-	stop := func() error {
-		once.Do(func() {
-			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-			defer cancel()
-			stopErr = srv.Shutdown(sctx)
-			if stopErr != nil {
-				srv.Close()
-			}
-			<-served
-			os.Remove(path)
-		})
-		return stopErr
+	srv, err := unixhttp.Listen(ctx, path, mux, nil)
+	if errors.Is(err, unixhttp.ErrInUse) {
+		return nil, fmt.Errorf("another node is already running with state directory %s", stateDir)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("local control socket: %w", err)
+	}
+	stop := srv.Stop
 	return stop, nil
-}
-
-func writeErr(w http.ResponseWriter, code int, err error) {
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 }
 
 // ErrNotRunning means no node answers on the state directory's socket.
@@ -257,60 +213,21 @@ var ErrNotRunning = errors.New("no node is running")
 
 // Client talks to a running node.
 type Client struct {
-	hc  *http.Client
-	dir string
+	c *unixhttp.Client
 }
 
 // Dial returns a client for the node running with stateDir, or an error
 // wrapping ErrNotRunning.
 func Dial(stateDir string) (*Client, error) {
-	path := filepath.Join(stateDir, SocketName)
-	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	c, err := unixhttp.Dial(filepath.Join(stateDir, SocketName), "local control socket")
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-			return nil, fmt.Errorf("%w with state directory %s", ErrNotRunning, stateDir)
-		}
-		return nil, fmt.Errorf("%w with state directory %s (%v)", ErrNotRunning, stateDir, err)
+		return nil, fmt.Errorf("%w with state directory %s%s", ErrNotRunning, stateDir, strings.TrimPrefix(err.Error(), unixhttp.ErrNotRunning.Error()))
 	}
-	c.Close()
-	return &Client{dir: stateDir, hc: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}}, nil
+	return &Client{c: c}, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://node"+path, body)
-	if err != nil {
-		return err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("local control socket: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e)
-		if e.Error == "" {
-			e.Error = resp.Status
-		}
-		return errors.New(e.Error)
-	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
+	return c.c.Do(ctx, method, path, in, out)
 }
 
 // Status returns the node's status.

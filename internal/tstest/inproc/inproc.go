@@ -1,0 +1,341 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+// Package inproc runs a hub and nodes inside one test process (no
+// binaries), so the race detector and the goroutine-leak check cover the
+// hub, the agent, portals and commands together. The end-to-end harness
+// (internal/e2e) runs the same scenarios with the real binaries.
+//
+// Only _test.go files import it.
+package inproc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgeportal/connect/agent"
+	"github.com/edgeportal/connect/agent/config"
+	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/hub"
+	"github.com/edgeportal/connect/hub/store/boltstore"
+)
+
+// World is one test's hub and nodes, all stopped at test end.
+type World struct {
+	t   testing.TB
+	Dir string
+	Hub *Hub
+}
+
+// NewWorld returns an empty world rooted in a test temp dir.
+func NewWorld(t testing.TB) *World {
+	t.Helper()
+	return &World{t: t, Dir: t.TempDir()}
+}
+
+// Hub is an in-process hub serving on a loopback port.
+type Hub struct {
+	Srv   *hub.Server
+	Dir   *hub.Dir
+	Addr  string
+	Store *boltstore.Store
+	Logs  *LogBuffer
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartHub initializes a hub directory and serves it on 127.0.0.1:0.
+func (w *World) StartHub() *Hub {
+	w.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	d, err := hub.Init(filepath.Join(w.Dir, "hub"), ln.Addr().String())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	st, err := boltstore.Open(filepath.Join(d.Path, hub.DBFile))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	logs := &LogBuffer{}
+	srv, err := hub.New(hub.Options{Dir: d, Store: st, Logger: logs.Logger("hub")})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hub{Srv: srv, Dir: d, Addr: ln.Addr().String(), Store: st, Logs: logs, cancel: cancel, done: make(chan error, 1)}
+	go func() { h.done <- srv.Serve(ctx, ln) }()
+	w.t.Cleanup(func() {
+		h.Stop()
+		st.Close()
+		if w.t.Failed() {
+			w.t.Logf("---- hub log ----\n%s", logs)
+		}
+	})
+	w.Hub = h
+	return h
+}
+
+// Stop stops the hub and waits for Serve to return.
+func (h *Hub) Stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	<-h.done
+	h.cancel = nil
+}
+
+// Ticket creates a ticket and writes it to a file in the world's dir.
+func (w *World) Ticket(name string, o enroll.TicketOptions) string {
+	w.t.Helper()
+	if o.ExpiresIn == 0 {
+		o.ExpiresIn = time.Hour
+	}
+	if o.Uses == 0 {
+		o.Uses = 1
+	}
+	text, err := w.Hub.Srv.CreateTicket(context.Background(), o)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	path := filepath.Join(w.Dir, name+".ticket")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	return path
+}
+
+// Attrs makes an attribute map of names set to "true".
+func Attrs(names ...string) map[string]string {
+	m := map[string]string{}
+	for _, n := range names {
+		m[n] = "true"
+	}
+	return m
+}
+
+// Node is an agent.Node running in this process.
+type Node struct {
+	Name     string
+	StateDir string
+	N        *agent.Node
+	Logs     *LogBuffer
+
+	t      testing.TB
+	opts   agent.Options
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartNode runs a node with a ticket (or "" when already enrolled) and a
+// YAML config (may be "").
+func (w *World) StartNode(name, ticket, yaml string, vars map[string]string) *Node {
+	w.t.Helper()
+	var cfg *config.Config
+	if yaml != "" {
+		var err error
+		if cfg, err = config.Load([]byte(yaml), vars); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	n := &Node{Name: name, StateDir: filepath.Join(w.Dir, name), Logs: &LogBuffer{}, t: w.t}
+	n.opts = agent.Options{StateDir: n.StateDir, TicketFile: ticket, Config: cfg, Logger: n.Logs.Logger(name)}
+	n.start()
+	w.t.Cleanup(func() {
+		n.Stop()
+		if w.t.Failed() {
+			w.t.Logf("---- %s log ----\n%s", name, n.Logs)
+		}
+	})
+	return n
+}
+
+func (n *Node) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.N = agent.New(n.opts)
+	n.cancel, n.done = cancel, make(chan error, 1)
+	node := n.N
+	go func() { n.done <- node.Run(ctx) }()
+}
+
+// Stop stops the node and returns what Run returned.
+func (n *Node) Stop() error {
+	if n.cancel == nil {
+		return nil
+	}
+	n.cancel()
+	err := <-n.done
+	n.cancel = nil
+	return err
+}
+
+// Restart stops the node and starts it again from its state directory.
+func (n *Node) Restart() {
+	n.Stop()
+	n.opts.TicketFile = ""
+	n.start()
+}
+
+// Exited reports whether Run returned, and its error.
+func (n *Node) Exited() (bool, error) {
+	select {
+	case err := <-n.done:
+		n.done <- err
+		return true, err
+	default:
+		return false, nil
+	}
+}
+
+// Status asks the node through its local API, as the CLI does.
+func (n *Node) Status() (localapi.Status, error) {
+	c, err := localapi.Dial(n.StateDir)
+	if err != nil {
+		return localapi.Status{}, err
+	}
+	return c.Status(context.Background())
+}
+
+// AwaitRelayUp waits until the node's relay is registered.
+func (n *Node) AwaitRelayUp() localapi.Status {
+	n.t.Helper()
+	return n.await("relay registered", func(st localapi.Status) bool { return st.Relay.Connected })
+}
+
+// AwaitHub waits until the node is connected to the hub.
+func (n *Node) AwaitHub() localapi.Status {
+	n.t.Helper()
+	return n.await("connected to the hub", func(st localapi.Status) bool { return st.HubConnected })
+}
+
+func (n *Node) await(what string, cond func(localapi.Status) bool) localapi.Status {
+	n.t.Helper()
+	var st localapi.Status
+	Await(n.t, 20*time.Second, n.Name+" "+what, func() bool {
+		if done, err := n.Exited(); done {
+			n.t.Fatalf("%s stopped: %v", n.Name, err)
+		}
+		var err error
+		st, err = n.Status()
+		return err == nil && cond(st)
+	})
+	return st
+}
+
+// Await polls cond every 20 ms until it holds or timeout passes.
+func Await(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// LogBuffer collects a component's log lines for failure reports and
+// assertions.
+type LogBuffer struct {
+	mu sync.Mutex // guards b
+	b  strings.Builder
+}
+
+// Logger returns a debug-level text logger writing into the buffer.
+func (l *LogBuffer) Logger(name string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})).With("c", name)
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Contains reports whether any logged line contains s.
+func (l *LogBuffer) Contains(s string) bool { return strings.Contains(l.String(), s) }
+
+// Echo serves a TCP echo on a loopback port, closed at test end.
+func Echo(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex // guards conns
+		conns = map[net.Conn]struct{}{}
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(c, c)
+				c.Close()
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// RoundTrip connects to addr, writes msg, half-closes and reads the answer.
+func RoundTrip(addr, msg string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return "", err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return string(b), err
+	}
+	return string(b), nil
+}

@@ -1,0 +1,281 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package inproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/edgeportal/connect/agent"
+	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/hub"
+	"github.com/edgeportal/connect/wire"
+	"github.com/edgeportal/connect/wire/command"
+	"github.com/edgeportal/connect/wire/control"
+	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/noiseconn"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const outletNode = `
+relay: acme-relay
+tcp-outlet:
+  from: echo
+  to: $ECHO
+  allow: inlet-node
+remote-outlets:
+  allow:
+    - 127.0.0.1:*
+`
+
+const inletNode = `
+tcp-inlet:
+  - from: 127.0.0.1:0
+    via: acme-relay
+    to: echo
+    allow: outlet-node
+`
+
+// pair starts a hub, an outlet node (relay acme-relay, outlet echo) and an
+// inlet node with an inlet to it.
+func pair(t *testing.T, inletYAML string) (w *World, outlet, inlet *Node) {
+	t.Helper()
+	w = NewWorld(t)
+	w.StartHub()
+	echo := Echo(t)
+	outlet = w.StartNode("outlet", w.Ticket("outlet", enroll.TicketOptions{Relay: "acme-relay", Attributes: Attrs("outlet-node")}),
+		outletNode, map[string]string{"ECHO": echo})
+	outlet.AwaitRelayUp()
+	inlet = w.StartNode("inlet", w.Ticket("inlet", enroll.TicketOptions{Attributes: Attrs("inlet-node")}), inletYAML, nil)
+	inlet.AwaitHub()
+	return w, outlet, inlet
+}
+
+func inletAddr(t *testing.T, n *Node, via string) string {
+	t.Helper()
+	st, err := n.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range st.Inlets {
+		if in.Via == via {
+			return in.Listening
+		}
+	}
+	t.Fatalf("%s has no inlet via %s: %+v", n.Name, via, st.Inlets)
+	return ""
+}
+
+// TestPortalsAndCommands runs a portal, a vendor command and a revocation
+// through an in-process hub and two nodes, under the race detector.
+func TestPortalsAndCommands(t *testing.T) {
+	w, outlet, inlet := pair(t, inletNode)
+	addr := inletAddr(t, inlet, "acme-relay")
+	for i := range 5 {
+		msg := fmt.Sprintf("hello %d", i)
+		got, err := RoundTrip(addr, msg)
+		if err != nil || got != msg {
+			t.Fatalf("round trip %d: %q, %v", i, got, err)
+		}
+	}
+
+	// A vendor outlet inside the customer's allow-list, then a portal to it.
+	echo2 := Echo(t)
+	res, err := w.Hub.Srv.Push(context.Background(), hub.PushRequest{Relay: "acme-relay", Op: command.OpOutletAdd,
+		Outlet: command.OutletArgs{Name: "echo2", To: echo2, Allow: "inlet-node"}, Wait: 10 * time.Second})
+	if err != nil || res.State != hub.CommandApplied {
+		t.Fatalf("push: %+v, %v", res, err)
+	}
+	if _, err := inlet.N.AddInlet(context.Background(), inletFor("echo2")); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := inlet.Status()
+	var addr2 string
+	for _, in := range st.Inlets {
+		if in.To == "echo2" {
+			addr2 = in.Listening
+		}
+	}
+	if got, err := RoundTrip(addr2, "vendor outlet"); err != nil || got != "vendor outlet" {
+		t.Fatalf("vendor outlet: %q, %v", got, err)
+	}
+
+	// Revocation closes the inlet node's portals and stops it.
+	ost, _ := outlet.Status()
+	ist, _ := inlet.Status()
+	if _, err := w.Hub.Srv.Revoke(context.Background(), ist.Identifier); err != nil {
+		t.Fatal(err)
+	}
+	Await(t, 10*time.Second, "the revoked node stops", func() bool {
+		done, _ := inlet.Exited()
+		return done
+	})
+	if err := inlet.Stop(); !errors.Is(err, agent.ErrRevoked) {
+		t.Fatalf("revoked node's Run returned %v, want ErrRevoked", err)
+	}
+	if ok, _ := outlet.Exited(); ok {
+		t.Fatalf("outlet node %s stopped too", ost.Identifier)
+	}
+}
+
+func inletFor(outlet string) localapi.Inlet {
+	return localapi.Inlet{From: "127.0.0.3:0", Via: "acme-relay", To: outlet, Allow: "outlet-node"}
+}
+
+// TestSlowNodeDoesNotStallOthers: a member that stops reading its control
+// connection, while another node floods it with portal requests, must not
+// delay that other node's portals to a healthy relay.
+func TestSlowNodeDoesNotStallOthers(t *testing.T) {
+	yaml := inletNode + `
+  - from: 127.0.0.2:0
+    via: stuck-relay
+    to: anything
+    allow: outlet-node
+`
+	w, _, inlet := pair(t, yaml)
+	good := inletAddr(t, inlet, "acme-relay")
+	stuck := inletAddr(t, inlet, "stuck-relay")
+
+	roundTrips := func(n int) time.Duration {
+		var worst time.Duration
+		for i := range n {
+			start := time.Now()
+			msg := fmt.Sprint("ping ", i)
+			if got, err := RoundTrip(good, msg); err != nil || got != msg {
+				t.Fatalf("portal to the healthy relay: %q, %v", got, err)
+			}
+			worst = max(worst, time.Since(start))
+		}
+		return worst
+	}
+	baseline := roundTrips(10)
+
+	// A member that registers stuck-relay and then stops reading, with a
+	// receive buffer as small as the kernel allows, while the hub is
+	// writing it a few MiB of release chunks it asked for: the hub's
+	// writer for it is stuck in a write.
+	bin := filepath.Join(w.Dir, "big")
+	if err := os.WriteFile(bin, make([]byte, 8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Hub.Dir.Publish(hub.PublishOptions{Version: "v9.0.0", Files: map[string]string{"linux/amd64": bin}}); err != nil {
+		t.Fatal(err)
+	}
+	s := enrollRaw(t, w, "stuck-relay", 1024)
+	defer s.Close()
+	for i := range 16 {
+		b, _ := control.Encode(control.TypeReleaseFetch, uint64(100+i), control.ReleaseFetch{
+			Channel: "stable", Version: "v9.0.0", Platform: "linux/amd64", Offset: int64(i) * control.MaxChunk})
+		if err := wire.WriteMessage(s, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Flood: every client of the stuck inlet makes the hub announce a
+	// session to the stuck member, until its queue is full.
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
+			c.Close()
+		}
+	}()
+	hit := func(n int) {
+		for range n {
+			if c, err := net.DialTimeout("tcp", stuck, 5*time.Second); err == nil {
+				flood = append(flood, c)
+			}
+		}
+	}
+	hit(400)
+	Await(t, 10*time.Second, "the hub to give up on the stuck member's queue", func() bool {
+		return inlet.Logs.Contains("did not take the session")
+	})
+	// The same node keeps asking for the stuck relay between its portals
+	// to the healthy one: each of those asks must not hold up the others.
+	var worst time.Duration
+	for i := range 10 {
+		hit(5)
+		start := time.Now()
+		msg := fmt.Sprint("pong ", i)
+		if got, err := RoundTrip(good, msg); err != nil || got != msg {
+			t.Fatalf("portal to the healthy relay: %q, %v", got, err)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	limit := max(2*time.Second, 20*baseline)
+	if worst > limit {
+		t.Fatalf("portals to a healthy relay took up to %s while another member was stuck (baseline %s, limit %s)", worst, baseline, limit)
+	}
+	t.Logf("healthy portals: worst %s before, %s while another member is stuck", baseline, worst)
+}
+
+// rawMember enrolls a hand-driven member that registers relay and then
+// does nothing: it never reads its control connection again.
+func enrollRaw(t *testing.T, w *World, relay string, rcvbuf int) net.Conn {
+	t.Helper()
+	path := w.Ticket("raw-"+relay, enroll.TicketOptions{Relay: relay, Attributes: Attrs("outlet-node")})
+	tk, _, err := enroll.ParseTicket(readFile(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", w.Hub.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).SetReadBuffer(rcvbuf)
+	c.Write(wire.Preface(wire.KindControl))
+	hello, _ := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	nc, err := noiseconn.Client(ctx, c, key.NewNodePrivate(), wire.Prologue("control", nil), func(key.NodePublic, []byte) ([]byte, error) { return hello, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawCall(t, nc, 1, control.TypeRedeem, control.RedeemRequest{Secret: tk.Secret, Relay: relay})
+	rawCall(t, nc, 2, control.TypeRegisterRelay, control.RegisterRelayRequest{Name: relay})
+	return nc
+}
+
+func rawCall(t *testing.T, nc *noiseconn.Conn, id uint64, typ control.Type, req any) {
+	t.Helper()
+	b, _ := control.Encode(typ, id, req)
+	if err := wire.WriteMessage(nc, b); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		b, err := wire.ReadMessage(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := control.Decode(b)
+		if m.Type != control.TypeResponse || m.ID != id {
+			continue
+		}
+		if m.Err != nil {
+			t.Fatalf("%d: %v", typ, m.Err)
+		}
+		return
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
