@@ -5,7 +5,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"time"
 
@@ -43,7 +42,7 @@ func (n *Node) Status(ctx context.Context) localapi.Status {
 		st.Attributes = map[string]string{}
 	}
 	if n.hub != nil {
-		st.Hub = n.hub.addr
+		st.Hub = n.hub.Addr()
 	} else if a := n.hubAddrs(); len(a) > 0 {
 		st.Hub = a[0]
 	}
@@ -62,26 +61,30 @@ func (n *Node) Status(ctx context.Context) localapi.Status {
 	return st
 }
 
-// CreateTicket implements localapi.Backend: an enroller node asks the hub.
+// CreateTicket implements localapi.Backend: an enroller node asks the
+// authority, end to end, which grants only what the node's own ticket
+// lets it (its scope). The node checks the scope first for a quick
+// answer; the authority decides.
 func (n *Node) CreateTicket(ctx context.Context, r localapi.TicketRequest) (string, error) {
 	n.mu.Lock()
-	enroller := n.cred.Enroller
+	cred, enr := n.cred, n.enr
 	n.mu.Unlock()
-	if !enroller {
-		return "", errors.New("this node is not an enroller: its ticket did not grant the enroller role")
+	if !cred.Enroller {
+		return "", enroll.ErrNotEnroller
 	}
 	o := enroll.TicketOptions{Attributes: r.Attributes, Relay: r.Relay, ExpiresIn: r.ExpiresIn, Uses: r.Uses}
 	if err := o.Validate(); err != nil {
 		return "", err
 	}
-	h, err := n.currentHub(ctx, 5*time.Second)
-	if err != nil {
+	if err := cred.Scope.Check(o); err != nil {
 		return "", err
 	}
 	var resp control.CreateTicketResponse
-	err = h.call(ctx, control.TypeCreateTicket, control.CreateTicketRequest{
-		Attributes: r.Attributes, Relay: r.Relay, ExpiresIn: int64(r.ExpiresIn / time.Second), Uses: r.Uses,
-	}, &resp)
+	err := askAuthority(ctx, n.static, enr.authority(n.hubAddrs()), func(h *hubConn) error {
+		return h.Call(ctx, control.TypeCreateTicket, control.CreateTicketRequest{
+			Attributes: r.Attributes, Relay: r.Relay, ExpiresIn: int64(r.ExpiresIn / time.Second), Uses: r.Uses,
+		}, &resp)
+	})
 	if err != nil {
 		return "", err
 	}

@@ -143,7 +143,7 @@ func (n *Node) commandWorker(ctx context.Context) {
 			// inside is what the replay check used.
 			seq := q.p.Seq
 			actx, cancel := context.WithTimeout(ctx, callTimeout)
-			err := q.h.call(actx, control.TypeCommandAck, control.CommandAck{Seq: seq, Applied: applied, Reason: reason}, nil)
+			err := q.h.Call(actx, control.TypeCommandAck, control.CommandAck{Seq: seq, Applied: applied, Reason: reason}, nil)
 			cancel()
 			if err != nil {
 				n.log.Warn("could not acknowledge a command; the hub redelivers it", "seq", seq, "err", err)
@@ -338,7 +338,7 @@ func (n *Node) SetPaused(ctx context.Context, paused bool) error {
 	n.mu.Unlock()
 	n.log.Warn("customer switch", "paused", paused)
 	if h != nil {
-		h.call(ctx, control.TypeNodeState, control.NodeState{Paused: paused}, nil)
+		h.Call(ctx, control.TypeNodeState, control.NodeState{Paused: paused}, nil)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/key"
 )
 
@@ -75,19 +77,32 @@ func Doctor(ctx context.Context, stateDir string, serviceState func() (string, e
 			continue
 		}
 		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		h, err := dialHub(tctx, addr, static, enr.HubKey, nil)
+		h, err := dialHub(tctx, addr, static, enr.HubKey, enr.Credential, nil)
 		cancel()
-		if err != nil {
+		var cs *ClockSkewError
+		switch {
+		case errors.As(err, &cs):
+			// The relay's key was checked before its clock.
+			add(true, "hub "+addr, "reachable, relay key %s matches", enr.HubKey.Fingerprint())
+			add(false, "clock", "%v", cs)
+			continue
+		case err != nil:
 			add(false, "hub "+addr, "%v: check that outbound TCP to the hub is allowed", err)
 			continue
 		}
-		skew := time.Since(time.Unix(h.hello.TimeUnix, 0))
-		h.close()
-		add(true, "hub "+addr, "reachable, key %s matches", enr.HubKey.Fingerprint())
-		if skew > enroll.ClockSkew || -skew > enroll.ClockSkew {
-			add(false, "clock", "this clock is %s off the hub's: credentials will be refused; fix NTP", skew.Round(time.Second))
+		skew := time.Since(time.Unix(h.ServerHello().TimeUnix, 0))
+		h.Close()
+		add(true, "hub "+addr, "reachable, relay key %s matches, credential accepted", enr.HubKey.Fingerprint())
+		add(true, "clock", "within %s of the hub", skew.Abs().Round(time.Second))
+		tctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		err = askAuthority(tctx, static, enr.authority([]string{addr}), func(h *hubConn) error {
+			return h.Call(tctx, control.TypePing, control.Ping{}, nil)
+		})
+		cancel()
+		if err != nil {
+			add(false, "authority", "%v: credentials cannot be refreshed until it is back (the vendor's side)", err)
 		} else {
-			add(true, "clock", "within %s of the hub", skew.Abs().Round(time.Second))
+			add(true, "authority", "reachable end to end through the relay, key %s matches", enr.AuthorityNoiseKey.Fingerprint())
 		}
 	}
 	c, err := localapi.Dial(stateDir)

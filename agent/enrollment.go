@@ -46,21 +46,21 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 		hubs = []string{n.opts.HubAddr}
 	}
 	backoff := initialBackoff
-	for attempt := 0; ; attempt++ {
-		addr := hubs[attempt%len(hubs)]
-		cred, err := n.redeem(ctx, addr, t, relay)
+	for {
+		cred, err := n.redeem(ctx, hubs, t, relay)
 		if err == nil {
 			enr := &Enrollment{
-				Vendor:       t.Vendor,
-				Project:      t.Project,
-				Hubs:         t.Hubs,
-				HubKey:       t.HubPublic(),
-				AuthorityKey: t.AuthorityPublic(),
-				CommandKey:   t.CommandPublic(),
-				ReleaseKey:   t.ReleasePublic(),
-				TicketID:     g.TicketID,
-				EnrolledAt:   time.Now().UTC(),
-				Credential:   cred,
+				Vendor:            t.Vendor,
+				Project:           t.Project,
+				Hubs:              t.Hubs,
+				HubKey:            t.HubPublic(),
+				AuthorityKey:      t.AuthorityPublic(),
+				AuthorityNoiseKey: t.AuthorityNoisePublic(),
+				CommandKey:        t.CommandPublic(),
+				ReleaseKey:        t.ReleasePublic(),
+				TicketID:          g.TicketID,
+				EnrolledAt:        time.Now().UTC(),
+				Credential:        cred,
 			}
 			if err := saveJSON(filepath.Join(n.opts.StateDir, EnrollmentFile), enr); err != nil {
 				return nil, fmt.Errorf("save enrollment: %w", err)
@@ -74,14 +74,14 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 		var km *HubKeyMismatchError
 		switch {
 		case errors.As(err, &ce):
-			return nil, fmt.Errorf("ticket %s refused by the hub: %s", g.TicketID, ce.Message)
+			return nil, fmt.Errorf("ticket %s refused by the authority: %s", g.TicketID, ce.Message)
 		case errors.As(err, &km):
 			return nil, err
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		}
 		wait := jitter(backoff)
-		n.log.Warn("hub not reachable; retrying", "hub", addr, "err", err, "retry_in", wait.Round(time.Millisecond))
+		n.log.Warn("authority not reachable; retrying", "hubs", hubs, "err", err, "retry_in", wait.Round(time.Millisecond))
 		if sleepCtx(ctx, wait) != nil {
 			return nil, ctx.Err()
 		}
@@ -89,18 +89,18 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 	}
 }
 
-func (n *Node) redeem(ctx context.Context, addr string, t *enroll.Ticket, relay string) ([]byte, error) {
-	h, err := dialHub(ctx, addr, n.static, t.HubPublic(), nil)
+// redeem hands the ticket's secret to the authority, end to end through
+// the relay (which never sees it), and checks the credential it returns.
+func (n *Node) redeem(ctx context.Context, hubs []string, t *enroll.Ticket, relay string) ([]byte, error) {
+	var resp control.CredentialResponse
+	err := askAuthority(ctx, n.static, authorityKeys{hubs: hubs, noise: t.AuthorityNoisePublic()}, func(h *hubConn) error {
+		return h.Call(ctx, control.TypeRedeem, control.RedeemRequest{Secret: t.Secret, Relay: relay}, &resp)
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer h.close()
-	var resp control.CredentialResponse
-	if err := h.call(ctx, control.TypeRedeem, control.RedeemRequest{Secret: t.Secret, Relay: relay}, &resp); err != nil {
-		return nil, err
-	}
 	if _, err := enroll.VerifyCredential(t.AuthorityPublic(), resp.Credential, n.static.Public(), time.Now()); err != nil {
-		return nil, &control.Error{Code: control.ErrCodeInternal, Message: "the hub returned an invalid credential: " + err.Error()}
+		return nil, &control.Error{Code: control.ErrCodeInternal, Message: "the authority returned an invalid credential: " + err.Error()}
 	}
 	return resp.Credential, nil
 }
@@ -124,6 +124,15 @@ func CheckTicketAgainstBuild(t *enroll.Ticket) error {
 		}
 		if !k.Equal(t.CommandPublic()) {
 			return fmt.Errorf("ticket names command key %s, but this %s build trusts only %s", t.CommandPublic().Fingerprint(), brand.Vendor(), k.Fingerprint())
+		}
+	}
+	if s := brand.ReleaseKey(); s != "" {
+		k, err := key.ParseSigningPublic(s)
+		if err != nil {
+			return fmt.Errorf("embedded release key: %w", err)
+		}
+		if rk := t.ReleasePublic(); !rk.IsZero() && !k.Equal(rk) {
+			return fmt.Errorf("ticket names release key %s, but this %s build trusts only %s", rk.Fingerprint(), brand.Vendor(), k.Fingerprint())
 		}
 	}
 	return nil

@@ -9,14 +9,24 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/wire/control"
 )
 
-// loop keeps a control connection to the hub, reconnecting with jittered
-// exponential backoff.
+// The node's session with the hub: a control channel to the relay (which
+// admits the node on its credential), and, at the credential's half-life,
+// a short end-to-end channel to the authority for a fresh credential that
+// the node then hands the relay.
+
+// relayRetryMax bounds the wait between attempts to register the relay
+// after a refusal: a node always gets its relay back once it is free.
+const relayRetryMax = 30 * time.Second
+
+// loop keeps a control connection to the relay, reconnecting with
+// jittered exponential backoff.
 func (n *Node) loop(ctx context.Context) error {
 	backoff := initialBackoff
 	for attempt := 0; ; attempt++ {
@@ -29,28 +39,25 @@ func (n *Node) loop(ctx context.Context) error {
 		}
 		if errors.Is(err, ErrRevoked) {
 			n.log.Error("membership revoked; stopping", "err", err)
-			os.Rename(filepath.Join(n.opts.StateDir, EnrollmentFile), filepath.Join(n.opts.StateDir, EnrollmentFile+".revoked"))
+			n.markRevoked(err)
 			return err
 		}
 		if time.Since(start) > time.Minute {
 			backoff = initialBackoff
 		}
+		n.mu.Lock()
+		n.hubErr = err.Error()
+		n.mu.Unlock()
 		var cs *ClockSkewError
 		if errors.As(err, &cs) {
 			// Not a network problem: retrying fast would only spin. Say
 			// what to fix and look again in a minute.
-			n.mu.Lock()
-			n.hubErr = err.Error()
-			n.mu.Unlock()
 			n.log.Error("cannot work with the hub", "err", err)
 			if sleepCtx(ctx, time.Minute) != nil {
 				return nil
 			}
 			continue
 		}
-		n.mu.Lock()
-		n.hubErr = err.Error()
-		n.mu.Unlock()
 		n.metrics.reconnects.Inc()
 		wait := jitter(backoff)
 		n.log.Warn("hub connection lost; reconnecting", "hub", addr, "err", err, "retry_in", wait.Round(time.Millisecond))
@@ -61,14 +68,56 @@ func (n *Node) loop(ctx context.Context) error {
 	}
 }
 
-func isRevoked(err error) bool {
+// revokedErr turns a refusal saying the node was revoked into a
+// *RevokedError (wrapping ErrRevoked); other errors pass unchanged.
+func revokedErr(err error) error {
 	var ce *control.Error
-	return errors.As(err, &ce) && (ce.Code == control.ErrCodeRevoked || ce.Code == control.ErrCodeNotMember)
+	if !errors.As(err, &ce) || ce.Code != control.ErrCodeRevoked {
+		return err
+	}
+	re := &RevokedError{}
+	// The refusal names the time: "... revoked at 2026-12-01T10:00:00Z; ..."
+	if _, rest, ok := strings.Cut(ce.Message, "revoked at "); ok {
+		if j := strings.IndexAny(rest, "; "); j >= 0 {
+			rest = rest[:j]
+		}
+		if t, err := time.Parse(time.RFC3339, rest); err == nil {
+			re.At = t
+		}
+	}
+	return re
+}
+
+// markRevoked records the revocation in the enrollment, so every later
+// start says so instead of trying again.
+func (n *Node) markRevoked(err error) {
+	var re *RevokedError
+	at := time.Now().UTC()
+	if errors.As(err, &re) && !re.At.IsZero() {
+		at = re.At
+	}
+	n.mu.Lock()
+	enr := *n.enr
+	enr.RevokedAt = &at
+	n.enr = &enr
+	n.mu.Unlock()
+	if err := saveJSON(filepath.Join(n.opts.StateDir, EnrollmentFile), &enr); err != nil {
+		n.log.Error("could not record the revocation", "err", err)
+	}
 }
 
 // session runs one control connection until it fails.
 func (n *Node) session(ctx context.Context, addr string) error {
-	revoked := make(chan struct{}, 1)
+	// A credential past its half-life (the node was away) is refreshed
+	// first; one the authority cannot refresh now is still tried.
+	if time.Now().After(n.refreshAt()) {
+		if err := n.refreshCredential(ctx); errors.Is(err, ErrRevoked) {
+			return err
+		} else if err != nil {
+			n.log.Warn("could not refresh the credential before connecting", "err", err)
+		}
+	}
+	revoked := make(chan error, 1)
 	var h *hubConn
 	// Pushes arrive on h's reader goroutine; none of them blocks it.
 	onPush := func(m control.Msg) {
@@ -79,7 +128,7 @@ func (n *Node) session(ctx context.Context, addr string) error {
 				n.log.Warn("bad incoming session push", "err", err)
 				return
 			}
-			n.goTracked(func() { n.serveIncoming(ctx, h.addr, in) })
+			n.goTracked(func() { n.serveIncoming(ctx, h.Addr(), in) })
 		case control.TypeCommand:
 			var p control.CommandPush
 			if err := control.DecodeBody(m, &p); err != nil {
@@ -87,118 +136,164 @@ func (n *Node) session(ctx context.Context, addr string) error {
 			}
 			n.queueCommand(h, p)
 		case control.TypeRevoked:
+			var rp control.RevokedPush
+			control.DecodeBody(m, &rp)
 			select {
-			case revoked <- struct{}{}:
+			case revoked <- &RevokedError{At: unixOrZero(rp.At)}:
 			default:
 			}
 		}
 	}
-	h, err := dialHub(ctx, addr, n.static, n.enr.HubKey, onPush)
-	if err != nil {
-		return err
+	h, err := dialHub(ctx, addr, n.static, n.enr.HubKey, n.credential(), onPush)
+	var ce *control.Error
+	if errors.As(err, &ce) && ce.Code == control.ErrCodeCredentialOld {
+		// Away longer than a credential lives: get a fresh one, then
+		// connect again at once.
+		if rerr := n.refreshCredential(ctx); rerr != nil {
+			return fmt.Errorf("%v; refreshing it: %w", err, rerr)
+		}
+		h, err = dialHub(ctx, addr, n.static, n.enr.HubKey, n.credential(), onPush)
 	}
-	defer h.close()
+	if err != nil {
+		return revokedErr(err)
+	}
+	defer h.Close()
 	keepalive := DefaultKeepAlive
 	if n.opts.KeepAlive > 0 {
 		keepalive = n.opts.KeepAlive
 	}
-	h.setKeepalive(keepalive)
-	if skew := time.Since(time.Unix(h.hello.TimeUnix, 0)); skew > enroll.ClockSkew || -skew > enroll.ClockSkew {
-		return &ClockSkewError{Skew: skew}
-	}
-	if err := n.refresh(ctx, h); err != nil {
-		return err
-	}
+	h.SetReadIdle(3 * keepalive)
+
 	relay := n.relayName()
-	if relay != "" {
-		err := h.call(ctx, control.TypeRegisterRelay, control.RegisterRelayRequest{Name: relay}, nil)
-		n.mu.Lock()
-		if err != nil {
-			n.relayErr = err.Error()
-		} else {
-			n.relayUp, n.relayErr = true, ""
-		}
-		n.mu.Unlock()
-		if err != nil {
-			n.log.Error("relay registration refused", "relay", relay, "err", err)
-		} else {
-			n.log.Info("relay connected", "relay", relay)
-		}
+	relayRetry := time.NewTimer(0)
+	defer relayRetry.Stop()
+	if relay == "" {
+		relayRetry.Stop()
 	}
+	relayBackoff := time.Second
 	n.mu.Lock()
 	n.hub, n.hubErr = h, ""
 	close(n.hubReady)
 	paused := n.paused
 	n.mu.Unlock()
-	if paused {
-		h.call(ctx, control.TypeNodeState, control.NodeState{Paused: true}, nil)
-	}
-	n.goTracked(func() { n.finishUpdate(ctx, h) })
-	n.log.Info("connected to hub", "hub", addr)
-	os.Remove(filepath.Join(n.opts.StateDir, LastErrorFile))
 	defer func() {
 		n.mu.Lock()
 		n.hub, n.relayUp = nil, false
 		n.hubReady = make(chan struct{})
 		n.mu.Unlock()
 	}()
+	if paused {
+		h.Call(ctx, control.TypeNodeState, control.NodeState{Paused: true}, nil)
+	}
+	n.goTracked(func() { n.finishUpdate(ctx, h) })
+	n.log.Info("connected to hub", "hub", addr)
+	os.Remove(filepath.Join(n.opts.StateDir, LastErrorFile))
 
 	ping := time.NewTicker(keepalive)
 	defer ping.Stop()
 	for {
-		refreshIn := time.Until(n.refreshAt())
-		refreshT := time.NewTimer(max(refreshIn, time.Second))
+		refreshT := time.NewTimer(max(time.Until(n.refreshAt()), time.Second))
 		select {
 		case <-ctx.Done():
 			refreshT.Stop()
 			return ctx.Err()
-		case <-h.done:
+		case <-h.Done():
 			refreshT.Stop()
-			return fmt.Errorf("hub connection lost: %w", h.error())
-		case <-revoked:
+			return fmt.Errorf("hub connection lost: %w", h.Err())
+		case err := <-revoked:
 			refreshT.Stop()
-			return ErrRevoked
+			return err
+		case <-relayRetry.C:
+			refreshT.Stop()
+			if err := n.registerRelay(ctx, h, relay); err != nil {
+				if errors.Is(err, ErrRevoked) {
+					return err
+				}
+				relayRetry.Reset(jitter(relayBackoff))
+				relayBackoff = min(2*relayBackoff, relayRetryMax)
+			}
 		case <-ping.C:
 			refreshT.Stop()
 			pctx, cancel := context.WithTimeout(ctx, keepalive)
-			err := h.call(pctx, control.TypePing, control.Ping{TimeUnix: time.Now().Unix()}, nil)
+			err := h.Call(pctx, control.TypePing, control.Ping{TimeUnix: time.Now().Unix()}, nil)
 			cancel()
 			if err != nil {
 				return fmt.Errorf("keepalive: %w", err)
 			}
 		case <-refreshT.C:
-			if err := n.refresh(ctx, h); err != nil {
+			err := n.refreshCredential(ctx)
+			if errors.Is(err, ErrRevoked) {
 				return err
+			}
+			if err != nil {
+				// The credential is still valid for a while: try again.
+				n.log.Warn("could not refresh the credential; trying again in a minute", "err", err)
+				n.postponeRefresh(time.Minute)
+				continue
+			}
+			if err := h.Call(ctx, control.TypeCredential, control.CredentialUpdate{Credential: n.credential()}, nil); err != nil {
+				return revokedErr(fmt.Errorf("the relay refused the refreshed credential: %w", err))
 			}
 		}
 	}
 }
 
-// refreshAt is when the credential should be refreshed: at half-life.
+// registerRelay registers the node's relay; a refusal is recorded for
+// status and retried by the caller.
+func (n *Node) registerRelay(ctx context.Context, h *hubConn, relay string) error {
+	err := h.Call(ctx, control.TypeRegisterRelay, control.RegisterRelayRequest{Name: relay}, nil)
+	n.mu.Lock()
+	if err != nil {
+		n.relayErr = err.Error()
+	} else {
+		n.relayUp, n.relayErr = true, ""
+	}
+	n.mu.Unlock()
+	if err != nil {
+		n.log.Error("relay registration refused; trying again", "relay", relay, "err", err)
+		return revokedErr(err)
+	}
+	n.log.Info("relay connected", "relay", relay)
+	return nil
+}
+
+// refreshAt is when the credential should be refreshed: at half-life
+// (or later, after a failed attempt).
 func (n *Node) refreshAt() time.Time {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if !n.refreshNotBefore.IsZero() {
+		return n.refreshNotBefore
+	}
 	life := n.cred.Expires().Sub(n.cred.Issued())
 	return n.cred.Issued().Add(life / 2)
 }
 
-// refresh gets a fresh credential and stores it.
-func (n *Node) refresh(ctx context.Context, h *hubConn) error {
+func (n *Node) postponeRefresh(d time.Duration) {
+	n.mu.Lock()
+	n.refreshNotBefore = time.Now().Add(d)
+	n.mu.Unlock()
+}
+
+// refreshCredential gets a fresh credential from the authority, end to
+// end through the relay, and stores it.
+func (n *Node) refreshCredential(ctx context.Context) error {
 	var resp control.CredentialResponse
-	if err := h.call(ctx, control.TypeRefresh, control.RefreshRequest{}, &resp); err != nil {
-		if isRevoked(err) {
-			return fmt.Errorf("%w (%v)", ErrRevoked, err)
-		}
-		return fmt.Errorf("refresh credential: %w", err)
+	err := askAuthority(ctx, n.static, n.enr.authority(n.hubAddrs()), func(h *hubConn) error {
+		return h.Call(ctx, control.TypeRefresh, control.RefreshRequest{}, &resp)
+	})
+	if err != nil {
+		return fmt.Errorf("refresh credential: %w", revokedErr(err))
 	}
 	c, err := enroll.VerifyCredential(n.enr.AuthorityKey, resp.Credential, n.static.Public(), time.Now())
 	if err != nil {
-		return fmt.Errorf("refresh credential: %w", err)
+		return fmt.Errorf("refresh credential: the authority sent one that does not verify: %w", err)
 	}
 	n.mu.Lock()
 	enr := *n.enr
 	enr.Credential = resp.Credential
 	n.enr, n.cred = &enr, c
+	n.refreshNotBefore = time.Time{}
 	n.mu.Unlock()
 	if err := saveJSON(filepath.Join(n.opts.StateDir, EnrollmentFile), &enr); err != nil {
 		n.log.Error("could not save the refreshed credential; keeping it in memory", "err", err)
@@ -243,4 +338,11 @@ func (e *ClockSkewError) Error() string {
 	}
 	return fmt.Sprintf("clock skew: this machine's clock is %s %s the hub's (tolerance %s); fix its time (NTP)",
 		e.Skew.Abs().Round(time.Second), dir, enroll.ClockSkew)
+}
+
+func unixOrZero(t int64) time.Time {
+	if t == 0 {
+		return time.Time{}
+	}
+	return time.Unix(t, 0)
 }

@@ -140,11 +140,11 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 	}
 	early := make(chan dialed, 1)
 	go func() {
-		c, err := n.connectData(ctx, h.addr)
+		c, err := n.connectData(ctx, h.Addr())
 		early <- dialed{c, err}
 	}()
 	var resp control.OpenSessionResponse
-	if err := h.call(ctx, control.TypeOpenSession, control.OpenSessionRequest{Relay: in.via}, &resp); err != nil {
+	if err := h.Call(ctx, control.TypeOpenSession, control.OpenSessionRequest{Relay: in.via}, &resp); err != nil {
 		if d := <-early; d.c != nil {
 			d.c.Close()
 		}

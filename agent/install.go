@@ -50,31 +50,20 @@ func CheckTicket(text string, cfg *config.Config) (*enroll.Ticket, enroll.Grant,
 	return t, g, nil
 }
 
-// Preflight checks, without consuming the ticket, that its hub is
-// reachable, has the key the ticket names, and would accept the ticket
-// (known, not used up, not expired, relay name granted).
+// Preflight checks, without consuming the ticket, that the relay is
+// reachable, that the authority behind it has the key the ticket names,
+// and that it would accept the ticket (known, not used up, not expired,
+// relay name granted).
 func Preflight(ctx context.Context, t *enroll.Ticket, relay string) error {
 	ephemeral := key.NewNodePrivate()
-	var last error
-	for _, addr := range t.Hubs {
-		h, err := dialHub(ctx, addr, ephemeral, t.HubPublic(), nil)
-		if err != nil {
-			var km *HubKeyMismatchError
-			if errors.As(err, &km) {
-				return err
-			}
-			last = err
-			continue
-		}
-		err = h.call(ctx, control.TypeRedeem, control.RedeemRequest{Secret: t.Secret, Relay: relay, DryRun: true}, nil)
-		h.close()
-		var ce *control.Error
-		if errors.As(err, &ce) {
-			return fmt.Errorf("the hub refuses this ticket: %s", ce.Message)
-		}
-		return err
+	err := askAuthority(ctx, ephemeral, authorityKeys{hubs: t.Hubs, noise: t.AuthorityNoisePublic()}, func(h *hubConn) error {
+		return h.Call(ctx, control.TypeRedeem, control.RedeemRequest{Secret: t.Secret, Relay: relay, DryRun: true}, nil)
+	})
+	var ce *control.Error
+	if errors.As(err, &ce) {
+		return fmt.Errorf("the authority refuses this ticket: %s", ce.Message)
 	}
-	return last
+	return err
 }
 
 // LoadInstalledConfig loads the config an installer placed in the state
@@ -115,7 +104,7 @@ func LastError(stateDir string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// Leave asks the hub to revoke this node's membership.
+// Leave asks the authority to revoke this node's membership.
 func Leave(ctx context.Context, stateDir string) error {
 	var k key.NodePrivate
 	if err := key.ReadFile(filepath.Join(stateDir, NodeKeyFile), &k); err != nil {
@@ -125,16 +114,7 @@ func Leave(ctx context.Context, stateDir string) error {
 	if err != nil || enr == nil {
 		return fmt.Errorf("this node is not enrolled (%v)", err)
 	}
-	var last error
-	for _, addr := range enr.Hubs {
-		h, err := dialHub(ctx, addr, k, enr.HubKey, nil)
-		if err != nil {
-			last = err
-			continue
-		}
-		err = h.call(ctx, control.TypeLeave, control.Empty{}, nil)
-		h.close()
-		return err
-	}
-	return last
+	return askAuthority(ctx, k, enr.authority(enr.Hubs), func(h *hubConn) error {
+		return h.Call(ctx, control.TypeLeave, control.Empty{}, nil)
+	})
 }

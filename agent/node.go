@@ -93,20 +93,22 @@ type Node struct {
 
 	// mu guards the fields below it. Never held across I/O (network or
 	// disk): take a snapshot, unlock, then act.
-	mu       sync.Mutex
-	enr      *Enrollment
-	cred     *enroll.Credential
-	hub      *hubConn // the live control connection, or nil
-	hubErr   string
-	relayUp  bool
-	relayErr string
-	outlets  map[string]*outlet
-	inlets   map[string]*inlet
-	hubReady chan struct{} // closed while a hub connection is up
-	paused   bool
-	cmds     cmdState
-	restart  bool               // Run returns ErrRestart (an update is in place)
-	stop     context.CancelFunc // ends Run
+	mu   sync.Mutex
+	enr  *Enrollment
+	cred *enroll.Credential
+	// refreshNotBefore postpones the next refresh after a failed one.
+	refreshNotBefore time.Time
+	hub              *hubConn // the live control connection, or nil
+	hubErr           string
+	relayUp          bool
+	relayErr         string
+	outlets          map[string]*outlet
+	inlets           map[string]*inlet
+	hubReady         chan struct{} // closed while a hub connection is up
+	paused           bool
+	cmds             cmdState
+	restart          bool               // Run returns ErrRestart (an update is in place)
+	stop             context.CancelFunc // ends Run
 
 	// portalsMu serializes changes to the CLI's outlets and inlets with the
 	// write of portals.json, so the file always matches the last change.

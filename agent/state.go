@@ -24,19 +24,42 @@ const (
 	PortalsFile    = "portals.json"    // outlets and inlets created from the CLI
 )
 
-// Enrollment is what a node keeps after redeeming its ticket.
+// Enrollment is what a node keeps after redeeming its ticket: every key
+// comes from the ticket's authority-signed grant (or the build).
 type Enrollment struct {
-	Vendor       string            `json:"vendor"`
-	Project      string            `json:"project"`
-	Hubs         []string          `json:"hubs"`
-	HubKey       key.NodePublic    `json:"hub_key"`
-	AuthorityKey key.SigningPublic `json:"authority_key"`
-	CommandKey   key.SigningPublic `json:"command_key"`
-	ReleaseKey   key.SigningPublic `json:"release_key"`
-	TicketID     string            `json:"ticket_id"`
-	EnrolledAt   time.Time         `json:"enrolled_at"`
-	Credential   []byte            `json:"credential"`
+	Vendor            string            `json:"vendor"`
+	Project           string            `json:"project"`
+	Hubs              []string          `json:"hubs"`
+	HubKey            key.NodePublic    `json:"relay_key"`
+	AuthorityKey      key.SigningPublic `json:"authority_key"`
+	AuthorityNoiseKey key.NodePublic    `json:"authority_noise_key"`
+	CommandKey        key.SigningPublic `json:"command_key"`
+	ReleaseKey        key.SigningPublic `json:"release_key"`
+	TicketID          string            `json:"ticket_id"`
+	EnrolledAt        time.Time         `json:"enrolled_at"`
+	Credential        []byte            `json:"credential"`
+	// RevokedAt is set once the project revoked this node: the identity
+	// never works again.
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 }
+
+// authority returns how this enrollment reaches the authority.
+func (e *Enrollment) authority(hubs []string) authorityKeys {
+	return authorityKeys{hubs: hubs, noise: e.AuthorityNoiseKey}
+}
+
+// RevokedError is the error of a node whose membership was revoked.
+type RevokedError struct{ At time.Time }
+
+func (e *RevokedError) Error() string {
+	at := "at an unknown time"
+	if !e.At.IsZero() {
+		at = "at " + e.At.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("this node's membership was revoked %s; it needs a new identity and ticket (uninstall --purge, then install with a new ticket)", at)
+}
+
+func (e *RevokedError) Unwrap() error { return ErrRevoked }
 
 // CheckStateDir makes sure dir exists (creating it 0700 when create) and
 // is private to the current user: owned by us, no group or other access.

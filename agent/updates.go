@@ -56,7 +56,7 @@ func (s hubSource) Manifest(ctx context.Context, channel, version string) ([]byt
 		return nil, err
 	}
 	var resp control.ReleaseManifest
-	if err := h.call(ctx, control.TypeReleaseCheck, control.ReleaseCheck{Channel: channel, Version: version}, &resp); err != nil {
+	if err := h.Call(ctx, control.TypeReleaseCheck, control.ReleaseCheck{Channel: channel, Version: version}, &resp); err != nil {
 		return nil, err
 	}
 	return resp.Manifest, nil
@@ -68,7 +68,7 @@ func (s hubSource) Chunk(ctx context.Context, channel, version, platform string,
 		return nil, err
 	}
 	var resp control.ReleaseChunk
-	err = h.call(ctx, control.TypeReleaseFetch, control.ReleaseFetch{Channel: channel, Version: version, Platform: platform, Offset: off}, &resp)
+	err = h.Call(ctx, control.TypeReleaseFetch, control.ReleaseFetch{Channel: channel, Version: version, Platform: platform, Offset: off}, &resp)
 	return resp.Data, err
 }
 
@@ -189,7 +189,7 @@ func (n *Node) Update(ctx context.Context, r localapi.UpdateRequest) (localapi.U
 
 func (n *Node) reportUpdate(ctx context.Context, r control.UpdateResult) {
 	if h, err := n.currentHub(ctx, 5*time.Second); err == nil {
-		h.call(ctx, control.TypeUpdateResult, r, nil)
+		h.Call(ctx, control.TypeUpdateResult, r, nil)
 	}
 }
 
@@ -205,7 +205,7 @@ func (n *Node) finishUpdate(ctx context.Context, h *hubConn) {
 		os.Remove(path)
 		return
 	}
-	if err := h.call(ctx, control.TypeUpdateResult, control.UpdateResult{From: m.From, To: m.To, OK: true}, nil); err == nil {
+	if err := h.Call(ctx, control.TypeUpdateResult, control.UpdateResult{From: m.From, To: m.To, OK: true}, nil); err == nil {
 		os.Remove(path)
 		n.log.Info("update complete", "from", m.From, "to", m.To)
 	}
@@ -337,19 +337,19 @@ func RunTrial(ctx context.Context, o Options) error {
 		return err
 	}
 	n.enr, n.cred = enr, cred
+	if err := n.refreshCredential(ctx); err != nil {
+		return fmt.Errorf("trial: %w", err)
+	}
 	var last error
 	for _, addr := range n.hubAddrs() {
-		h, err := dialHub(ctx, addr, static, enr.HubKey, nil)
+		h, err := dialHub(ctx, addr, static, enr.HubKey, n.credential(), nil)
 		if err != nil {
 			last = err
 			continue
 		}
-		defer h.close()
-		if err := n.refresh(ctx, h); err != nil {
-			return err
-		}
+		defer h.Close()
 		if relay := n.relayName(); relay != "" {
-			if err := h.call(ctx, control.TypeRegisterRelay, control.RegisterRelayRequest{Name: relay}, nil); err != nil {
+			if err := h.Call(ctx, control.TypeRegisterRelay, control.RegisterRelayRequest{Name: relay}, nil); err != nil {
 				return fmt.Errorf("trial: relay %s: %w", relay, err)
 			}
 		}

@@ -25,7 +25,21 @@ var (
 	ErrNotMember     = errors.New("node is not a member of this project")
 	ErrRevoked       = errors.New("node's membership was revoked")
 	ErrNotFound      = errors.New("not found")
+	ErrNotEnroller   = errors.New("this node is not an enroller: its ticket did not grant the enroller role")
 )
+
+// RevokedError says when a member was revoked. It wraps ErrRevoked; a
+// revoked identity never becomes a member again.
+type RevokedError struct {
+	ID string
+	At time.Time
+}
+
+func (e *RevokedError) Error() string {
+	return fmt.Sprintf("node %s's membership was revoked at %s; it needs a new identity and ticket", e.ID, e.At.UTC().Format(time.RFC3339))
+}
+
+func (e *RevokedError) Unwrap() error { return ErrRevoked }
 
 // TicketRecord is what the store keeps of a ticket: never the secret.
 type TicketRecord struct {
@@ -38,6 +52,8 @@ type TicketRecord struct {
 	ExpiresAt  int64             `cbor:"7,keyasint"`
 	UsesLeft   int               `cbor:"8,keyasint"`
 	CreatedBy  string            `cbor:"9,keyasint,omitempty"` // "admin" or an enroller's identifier
+	Scope      *Scope            `cbor:"10,keyasint,omitempty"`
+	Revoked    bool              `cbor:"11,keyasint,omitempty"` // withdrawn by the vendor (leaked)
 }
 
 // Member is an enrolled node.
@@ -55,6 +71,7 @@ type Member struct {
 	Version    string            `cbor:"11,keyasint,omitempty" json:"version,omitempty"`
 	Platform   string            `cbor:"12,keyasint,omitempty" json:"platform,omitempty"`
 	LastUpdate string            `cbor:"13,keyasint,omitempty" json:"last_update,omitempty"`
+	Scope      *Scope            `cbor:"14,keyasint,omitempty" json:"scope,omitempty"`
 }
 
 // Store is the state the authority needs. Implementations must make
@@ -70,6 +87,9 @@ type Store interface {
 	RedeemTicket(ctx context.Context, hash [32]byte, admit func(TicketRecord) (Member, error)) (Member, error)
 	// GetTicket returns the ticket with that hash, or ErrTicketUnknown.
 	GetTicket(ctx context.Context, hash [32]byte) (TicketRecord, error)
+	// UpdateTicket applies fn to the stored ticket atomically.
+	UpdateTicket(ctx context.Context, hash [32]byte, fn func(*TicketRecord) error) (TicketRecord, error)
+	ListTickets(ctx context.Context) ([]TicketRecord, error)
 	// GetMember returns the member, or ErrNotFound.
 	GetMember(ctx context.Context, id string) (Member, error)
 	// UpdateMember applies fn to the stored member atomically.
@@ -77,23 +97,28 @@ type Store interface {
 	ListMembers(ctx context.Context) ([]Member, error)
 }
 
-// Authority mints tickets and credentials for one project.
+// Authority mints tickets and credentials for one project. It is the only
+// holder of the signing key.
 type Authority struct {
-	Project       string
-	Vendor        string
-	Hubs          []string // addresses nodes dial, written into tickets
-	HubKey        key.NodePublic
-	Signer        key.SigningPrivate // authority key (non-zero)
-	CommandKey    key.SigningPublic
-	ReleaseKey    key.SigningPublic
-	Store         Store
-	CredentialTTL time.Duration    // 0 means DefaultCredentialTTL
+	Project    string
+	Vendor     string
+	Hubs       []string           // relay addresses nodes dial, written into tickets
+	HubKey     key.NodePublic     // the relay's Noise key, written into tickets
+	Signer     key.SigningPrivate // authority key (non-zero)
+	NoiseKey   key.NodePublic     // the authority's own Noise key, written into tickets
+	CommandKey key.SigningPublic  // zero: the project signs no commands
+	ReleaseKey key.SigningPublic  // zero: the project publishes no releases
+	Store      Store
+	// CredentialTTL is how long a credential is valid; 0 means
+	// DefaultCredentialTTL. A relay that ignored a revocation could admit
+	// the revoked node only until its credential expires.
+	CredentialTTL time.Duration
 	Now           func() time.Time // nil means time.Now; for tests
 }
 
 // DefaultCredentialTTL is how long a credential is valid. Nodes refresh at
-// half-life, so a hub outage shorter than half of this is invisible.
-const DefaultCredentialTTL = 12 * time.Hour
+// half-life, over their channel to the authority.
+const DefaultCredentialTTL = time.Hour
 
 // Ticket limits.
 const (
@@ -120,6 +145,7 @@ type TicketOptions struct {
 	Attributes map[string]string
 	Relay      string
 	Enroller   bool
+	Scope      *Scope // what an enroller ticket lets its holder grant; required with Enroller
 	ExpiresIn  time.Duration
 	Uses       int
 	CreatedBy  string // "admin" or the enroller's identifier
@@ -151,6 +177,16 @@ func (o TicketOptions) Validate() error {
 	if o.Relay != "" && !ValidRelayName(o.Relay) {
 		return fmt.Errorf("relay name %q is invalid: use letters, digits, '.', '_' and '-', at most 64", o.Relay)
 	}
+	if o.Enroller {
+		if o.Scope == nil {
+			return errors.New("an enroller ticket needs a scope: which attributes and relay names its holder may grant")
+		}
+		if err := o.Scope.Validate(); err != nil {
+			return err
+		}
+	} else if o.Scope != nil {
+		return errors.New("an enroller scope is only for an enroller ticket")
+	}
 	return nil
 }
 
@@ -176,29 +212,37 @@ func (a *Authority) CreateTicket(ctx context.Context, o TicketOptions) (string, 
 	now := a.now()
 	secret := newSecret()
 	g := Grant{
-		TicketID:   TicketID(secret),
-		Attributes: o.Attributes,
-		Relay:      o.Relay,
-		Enroller:   o.Enroller,
-		IssuedAt:   now.Unix(),
-		ExpiresAt:  now.Add(o.ExpiresIn).Unix(),
-		Uses:       o.Uses,
-		Project:    a.Project,
+		TicketID:          TicketID(secret),
+		Attributes:        o.Attributes,
+		Relay:             o.Relay,
+		Enroller:          o.Enroller,
+		Scope:             o.Scope,
+		IssuedAt:          now.Unix(),
+		ExpiresAt:         now.Add(o.ExpiresIn).Unix(),
+		Uses:              o.Uses,
+		Project:           a.Project,
+		Vendor:            a.Vendor,
+		Hubs:              a.Hubs,
+		HubKey:            a.HubKey.Raw32(),
+		AuthorityNoiseKey: a.NoiseKey.Raw32(),
+		CommandKey:        a.CommandKey.Raw32(),
+		ReleaseKey:        a.ReleaseKey.Raw32(),
 	}
 	grant, err := signed.Sign(a.Signer, signed.ContextGrant, g)
 	if err != nil {
 		return "", Grant{}, fmt.Errorf("create ticket: %w", err)
 	}
 	t := Ticket{
-		Vendor:       a.Vendor,
-		Hubs:         a.Hubs,
-		HubKey:       a.HubKey.Raw32(),
-		AuthorityKey: a.Signer.Public().Raw32(),
-		CommandKey:   a.CommandKey.Raw32(),
-		ReleaseKey:   a.ReleaseKey.Raw32(),
-		Project:      a.Project,
-		Secret:       secret,
-		Grant:        grant,
+		Vendor:            g.Vendor,
+		Hubs:              g.Hubs,
+		HubKey:            g.HubKey,
+		AuthorityKey:      a.Signer.Public().Raw32(),
+		AuthorityNoiseKey: g.AuthorityNoiseKey,
+		CommandKey:        g.CommandKey,
+		ReleaseKey:        g.ReleaseKey,
+		Project:           a.Project,
+		Secret:            secret,
+		Grant:             grant,
 	}
 	text, err := t.Encode()
 	if err != nil {
@@ -214,6 +258,7 @@ func (a *Authority) CreateTicket(ctx context.Context, o TicketOptions) (string, 
 		ExpiresAt:  g.ExpiresAt,
 		UsesLeft:   o.Uses,
 		CreatedBy:  o.CreatedBy,
+		Scope:      o.Scope,
 	}
 	if err := a.Store.PutTicket(ctx, rec); err != nil {
 		return "", Grant{}, fmt.Errorf("create ticket: store: %w", err)
@@ -231,9 +276,32 @@ type RedeemOptions struct {
 	Platform string
 }
 
-// checkTicket refuses an expired or used-up ticket and a relay name the
-// ticket does not grant.
+// CreateTicketAs creates a ticket for an enroller member, inside the scope
+// its own ticket gave it. A refusal names the part outside it.
+func (a *Authority) CreateTicketAs(ctx context.Context, node key.NodePublic, o TicketOptions) (string, Grant, error) {
+	m, err := a.Member(ctx, node)
+	if err != nil {
+		return "", Grant{}, err
+	}
+	if !m.Enroller {
+		return "", Grant{}, ErrNotEnroller
+	}
+	if err := o.Validate(); err != nil {
+		return "", Grant{}, fmt.Errorf("create ticket: %w", err)
+	}
+	if err := m.Scope.Check(o); err != nil {
+		return "", Grant{}, err
+	}
+	o.CreatedBy = m.ID
+	return a.CreateTicket(ctx, o)
+}
+
+// checkTicket refuses an expired, used-up or withdrawn ticket and a relay
+// name the ticket does not grant.
 func (a *Authority) checkTicket(t TicketRecord, relay string) error {
+	if t.Revoked {
+		return fmt.Errorf("%w: the vendor withdrew it", ErrTicketUsedUp)
+	}
 	if a.now().Unix() >= t.ExpiresAt {
 		return fmt.Errorf("%w (at %s)", ErrTicketExpired, time.Unix(t.ExpiresAt, 0).UTC().Format(time.RFC3339))
 	}
@@ -256,7 +324,11 @@ func (a *Authority) Redeem(ctx context.Context, o RedeemOptions) (Member, []byte
 		return Member{}, nil, ErrTicketUnknown
 	}
 	id := string(o.Node.ID())
-	if m, err := a.Store.GetMember(ctx, id); err == nil && !m.Revoked {
+	if m, err := a.Store.GetMember(ctx, id); err == nil && m.Revoked {
+		// Sticky: a revoked identity never comes back, whatever ticket
+		// it holds.
+		return Member{}, nil, &RevokedError{ID: id, At: time.Unix(m.RevokedAt, 0)}
+	} else if err == nil {
 		if m.TicketID == TicketID(o.Secret) && m.nodeKey().Equal(o.Node) {
 			// The same node retrying after its answer was lost: hand
 			// out a credential again, consume nothing.
@@ -277,13 +349,14 @@ func (a *Authority) Redeem(ctx context.Context, o RedeemOptions) (Member, []byte
 		if err := a.checkTicket(t, o.Relay); err != nil {
 			return Member{}, nil, err
 		}
-		return Member{ID: id, Attributes: t.Attributes, Relay: t.Relay, Enroller: t.Enroller}, nil, nil
+		return Member{ID: id, Attributes: t.Attributes, Relay: t.Relay, Enroller: t.Enroller, Scope: t.Scope}, nil, nil
 	}
 	m, err := a.Store.RedeemTicket(ctx, hash, func(t TicketRecord) (Member, error) {
 		if err := a.checkTicket(t, o.Relay); err != nil {
 			return Member{}, err
 		}
 		return Member{
+			Scope:      t.Scope,
 			ID:         id,
 			NodeKey:    o.Node.Raw32(),
 			Attributes: t.Attributes,
@@ -316,7 +389,7 @@ func (a *Authority) Member(ctx context.Context, node key.NodePublic) (Member, er
 		return Member{}, err
 	}
 	if m.Revoked {
-		return Member{}, ErrRevoked
+		return Member{}, &RevokedError{ID: m.ID, At: time.Unix(m.RevokedAt, 0)}
 	}
 	if !m.nodeKey().Equal(node) {
 		return Member{}, ErrNotMember
@@ -352,6 +425,7 @@ func (a *Authority) Issue(m Member) ([]byte, error) {
 		Attributes: m.Attributes,
 		Relay:      m.Relay,
 		Enroller:   m.Enroller,
+		Scope:      m.Scope,
 		IssuedAt:   now.Unix(),
 		ExpiresAt:  now.Add(ttl).Unix(),
 	}
@@ -362,8 +436,9 @@ func (a *Authority) Issue(m Member) ([]byte, error) {
 	return b, nil
 }
 
-// Revoke marks a member revoked. It is idempotent.
-func (a *Authority) Revoke(ctx context.Context, id string) (Member, error) {
+// Revoke marks a member revoked and returns the signed notice for the
+// relay. It is idempotent; the first revocation time stays.
+func (a *Authority) Revoke(ctx context.Context, id string) (Member, []byte, error) {
 	m, err := a.Store.UpdateMember(ctx, id, func(m *Member) error {
 		if !m.Revoked {
 			m.Revoked = true
@@ -372,7 +447,62 @@ func (a *Authority) Revoke(ctx context.Context, id string) (Member, error) {
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {
-		return Member{}, fmt.Errorf("no member %q", id)
+		return Member{}, nil, fmt.Errorf("no member %q", id)
 	}
-	return m, err
+	if err != nil {
+		return Member{}, nil, err
+	}
+	notice, err := a.revocation(m)
+	return m, notice, err
+}
+
+func (a *Authority) revocation(m Member) ([]byte, error) {
+	return signed.Sign(a.Signer, signed.ContextRevocation, Revocation{Project: a.Project, ID: m.ID, NodeKey: m.NodeKey, RevokedAt: m.RevokedAt})
+}
+
+// Revocations returns a signed notice for every revoked member, for a
+// relay that (re)connects.
+func (a *Authority) Revocations(ctx context.Context) ([][]byte, error) {
+	ms, err := a.Store.ListMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, m := range ms {
+		if !m.Revoked {
+			continue
+		}
+		n, err := a.revocation(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Statement returns a fresh statement of the authority's Noise key, for
+// its control hello to the relay.
+func (a *Authority) Statement() ([]byte, error) {
+	now := a.now()
+	return signed.Sign(a.Signer, signed.ContextAuthority, Statement{Project: a.Project, NoiseKey: a.NoiseKey.Raw32(),
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(StatementTTL).Unix()})
+}
+
+// RevokeTicket withdraws a ticket (one that leaked): it can no longer be
+// redeemed. Members it already admitted stay.
+func (a *Authority) RevokeTicket(ctx context.Context, id string) (TicketRecord, error) {
+	ts, err := a.Store.ListTickets(ctx)
+	if err != nil {
+		return TicketRecord{}, err
+	}
+	for _, t := range ts {
+		if t.ID == id {
+			return a.Store.UpdateTicket(ctx, t.Hash, func(t *TicketRecord) error {
+				t.Revoked = true
+				return nil
+			})
+		}
+	}
+	return TicketRecord{}, fmt.Errorf("no ticket %q", id)
 }

@@ -27,6 +27,7 @@ type Credential struct {
 	Enroller   bool              `cbor:"6,keyasint,omitempty"`
 	IssuedAt   int64             `cbor:"7,keyasint"`
 	ExpiresAt  int64             `cbor:"8,keyasint"`
+	Scope      *Scope            `cbor:"9,keyasint,omitempty"` // what an enroller may grant
 }
 
 // Expires returns the expiry time.

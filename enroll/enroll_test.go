@@ -83,6 +83,30 @@ func (s *memStore) UpdateMember(ctx context.Context, id string, fn func(*Member)
 	return m, nil
 }
 
+func (s *memStore) UpdateTicket(ctx context.Context, h [32]byte, fn func(*TicketRecord) error) (TicketRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tickets[h]
+	if !ok {
+		return t, ErrTicketUnknown
+	}
+	if err := fn(&t); err != nil {
+		return t, err
+	}
+	s.tickets[h] = t
+	return t, nil
+}
+
+func (s *memStore) ListTickets(ctx context.Context) ([]TicketRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []TicketRecord
+	for _, t := range s.tickets {
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 func (s *memStore) ListMembers(ctx context.Context) ([]Member, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -107,6 +131,7 @@ func newAuthority(t *testing.T) (*Authority, *clock) {
 		Hubs:       []string{"127.0.0.1:1"},
 		HubKey:     hub.Public(),
 		Signer:     key.NewSigningPrivate(),
+		NoiseKey:   key.NewNodePrivate().Public(),
 		CommandKey: key.NewSigningPrivate().Public(),
 		Store:      newMemStore(),
 		Now:        c.now,
@@ -252,7 +277,7 @@ func TestRedeem(t *testing.T) {
 	if _, err := a.Refresh(ctx, node); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Revoke(ctx, m.ID); err != nil {
+	if _, _, err := a.Revoke(ctx, m.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Refresh(ctx, node); !errors.Is(err, ErrRevoked) {

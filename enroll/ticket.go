@@ -3,15 +3,19 @@
 
 // Package enroll owns enrollment: tickets (their printable form, the
 // one-time secret and what they grant), credentials (authority-signed
-// attributes bound to a node's static key), and the authority that mints
-// tickets, redeems them atomically and refreshes credentials.
+// attributes bound to a node's static key), enroller scopes, the
+// authority's statements about itself and its revocation notices, and the
+// Authority that mints tickets, redeems them atomically and refreshes
+// credentials.
 //
-// The authority side consumes a Store defined here; the hub supplies an
-// embedded implementation. The node side uses ParseTicket and
-// VerifyCredential.
+// Only the authority holds the signing key. The relay verifies what the
+// authority signed (credentials, its statement, revocations) with the
+// authority's public key and can make none of it.
 //
-// Imports: wire, wire/key, wire/signed, wire/control, policy. May be
-// imported by hub, agent, portal and cmd; never imports them.
+// The authority side consumes a Store defined here; hub/store supplies
+// implementations. The node side uses ParseTicket and VerifyCredential.
+//
+// May be imported by hub, agent, portal and cmd; never imports them.
 package enroll
 
 import (
@@ -21,6 +25,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -36,25 +41,31 @@ const TicketPrefix = "ticket-v1:"
 // MaxTicketLen bounds a ticket's text (a few hundred bytes in practice).
 const MaxTicketLen = 16 << 10
 
-// Ticket is a decoded enrollment ticket: where the hub is, which keys the
-// project uses, the one-time secret, and the authority-signed grant.
+// Ticket is a decoded enrollment ticket: where the relay is, which keys
+// the project uses, the one-time secret, and the authority-signed grant.
+// Every field but the secret is also in the grant, and ParseTicket refuses
+// a ticket whose fields differ from their signed copies, naming the field.
 //
-// CBOR keys 1-9; the text form is TicketPrefix + base64url(CBOR) + ":" +
+// CBOR keys 1-10; the text form is TicketPrefix + base64url(CBOR) + ":" +
 // 8 hex digits of SHA-256(CBOR) (a checksum to catch copy-paste damage).
 type Ticket struct {
 	Vendor       string   `cbor:"1,keyasint"`
 	Hubs         []string `cbor:"2,keyasint"`
-	HubKey       [32]byte `cbor:"3,keyasint"`
-	AuthorityKey [32]byte `cbor:"4,keyasint"`
+	HubKey       [32]byte `cbor:"3,keyasint"` // the relay's Noise static key
+	AuthorityKey [32]byte `cbor:"4,keyasint"` // the authority's signing key
 	CommandKey   [32]byte `cbor:"5,keyasint"`
 	Project      string   `cbor:"6,keyasint"`
 	Secret       []byte   `cbor:"7,keyasint"`
 	Grant        []byte   `cbor:"8,keyasint"` // signed.Envelope of Grant, by the authority key
 	ReleaseKey   [32]byte `cbor:"9,keyasint,omitempty"`
+	// AuthorityNoiseKey is the authority's Noise static key: a node
+	// redeems and refreshes end to end with it, through the relay.
+	AuthorityNoiseKey [32]byte `cbor:"10,keyasint"`
 }
 
-// Grant is what a ticket admits a node with, signed by the authority so a
-// ticket can be inspected without contacting the hub.
+// Grant is what a ticket admits a node with, and every other field of the
+// ticket, signed by the authority so a ticket can be inspected (and its
+// keys trusted) without contacting anyone.
 type Grant struct {
 	TicketID   string            `cbor:"1,keyasint"`
 	Attributes map[string]string `cbor:"2,keyasint,omitempty"`
@@ -64,12 +75,27 @@ type Grant struct {
 	ExpiresAt  int64             `cbor:"6,keyasint"`
 	Uses       int               `cbor:"7,keyasint"`
 	Project    string            `cbor:"8,keyasint"`
+	// The ticket's other fields, as the authority wrote them.
+	Vendor            string   `cbor:"9,keyasint"`
+	Hubs              []string `cbor:"10,keyasint"`
+	HubKey            [32]byte `cbor:"11,keyasint"`
+	AuthorityNoiseKey [32]byte `cbor:"12,keyasint"`
+	CommandKey        [32]byte `cbor:"13,keyasint"`
+	ReleaseKey        [32]byte `cbor:"14,keyasint,omitempty"`
+	// Scope is what an enroller may grant (nil unless Enroller).
+	Scope *Scope `cbor:"15,keyasint,omitempty"`
 }
 
 // Expires returns the grant's expiry.
 func (g Grant) Expires() time.Time { return time.Unix(g.ExpiresAt, 0) }
 
-// HubPublic returns the hub's Noise static key.
+// AuthorityNoisePublic returns the authority's Noise static key.
+func (t *Ticket) AuthorityNoisePublic() key.NodePublic {
+	k, _ := key.NodePublicFromRaw32(t.AuthorityNoiseKey[:])
+	return k
+}
+
+// HubPublic returns the relay's Noise static key.
 func (t *Ticket) HubPublic() key.NodePublic {
 	k, _ := key.NodePublicFromRaw32(t.HubKey[:])
 	return k
@@ -105,7 +131,7 @@ func (t *Ticket) Encode() (string, error) {
 
 // TicketError says which part of a ticket's text is wrong.
 type TicketError struct {
-	Part string // "prefix", "checksum", "encoding", "body", "grant"
+	Part string // "prefix", "checksum", "encoding", "body", "grant", or a field's name
 	Err  error
 }
 
@@ -151,17 +177,41 @@ func ParseTicket(text string) (*Ticket, Grant, error) {
 	if len(t.Hubs) == 0 {
 		return nil, Grant{}, &TicketError{"body", errors.New("names no hub address")}
 	}
-	if t.HubKey == [32]byte{} || t.AuthorityKey == [32]byte{} {
-		return nil, Grant{}, &TicketError{"body", errors.New("hub or authority key is missing")}
+	if t.HubKey == [32]byte{} || t.AuthorityKey == [32]byte{} || t.AuthorityNoiseKey == [32]byte{} {
+		return nil, Grant{}, &TicketError{"body", errors.New("a relay or authority key is missing")}
 	}
 	var g Grant
 	if err := signed.Verify(t.AuthorityPublic(), signed.ContextGrant, t.Grant, &g); err != nil {
-		return nil, Grant{}, &TicketError{"grant", fmt.Errorf("not signed by the ticket's authority key: %w", err)}
+		return nil, Grant{}, &TicketError{"grant", fmt.Errorf("not signed by the ticket's authority key (the authority key or the grant was changed): %w", err)}
 	}
-	if g.Project != t.Project {
-		return nil, Grant{}, &TicketError{"grant", errors.New("grant is for another project")}
+	if err := t.matches(&g); err != nil {
+		return nil, Grant{}, err
 	}
 	return &t, g, nil
+}
+
+// matches refuses a ticket whose fields differ from the signed grant's.
+func (t *Ticket) matches(g *Grant) error {
+	changed := func(field string) error {
+		return &TicketError{field, errors.New("differs from the value the authority signed: the ticket was edited")}
+	}
+	switch {
+	case t.Project != g.Project:
+		return changed("project")
+	case t.Vendor != g.Vendor:
+		return changed("vendor")
+	case !slices.Equal(t.Hubs, g.Hubs):
+		return changed("hub addresses")
+	case t.HubKey != g.HubKey:
+		return changed("relay key")
+	case t.AuthorityNoiseKey != g.AuthorityNoiseKey:
+		return changed("authority Noise key")
+	case t.CommandKey != g.CommandKey:
+		return changed("command key")
+	case t.ReleaseKey != g.ReleaseKey:
+		return changed("release key")
+	}
+	return nil
 }
 
 // SecretHash is what the hub stores instead of a ticket's secret.

@@ -6,87 +6,138 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"sort"
 	"time"
 
-	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/unixhttp"
+	"github.com/edgeportal/connect/wire/control"
 )
 
-// Admin is what the hub's admin commands do. A running hub serves it on an
-// owner-only unix socket in its directory (so revocation reaches live
-// connections); with no hub running, the CLI uses the store directly.
+// Admin is what the relay's admin commands do. A running relay serves it
+// on an owner-only unix socket in its directory (so a command reaches a
+// connected node at once); with no relay running, the CLI uses the store
+// directly (Offline). Nothing here signs: commands arrive signed.
 type Admin interface {
-	CreateTicket(ctx context.Context, o enroll.TicketOptions) (string, error)
-	Members(ctx context.Context) ([]MemberStatus, error)
-	Revoke(ctx context.Context, id string) (enroll.Member, error)
-	Push(ctx context.Context, req PushRequest) (PushResult, error)
+	CommandAdmin
 	Commands(ctx context.Context, relay string) ([]CommandRecord, error)
+	Relays(ctx context.Context) ([]RelayStatus, error)
+	ReleaseRelay(ctx context.Context, name string) (RelayBinding, error)
 }
 
-// MemberStatus is a member as `members list` shows it.
-type MemberStatus struct {
-	enroll.Member
-	Connected bool   `json:"connected"`
-	RelayUp   string `json:"relay_up,omitempty"`
-	Paused    bool   `json:"paused,omitempty"`
+// RelayStatus is a relay name as `relay list` shows it.
+type RelayStatus struct {
+	RelayBinding
+	Up bool `json:"up"` // its owner is connected and registered it
 }
 
-// Offline is the Admin of a hub that is not running.
+var (
+	_ Admin = (*Server)(nil)
+	_ Admin = (*Offline)(nil)
+	_ Admin = (*AdminClient)(nil)
+)
+
+// Offline is the Admin of a relay that is not running.
 type Offline struct {
-	Auth  *enroll.Authority
 	Dir   *Dir
 	Store Store
 }
 
-// CreateTicket implements Admin.
-func (o *Offline) CreateTicket(ctx context.Context, opts enroll.TicketOptions) (string, error) {
-	text, _, err := o.Auth.CreateTicket(ctx, opts)
-	return text, err
+func (o *Offline) queue() commandQueue {
+	return commandQueue{dir: o.Dir, store: o.Store, now: time.Now}
 }
 
-// Members implements Admin.
-func (o *Offline) Members(ctx context.Context) ([]MemberStatus, error) {
-	ms, err := o.Auth.Store.ListMembers(ctx)
-	out := make([]MemberStatus, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, MemberStatus{Member: m})
+// PrepareCommand implements Admin.
+func (o *Offline) PrepareCommand(ctx context.Context, relay string) (CommandSlot, error) {
+	return o.queue().prepare(ctx, relay)
+}
+
+// SubmitCommand implements Admin: the command is delivered when the relay
+// next serves and the node connects.
+func (o *Offline) SubmitCommand(ctx context.Context, req SubmitRequest) (PushResult, error) {
+	rec, err := o.queue().add(ctx, req)
+	if err != nil {
+		return PushResult{}, err
 	}
+	return PushResult{Target: rec.Target, Seq: rec.Seq, State: CommandQueued}, nil
+}
+
+// Commands implements Admin.
+func (o *Offline) Commands(ctx context.Context, relay string) ([]CommandRecord, error) {
+	return o.Store.ListCommands(ctx, relay)
+}
+
+// Relays implements Admin.
+func (o *Offline) Relays(ctx context.Context) ([]RelayStatus, error) {
+	return relayStatus(ctx, o.Store, func(string) bool { return false })
+}
+
+// ReleaseRelay implements Admin.
+func (o *Offline) ReleaseRelay(ctx context.Context, name string) (RelayBinding, error) {
+	return releaseRelay(ctx, o.Store, name)
+}
+
+func relayStatus(ctx context.Context, st Store, up func(string) bool) ([]RelayStatus, error) {
+	bs, err := st.ListRelays(ctx)
+	out := make([]RelayStatus, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, RelayStatus{RelayBinding: b, Up: up(b.Name)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, err
 }
 
-// Revoke implements Admin.
-func (o *Offline) Revoke(ctx context.Context, id string) (enroll.Member, error) {
-	return o.Auth.Revoke(ctx, id)
-}
-
-// CreateTicket implements Admin for a running hub.
-func (s *Server) CreateTicket(ctx context.Context, o enroll.TicketOptions) (string, error) {
-	text, g, err := s.auth.CreateTicket(ctx, o)
-	if err == nil {
-		s.log.Info("ticket created", "ticket", g.TicketID, "relay", g.Relay, "enroller", g.Enroller, "uses", g.Uses,
-			"expires", g.Expires().UTC().Format(time.RFC3339))
+func releaseRelay(ctx context.Context, st Store, name string) (RelayBinding, error) {
+	b, err := st.ReleaseRelay(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return b, fmt.Errorf("relay %q is not owned by any node", name)
 	}
-	return text, err
+	return b, err
 }
 
-var _ Admin = (*Server)(nil)
-var _ Admin = (*Offline)(nil)
+// Commands implements Admin.
+func (s *Server) Commands(ctx context.Context, relay string) ([]CommandRecord, error) {
+	return s.store.ListCommands(ctx, relay)
+}
 
-// ServeAdmin serves the Admin API on the hub directory's unix socket until
-// ctx is done.
+// Relays implements Admin.
+func (s *Server) Relays(ctx context.Context) ([]RelayStatus, error) {
+	return relayStatus(ctx, s.store, func(name string) bool { return s.relays.lookup(name) != nil })
+}
+
+// ReleaseRelay implements Admin: the binding goes, and the owner's live
+// registration with it.
+func (s *Server) ReleaseRelay(ctx context.Context, name string) (RelayBinding, error) {
+	b, err := releaseRelay(ctx, s.store, name)
+	if err != nil {
+		return b, err
+	}
+	if cc := s.relays.lookup(name); cc != nil {
+		s.relays.release(cc)
+		cc.close() // the node reconnects and claims it again if it may
+	}
+	s.log.Info("relay released by the vendor", "relay", name, "owner", b.Owner)
+	return b, nil
+}
+
+// Nodes returns what the relay knows of every node (connected or not).
+func (s *Server) Nodes(ctx context.Context) []control.NodeLive { return s.liveNodes(ctx) }
+
+// ServeAdmin serves the Admin API on the relay directory's unix socket
+// until ctx is done.
 func (s *Server) ServeAdmin(ctx context.Context) error {
 	mux := http.NewServeMux()
-	handle := func(pattern string, f func(r *http.Request) (any, int, error)) {
+	handle := func(pattern string, f func(r *http.Request) (any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			v, code, err := f(r)
+			v, err := f(r)
 			if err != nil {
-				unixhttp.WriteError(w, code, err)
+				unixhttp.WriteError(w, http.StatusBadRequest, err)
 				return
 			}
 			unixhttp.Reply(w, v)
@@ -95,41 +146,22 @@ func (s *Server) ServeAdmin(ctx context.Context) error {
 	decode := func(r *http.Request, v any) error {
 		return json.NewDecoder(io.LimitReader(r.Body, unixhttp.MaxRequest)).Decode(v)
 	}
-	handle("POST /v1/tickets", func(r *http.Request) (any, int, error) {
-		var o enroll.TicketOptions
-		if err := decode(r, &o); err != nil {
-			return nil, http.StatusBadRequest, err
-		}
-		text, err := s.CreateTicket(r.Context(), o)
-		return map[string]string{"ticket": text}, http.StatusBadRequest, err
+	handle("GET /v1/commands/slot", func(r *http.Request) (any, error) {
+		return s.PrepareCommand(r.Context(), r.URL.Query().Get("relay"))
 	})
-	handle("GET /v1/members", func(r *http.Request) (any, int, error) {
-		ms, err := s.Members(r.Context())
-		return ms, http.StatusInternalServerError, err
-	})
-	handle("POST /v1/members/{id}/revoke", func(r *http.Request) (any, int, error) {
-		m, err := s.Revoke(r.Context(), r.PathValue("id"))
-		return m, http.StatusNotFound, err
-	})
-	handle("POST /v1/commands", func(r *http.Request) (any, int, error) {
-		var req PushRequest
+	handle("POST /v1/commands", func(r *http.Request) (any, error) {
+		var req SubmitRequest
 		if err := decode(r, &req); err != nil {
-			return nil, http.StatusBadRequest, err
+			return nil, err
 		}
-		res, err := s.Push(r.Context(), req)
-		return res, http.StatusBadRequest, err
+		return s.SubmitCommand(r.Context(), req)
 	})
-	handle("POST /v1/commands/raw", func(r *http.Request) (any, int, error) {
-		var req RawRequest
-		if err := decode(r, &req); err != nil {
-			return nil, http.StatusBadRequest, err
-		}
-		res, err := s.PushRaw(r.Context(), req)
-		return res, http.StatusBadRequest, err
+	handle("GET /v1/commands", func(r *http.Request) (any, error) {
+		return s.Commands(r.Context(), r.URL.Query().Get("relay"))
 	})
-	handle("GET /v1/commands", func(r *http.Request) (any, int, error) {
-		cs, err := s.Commands(r.Context(), r.URL.Query().Get("relay"))
-		return cs, http.StatusInternalServerError, err
+	handle("GET /v1/relays", func(r *http.Request) (any, error) { return s.Relays(r.Context()) })
+	handle("POST /v1/relays/{name}/release", func(r *http.Request) (any, error) {
+		return s.ReleaseRelay(r.Context(), r.PathValue("name"))
 	})
 	srv, err := unixhttp.Listen(ctx, filepath.Join(s.dir.Path, AdminSocket), mux, slog.NewLogLogger(s.log.Handler(), slog.LevelDebug))
 	if err != nil {
@@ -139,65 +171,52 @@ func (s *Server) ServeAdmin(ctx context.Context) error {
 	return srv.Stop()
 }
 
-// AdminClient talks to a running hub's admin socket.
+// AdminClient talks to a running relay's admin socket.
 type AdminClient struct {
 	c *unixhttp.Client
 }
 
-// DialAdmin returns a client for the running hub in dir, or an error when
-// no hub is listening there.
+// DialAdmin returns a client for the running relay in dir, or an error
+// when none is listening there.
 func DialAdmin(dir string) (*AdminClient, error) {
-	c, err := unixhttp.Dial(filepath.Join(dir, AdminSocket), "hub admin socket")
+	c, err := unixhttp.Dial(filepath.Join(dir, AdminSocket), "relay admin socket")
 	if err != nil {
 		return nil, err
 	}
 	return &AdminClient{c: c}, nil
 }
 
-func (a *AdminClient) do(ctx context.Context, method, path string, in, out any) error {
-	return a.c.Do(ctx, method, path, in, out)
-}
-
-// CreateTicket implements Admin.
-func (a *AdminClient) CreateTicket(ctx context.Context, o enroll.TicketOptions) (string, error) {
-	var out struct{ Ticket string }
-	err := a.do(ctx, "POST", "/v1/tickets", o, &out)
-	return out.Ticket, err
-}
-
-// Members implements Admin.
-func (a *AdminClient) Members(ctx context.Context) ([]MemberStatus, error) {
-	var out []MemberStatus
-	err := a.do(ctx, "GET", "/v1/members", nil, &out)
+// PrepareCommand implements Admin.
+func (a *AdminClient) PrepareCommand(ctx context.Context, relay string) (CommandSlot, error) {
+	var out CommandSlot
+	err := a.c.Do(ctx, "GET", "/v1/commands/slot?relay="+url.QueryEscape(relay), nil, &out)
 	return out, err
 }
 
-// Revoke implements Admin.
-func (a *AdminClient) Revoke(ctx context.Context, id string) (enroll.Member, error) {
-	var out enroll.Member
-	err := a.do(ctx, "POST", "/v1/members/"+id+"/revoke", nil, &out)
-	return out, err
-}
-
-var _ Admin = (*AdminClient)(nil)
-
-// Push implements Admin.
-func (a *AdminClient) Push(ctx context.Context, req PushRequest) (PushResult, error) {
+// SubmitCommand implements Admin.
+func (a *AdminClient) SubmitCommand(ctx context.Context, req SubmitRequest) (PushResult, error) {
 	var out PushResult
-	err := a.do(ctx, "POST", "/v1/commands", req, &out)
+	err := a.c.Do(ctx, "POST", "/v1/commands", req, &out)
 	return out, err
 }
 
 // Commands implements Admin.
 func (a *AdminClient) Commands(ctx context.Context, relay string) ([]CommandRecord, error) {
 	var out []CommandRecord
-	err := a.do(ctx, "GET", "/v1/commands?relay="+url.QueryEscape(relay), nil, &out)
+	err := a.c.Do(ctx, "GET", "/v1/commands?relay="+url.QueryEscape(relay), nil, &out)
 	return out, err
 }
 
-// PushRaw sends pre-signed command bytes through a running hub.
-func (a *AdminClient) PushRaw(ctx context.Context, req RawRequest) (PushResult, error) {
-	var out PushResult
-	err := a.do(ctx, "POST", "/v1/commands/raw", req, &out)
+// Relays implements Admin.
+func (a *AdminClient) Relays(ctx context.Context) ([]RelayStatus, error) {
+	var out []RelayStatus
+	err := a.c.Do(ctx, "GET", "/v1/relays", nil, &out)
+	return out, err
+}
+
+// ReleaseRelay implements Admin.
+func (a *AdminClient) ReleaseRelay(ctx context.Context, name string) (RelayBinding, error) {
+	var out RelayBinding
+	err := a.c.Do(ctx, "POST", "/v1/relays/"+url.PathEscape(name)+"/release", nil, &out)
 	return out, err
 }

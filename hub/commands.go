@@ -8,14 +8,23 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/policy"
 	"github.com/edgeportal/connect/wire/command"
 	"github.com/edgeportal/connect/wire/control"
+	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/signed"
 )
+
+// The vendor command queue. Commands are signed on the vendor's admin
+// side with the command key, which the relay never holds: an admin asks
+// the relay for the next command's slot (the target node, its next
+// sequence number), signs, and submits the signed bytes, which the relay
+// queues durably and delivers in order. A sequence number taken by
+// another admin in between is refused and the admin signs again.
 
 // PushRequest is a vendor command to the node behind a relay.
 type PushRequest struct {
@@ -34,86 +43,182 @@ type PushResult struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// memberForRelay finds the current member allowed to register relay.
-func memberForRelay(ctx context.Context, st enroll.Store, relay string) (enroll.Member, error) {
-	ms, err := st.ListMembers(ctx)
-	if err != nil {
-		return enroll.Member{}, err
-	}
-	var found *enroll.Member
-	for i := range ms {
-		if ms[i].Relay == relay && !ms[i].Revoked {
-			if found == nil || ms[i].EnrolledAt > found.EnrolledAt {
-				found = &ms[i]
-			}
-		}
-	}
-	if found == nil {
-		return enroll.Member{}, fmt.Errorf("no member owns relay %q", relay)
-	}
-	return *found, nil
+// CommandSlot is where the next command to a relay's node goes.
+type CommandSlot struct {
+	Project string `json:"project"`
+	Target  string `json:"target"`
+	Relay   string `json:"relay"`
+	Seq     uint64 `json:"seq"`
 }
 
-// queueCommand signs and stores a command.
-func queueCommand(ctx context.Context, d *Dir, st Store, req PushRequest, now time.Time) (CommandRecord, error) {
-	switch req.Op {
-	case command.OpOutletAdd:
-		if req.Outlet.Name == "" || req.Outlet.To == "" {
-			return CommandRecord{}, errors.New("outlet push needs --from NAME and --to HOST:PORT")
-		}
-		if _, _, err := net.SplitHostPort(req.Outlet.To); err != nil {
-			return CommandRecord{}, fmt.Errorf("--to %q: want host:port", req.Outlet.To)
-		}
-		if req.Outlet.Allow != "" {
-			if _, err := policy.Parse(req.Outlet.Allow); err != nil {
-				return CommandRecord{}, fmt.Errorf("--allow: %w", err)
-			}
-		}
-	case command.OpOutletRemove:
-		if req.Outlet.Name == "" {
-			return CommandRecord{}, errors.New("outlet remove needs --from NAME")
-		}
-	case command.OpUpdateCheck:
-	default:
-		return CommandRecord{}, fmt.Errorf("unknown operation %q", req.Op)
+// SubmitRequest hands the relay a signed command. Raw skips every check
+// of the bytes: a diagnostic that delivers tampered, replayed or garbage
+// commands to test a node's refusals.
+type SubmitRequest struct {
+	Relay string        `json:"relay"`
+	Data  []byte        `json:"data"`
+	Wait  time.Duration `json:"wait"`
+	Raw   bool          `json:"raw,omitempty"`
+}
+
+// ErrSeqTaken means another command took the sequence number the
+// submitted one was signed with.
+var ErrSeqTaken = errors.New("the command's sequence number was taken by another command meanwhile")
+
+// Signer signs vendor commands; a file key today, a hardware key or a
+// KMS tomorrow.
+type Signer interface {
+	Sign(c command.Command) ([]byte, error)
+}
+
+// KeySigner signs with a command key held in memory.
+type KeySigner struct{ Key key.SigningPrivate }
+
+// Sign implements Signer.
+func (k KeySigner) Sign(c command.Command) ([]byte, error) { return command.Sign(k.Key, c) }
+
+// CommandAdmin is the part of the relay admin API commands use.
+type CommandAdmin interface {
+	PrepareCommand(ctx context.Context, relay string) (CommandSlot, error)
+	SubmitCommand(ctx context.Context, req SubmitRequest) (PushResult, error)
+}
+
+// Push validates req, signs it with signer and submits it through a
+// (running or offline) relay admin, signing again if another command took
+// its sequence number meanwhile.
+func Push(ctx context.Context, a CommandAdmin, signer Signer, req PushRequest, now time.Time) (PushResult, error) {
+	if err := validatePush(req); err != nil {
+		return PushResult{}, err
 	}
-	m, err := memberForRelay(ctx, st, req.Relay)
-	if err != nil {
-		return CommandRecord{}, err
-	}
-	args := req.Outlet
-	return st.AddCommand(ctx, m.ID, func(seq uint64) (CommandRecord, error) {
+	for attempt := 0; ; attempt++ {
+		slot, err := a.PrepareCommand(ctx, req.Relay)
+		if err != nil {
+			return PushResult{}, err
+		}
 		c := command.Command{
-			Project:   d.Config.Project,
-			Target:    m.ID,
+			Project:   slot.Project,
+			Target:    slot.Target,
 			Relay:     req.Relay,
-			Seq:       seq,
+			Seq:       slot.Seq,
 			IssuedAt:  now.Unix(),
 			ExpiresAt: now.Add(command.DefaultLifetime).Unix(),
 			Op:        req.Op,
 		}
 		if req.Op != command.OpUpdateCheck {
+			args := req.Outlet
 			c.Outlet = &args
 		}
-		data, err := command.Sign(d.CommandKey, c)
+		data, err := signer.Sign(c)
 		if err != nil {
-			return CommandRecord{}, err
+			return PushResult{}, fmt.Errorf("sign command: %w", err)
 		}
-		return CommandRecord{Target: m.ID, Relay: req.Relay, Seq: seq, Data: data, Summary: c.Summary(),
-			State: CommandQueued, CreatedAt: now.Unix()}, nil
+		res, err := a.SubmitCommand(ctx, SubmitRequest{Relay: req.Relay, Data: data, Wait: req.Wait})
+		if err != nil && strings.Contains(err.Error(), ErrSeqTaken.Error()) && attempt < 5 {
+			continue
+		}
+		return res, err
+	}
+}
+
+func validatePush(req PushRequest) error {
+	switch req.Op {
+	case command.OpOutletAdd:
+		if req.Outlet.Name == "" || req.Outlet.To == "" {
+			return errors.New("outlet push needs --from NAME and --to HOST:PORT")
+		}
+		if _, _, err := net.SplitHostPort(req.Outlet.To); err != nil {
+			return fmt.Errorf("--to %q: want host:port", req.Outlet.To)
+		}
+		if req.Outlet.Allow != "" {
+			if _, err := policy.Parse(req.Outlet.Allow); err != nil {
+				return fmt.Errorf("--allow: %w", err)
+			}
+		}
+	case command.OpOutletRemove:
+		if req.Outlet.Name == "" {
+			return errors.New("outlet remove needs --from NAME")
+		}
+	case command.OpUpdateCheck:
+	default:
+		return fmt.Errorf("unknown operation %q", req.Op)
+	}
+	return nil
+}
+
+// commandQueue is the queue logic both a running relay and an offline
+// admin use.
+type commandQueue struct {
+	dir   *Dir
+	store Store
+	now   func() time.Time
+}
+
+func (q commandQueue) prepare(ctx context.Context, relay string) (CommandSlot, error) {
+	b, err := q.store.GetRelay(ctx, relay)
+	if errors.Is(err, ErrNotFound) {
+		return CommandSlot{}, fmt.Errorf("no node owns relay %q yet (a node owns its relay once it registers it)", relay)
+	}
+	if err != nil {
+		return CommandSlot{}, err
+	}
+	seq, err := q.store.NextSeq(ctx, b.Owner)
+	if err != nil {
+		return CommandSlot{}, err
+	}
+	return CommandSlot{Project: q.dir.Project(), Target: b.Owner, Relay: relay, Seq: seq}, nil
+}
+
+// add checks a signed command against its slot and queues it.
+func (q commandQueue) add(ctx context.Context, req SubmitRequest) (CommandRecord, error) {
+	slot, err := q.prepare(ctx, req.Relay)
+	if err != nil {
+		return CommandRecord{}, err
+	}
+	var c command.Command
+	summary := "raw bytes"
+	if !req.Raw {
+		if err := signed.Peek(req.Data, &c); err != nil {
+			return CommandRecord{}, fmt.Errorf("not a signed command: %w", err)
+		}
+		if k := q.dir.Config.CommandKey; !k.IsZero() {
+			if err := signed.Verify(k, signed.ContextCommand, req.Data, &command.Command{}); err != nil {
+				return CommandRecord{}, fmt.Errorf("command refused: not signed by this project's command key (%s)", k.Fingerprint())
+			}
+		}
+		switch {
+		case c.Project != slot.Project:
+			return CommandRecord{}, fmt.Errorf("command is for project %s, not %s", c.Project, slot.Project)
+		case c.Target != slot.Target || c.Relay != req.Relay:
+			return CommandRecord{}, fmt.Errorf("command is for node %s (relay %q), but relay %q belongs to %s", c.Target, c.Relay, req.Relay, slot.Target)
+		}
+		summary = c.Summary()
+	}
+	return q.store.AddCommand(ctx, slot.Target, func(seq uint64) (CommandRecord, error) {
+		if !req.Raw && c.Seq != seq {
+			return CommandRecord{}, fmt.Errorf("%w (signed with %d, next is %d)", ErrSeqTaken, c.Seq, seq)
+		}
+		return CommandRecord{Target: slot.Target, Relay: req.Relay, Seq: seq, Data: req.Data, Summary: summary,
+			State: CommandQueued, CreatedAt: q.now().Unix()}, nil
 	})
 }
 
-// Push implements Admin: queue durably, deliver now if the node is
-// connected, and optionally wait for its answer.
-func (s *Server) Push(ctx context.Context, req PushRequest) (PushResult, error) {
-	rec, err := queueCommand(ctx, s.dir, s.store, req, s.now())
+// PrepareCommand implements CommandAdmin.
+func (s *Server) PrepareCommand(ctx context.Context, relay string) (CommandSlot, error) {
+	return s.queue().prepare(ctx, relay)
+}
+
+// SubmitCommand implements CommandAdmin: queue durably, deliver now if the
+// node is connected, and optionally wait for its answer.
+func (s *Server) SubmitCommand(ctx context.Context, req SubmitRequest) (PushResult, error) {
+	rec, err := s.queue().add(ctx, req)
 	if err != nil {
 		return PushResult{}, err
 	}
 	s.log.Info("command queued", "node", rec.Target, "relay", rec.Relay, "seq", rec.Seq, "op", rec.Summary)
 	return s.deliverAndWait(ctx, rec, req.Wait)
 }
+
+func (s *Server) queue() commandQueue { return commandQueue{dir: s.dir, store: s.store, now: s.now} }
 
 func (s *Server) deliverAndWait(ctx context.Context, rec CommandRecord, wait time.Duration) (PushResult, error) {
 	ch, forget := s.waiters.add(rec.Target, rec.Seq)
@@ -134,11 +239,6 @@ func (s *Server) deliverAndWait(ctx context.Context, rec CommandRecord, wait tim
 	case <-ctx.Done():
 	}
 	return res, nil
-}
-
-// Commands implements Admin.
-func (s *Server) Commands(ctx context.Context, relay string) ([]CommandRecord, error) {
-	return s.store.ListCommands(ctx, relay)
 }
 
 type waitKey struct {
@@ -219,9 +319,6 @@ func handleCommandAck(ctx context.Context, s *Server, cc *controlConn, m control
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.auth.Member(ctx, cc.peer); err != nil {
-		return nil, err
-	}
 	state := CommandRefused
 	if ack.Applied {
 		state = CommandApplied
@@ -234,48 +331,4 @@ func handleCommandAck(ctx context.Context, s *Server, cc *controlConn, m control
 	s.metrics.commands.WithLabelValues(rec.State).Inc()
 	s.waiters.answer(rec)
 	return nil, nil
-}
-
-// OfflinePush queues a command in the store of a hub that is not running;
-// it is delivered when the hub next serves and the node connects.
-func (o *Offline) Push(ctx context.Context, req PushRequest) (PushResult, error) {
-	if o.Dir == nil || o.Store == nil {
-		return PushResult{}, errors.New("offline admin has no hub directory")
-	}
-	rec, err := queueCommand(ctx, o.Dir, o.Store, req, time.Now())
-	if err != nil {
-		return PushResult{}, err
-	}
-	return PushResult{Target: rec.Target, Seq: rec.Seq, State: CommandQueued}, nil
-}
-
-// Commands implements Admin.
-func (o *Offline) Commands(ctx context.Context, relay string) ([]CommandRecord, error) {
-	return o.Store.ListCommands(ctx, relay)
-}
-
-// RawRequest delivers pre-signed command bytes as they are. It is a
-// diagnostic for testing a node's refusals (tampered, replayed, foreign or
-// garbage commands); the admin socket that accepts it already holds every
-// key of the project.
-type RawRequest struct {
-	Relay string        `json:"relay"`
-	Data  []byte        `json:"data"`
-	Wait  time.Duration `json:"wait"`
-}
-
-// PushRaw queues raw bytes for the node behind a relay.
-func (s *Server) PushRaw(ctx context.Context, req RawRequest) (PushResult, error) {
-	m, err := memberForRelay(ctx, s.store, req.Relay)
-	if err != nil {
-		return PushResult{}, err
-	}
-	rec, err := s.store.AddCommand(ctx, m.ID, func(seq uint64) (CommandRecord, error) {
-		return CommandRecord{Target: m.ID, Relay: req.Relay, Seq: seq, Data: req.Data, Summary: "raw bytes",
-			State: CommandQueued, CreatedAt: s.now().Unix()}, nil
-	})
-	if err != nil {
-		return PushResult{}, err
-	}
-	return s.deliverAndWait(ctx, rec, req.Wait)
 }

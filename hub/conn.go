@@ -6,17 +6,20 @@ package hub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/key"
 	"github.com/edgeportal/connect/wire/noiseconn"
+	"github.com/edgeportal/connect/wire/signed"
 )
 
 // errSlowPeer means a connection's outbound queue is full: its node is
@@ -39,25 +42,22 @@ type controlConn struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup // the writer and the goroutines this connection started
 
-	mu     sync.Mutex // guards member, relay and paused
-	member bool       // redeemed here, or was a member when it connected
-	relay  string     // the relay this connection registered, or ""
-	paused bool       // the customer paused the node
+	role string // control.RoleMember or control.RoleAuthority; set before the read loop
+
+	mu     sync.Mutex         // guards cred, relay and paused
+	cred   *enroll.Credential // the member's current credential (members only)
+	relay  string             // the relay this connection registered, or ""
+	paused bool               // the customer paused the node
 
 	cmdMu     sync.Mutex // serializes command delivery; guards delivered
 	delivered uint64     // highest command seq pushed on this connection
 }
 
-func (cc *controlConn) isMember() bool {
+// credential returns the member's current credential.
+func (cc *controlConn) credential() *enroll.Credential {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	return cc.member
-}
-
-func (cc *controlConn) setMember() {
-	cc.mu.Lock()
-	cc.member = true
-	cc.mu.Unlock()
+	return cc.cred
 }
 
 func (cc *controlConn) relayName() string {
@@ -141,19 +141,22 @@ func (cc *controlConn) push(t control.Type, v any) error {
 	return cc.offer(b)
 }
 
-// serveControl runs the hub side of a control connection's handshake, then
-// its read loop, until the connection ends.
-func (s *Server) serveControl(ctx context.Context, c net.Conn, slot *pendingSlot) {
+// serveControl runs the relay side of a control connection's handshake,
+// checks the credential in the hello, then runs its read loop until the
+// connection ends. Until the credential verifies, the connection counts
+// against the admission caps.
+func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer, slot *pendingSlot) {
+	version, _ := offer.Choose() // ReadPreface refused a range with none in common
 	hctx, cancel := context.WithTimeout(ctx, s.handshakeTimeout)
 	defer cancel()
 	hello, _ := wire.Marshal(control.ServerHello{
-		Version:  wire.ProtocolVersion,
-		Project:  s.dir.Config.Project,
+		Version:  version,
+		Project:  s.project,
 		HubBuild: buildinfo.Version(),
 		TimeUnix: s.now().Unix(),
 	})
 	hsStart := time.Now()
-	nc, payload, err := noiseconn.Server(hctx, c, s.dir.HubKey, wire.Prologue("control", nil), hello)
+	nc, payload, err := noiseconn.Server(hctx, c, s.dir.RelayKey, wire.Prologue("control", offer, nil), hello)
 	if err != nil {
 		s.metrics.rejected.WithLabelValues("handshake").Inc()
 		s.log.Debug("control handshake failed", "remote", c.RemoteAddr().String(), "err", err)
@@ -161,29 +164,46 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, slot *pendingSlot
 		return
 	}
 	var ch control.ClientHello
-	if err := wire.Unmarshal(payload, &ch); err != nil || ch.Version != wire.ProtocolVersion {
-		s.log.Debug("bad client hello", "remote", c.RemoteAddr().String(), "err", err, "version", ch.Version)
+	if err := wire.Unmarshal(payload, &ch); err != nil {
+		s.log.Debug("bad client hello", "remote", c.RemoteAddr().String(), "err", err)
+		nc.Close()
+		return
+	}
+	peer := nc.Peer()
+	role, cred, refusal := s.admit(peer, ch.Credential)
+	if refusal != nil {
+		s.metrics.rejected.WithLabelValues(refusal.Code).Inc()
+		s.log.Info("connection refused", "node", string(peer.ID()), "remote", c.RemoteAddr().String(), "code", refusal.Code, "reason", refusal.Message)
+		b, _ := control.EncodeMsg(control.Msg{Type: control.TypeWelcome, Err: refusal})
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		wire.WriteMessage(nc, b)
 		nc.Close()
 		return
 	}
 	s.metrics.handshake.Observe(time.Since(hsStart).Seconds())
 	c.SetDeadline(time.Time{})
 	slot.release()
-	peer := nc.Peer()
 	cc := &controlConn{
 		s: s, nc: nc, peer: peer, id: string(peer.ID()), version: ch.Build, platform: ch.Platform,
+		role: role, cred: cred,
 		out: make(chan []byte, OutboundQueue), done: make(chan struct{}),
 	}
 	cc.log = s.log.With("node", cc.id)
-	if _, err := s.auth.Member(ctx, peer); err == nil {
-		cc.member = true
-		s.touch(cc.id, ch.Build, ch.Platform)
+	if role == control.RoleAuthority {
+		cc.log = s.log.With("authority", cc.id)
+	}
+	welcome, _ := control.Encode(control.TypeWelcome, 0, control.Welcome{Role: role})
+	cc.out <- welcome // the queue is empty: this never waits
+	if role == control.RoleAuthority {
+		s.serveAuthorityConn(ctx, cc)
+		return
 	}
 	if !s.members.add(cc) {
 		nc.Close() // the server is shutting down
 		return
 	}
 	s.stats.ControlConns.Add(1)
+	s.touch(cc.id, ch.Build, ch.Platform)
 	cc.goTracked(cc.writer)
 	defer func() {
 		cc.close()
@@ -191,10 +211,14 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, slot *pendingSlot
 		s.removeConn(cc)
 		s.stats.ControlConns.Add(-1)
 	}()
-	cc.log.Debug("control connection up", "member", cc.member, "remote", c.RemoteAddr().String())
-	if cc.member {
-		cc.goTracked(func() { s.deliverPending(ctx, cc) })
-	}
+	cc.log.Debug("control connection up", "remote", c.RemoteAddr().String())
+	cc.goTracked(func() { s.deliverPending(ctx, cc) })
+	s.runReadLoop(ctx, cc)
+}
+
+// runReadLoop runs cc's read loop; after a handler asked to close, it
+// lets the writer flush the last answer first.
+func (s *Server) runReadLoop(ctx context.Context, cc *controlConn) {
 	if errors.Is(cc.readLoop(ctx), errClosing) {
 		// The writer closes the connection once the last answer is out.
 		t := time.NewTimer(WriteTimeout)
@@ -209,6 +233,45 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, slot *pendingSlot
 // errClosing means a handler asked to close the connection after its
 // answer: the read loop stops and the writer flushes, then closes.
 var errClosing = errors.New("closing after the answer")
+
+// admit checks the credential a hello carries: a member's credential, or
+// the authority's statement of its key. The refusal says what is wrong.
+func (s *Server) admit(peer key.NodePublic, cred []byte) (string, *enroll.Credential, *control.Error) {
+	if len(cred) == 0 {
+		return "", nil, &control.Error{Code: control.ErrCodeNotMember, Message: "no credential: this relay admits only members of the project (redeem a ticket first)"}
+	}
+	if env, err := signed.Open(cred); err == nil && env.Context == signed.ContextAuthority {
+		if err := enroll.VerifyStatement(s.authorityKey, s.project, cred, peer, s.now()); err != nil {
+			return "", nil, &control.Error{Code: control.ErrCodeBadCredential, Message: err.Error()}
+		}
+		return control.RoleAuthority, nil, nil
+	}
+	c, refusal := s.checkCredential(peer, cred)
+	if refusal != nil {
+		return "", nil, refusal
+	}
+	return control.RoleMember, c, nil
+}
+
+// checkCredential verifies a member credential for peer: signed by the
+// project's authority, bound to peer, valid now, not revoked.
+func (s *Server) checkCredential(peer key.NodePublic, data []byte) (*enroll.Credential, *control.Error) {
+	c, err := enroll.VerifyCredential(s.authorityKey, data, peer, s.now())
+	switch {
+	case errors.Is(err, enroll.ErrCredentialExpired):
+		return nil, &control.Error{Code: control.ErrCodeCredentialOld, Message: err.Error() + ": refresh it with the authority"}
+	case errors.Is(err, signed.ErrBadSignature):
+		return nil, &control.Error{Code: control.ErrCodeBadCredential, Message: "credential is not signed by this project's authority"}
+	case err != nil:
+		return nil, &control.Error{Code: control.ErrCodeBadCredential, Message: err.Error()}
+	case c.Project != s.project:
+		return nil, &control.Error{Code: control.ErrCodeBadCredential, Message: fmt.Sprintf("credential is for project %s, not %s", c.Project, s.project)}
+	}
+	if at, ok := s.revoked.at(c.ID); ok {
+		return nil, &control.Error{Code: control.ErrCodeRevoked, Message: fmt.Sprintf("node %s's membership was revoked at %s; it needs a new identity and ticket", c.ID, time.Unix(at, 0).UTC().Format(time.RFC3339))}
+	}
+	return c, nil
+}
 
 // readLoop reads and dispatches messages until the connection ends.
 func (cc *controlConn) readLoop(ctx context.Context) error {
@@ -239,7 +302,18 @@ func (s *Server) removeConn(cc *controlConn) {
 	if name := s.relays.release(cc); name != "" {
 		cc.log.Info("relay down", "relay", name)
 	}
-	if cc.isMember() {
-		s.touch(cc.id, "", "")
-	}
+	s.touch(cc.id, "", "")
+}
+
+// touch records that a node was seen (and its build), best effort.
+func (s *Server) touch(id, version, platform string) {
+	s.store.UpdateNode(context.Background(), id, func(n *NodeRecord) {
+		n.LastSeen = s.now().Unix()
+		if version != "" {
+			n.Version = version
+		}
+		if platform != "" {
+			n.Platform = platform
+		}
+	})
 }

@@ -4,60 +4,92 @@
 package hub
 
 import (
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/wire/key"
 )
 
-// Files in a hub directory.
+// Files in a relay directory. The relay key is the only private key in
+// it, and the only one the relay process ever reads.
 const (
-	ConfigFile       = "hub.json"
-	HubKeyFile       = "hub.key"       // Noise static key
-	AuthorityKeyFile = "authority.key" // signs credentials and ticket grants
-	CommandKeyFile   = "command.key"   // signs vendor commands
-	ReleaseKeyFile   = "release.key"   // signs release manifests
-	DBFile           = "hub.db"
-	AdminSocket      = "admin.sock"
+	ConfigFile   = "hub.json"
+	RelayKeyFile = "relay.key" // Noise static key
+	DBFile       = "relay.db"
+	AdminSocket  = "admin.sock"
 )
 
-// DirConfig is the hub's configuration (hub.json).
+// DirConfig is the relay's configuration (hub.json). Every key in it is
+// public.
 type DirConfig struct {
-	Project       string   `json:"project"`
-	Vendor        string   `json:"vendor"`
-	Listen        string   `json:"listen"`                   // address serve listens on
-	Public        []string `json:"public,omitempty"`         // addresses written into tickets; default: Listen
-	CredentialTTL string   `json:"credential_ttl,omitempty"` // e.g. "12h"
+	Vendor string   `json:"vendor"`
+	Listen string   `json:"listen"`           // address serve listens on
+	Public []string `json:"public,omitempty"` // addresses written into tickets; default: Listen
+	// AuthorityKey is the authority's public signing key: the relay admits
+	// a member only with a credential it signed. Set by `authority init
+	// --hub-dir` or `trust --authority-key`.
+	AuthorityKey key.SigningPublic `json:"authority_key"`
+	// CommandKey and ReleaseKey, when set, let the relay refuse a command
+	// or a release not signed by the project before queueing or listing
+	// it. Nodes check them either way.
+	CommandKey key.SigningPublic `json:"command_key"`
+	ReleaseKey key.SigningPublic `json:"release_key"`
 }
 
-// Dir is a loaded hub directory.
+// Dir is a loaded relay directory.
 type Dir struct {
-	Path         string
-	Config       DirConfig
-	HubKey       key.NodePrivate
-	AuthorityKey key.SigningPrivate
-	CommandKey   key.SigningPrivate
-	ReleaseKey   key.SigningPrivate
+	Path     string
+	Config   DirConfig
+	RelayKey key.NodePrivate
 }
 
-// Init creates a hub directory: keys (0600) and config, in a directory
-// with mode 0700. It refuses to overwrite an existing hub.
-func Init(dir, listen string) (*Dir, error) {
-	if _, _, err := net.SplitHostPort(listen); err != nil {
-		return nil, fmt.Errorf("init: --addr %q: want host:port: %w", listen, err)
+// ProjectOf is a project's identifier: it names the authority key, so a
+// relay and an authority agree on it without being told.
+func ProjectOf(authority key.SigningPublic) string {
+	raw := authority.Raw32()
+	h := sha256.Sum256(raw[:])
+	return "P" + hex.EncodeToString(h[:8])
+}
+
+// Project is the identifier of the project whose authority this relay
+// trusts ("" before it trusts one).
+func (d *Dir) Project() string {
+	if d.Config.AuthorityKey.IsZero() {
+		return ""
+	}
+	return ProjectOf(d.Config.AuthorityKey)
+}
+
+// ErrUnspecifiedAddr is returned by Init for a listen address such as
+// 0.0.0.0 with no public address to write into tickets.
+var ErrUnspecifiedAddr = errors.New("a listen address of all interfaces cannot go into tickets: give the address nodes dial as a public address")
+
+// Init creates a relay directory: its key (0600) and config, in a
+// directory with mode 0700. It refuses to overwrite an existing one.
+func Init(dir, listen string, public []string) (*Dir, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("init: listen address %q: want host:port: %w", listen, err)
+	}
+	for _, p := range public {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return nil, fmt.Errorf("init: public address %q: want host:port", p)
+		}
+	}
+	if ip, err := netip.ParseAddr(host); (host == "" || err == nil && ip.IsUnspecified()) && len(public) == 0 {
+		return nil, fmt.Errorf("init: %q: %w", listen, ErrUnspecifiedAddr)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
-		return nil, fmt.Errorf("init: %s already holds a hub (found %s); refusing to overwrite its keys", dir, ConfigFile)
+		return nil, fmt.Errorf("init: %s already holds a relay (found %s); refusing to overwrite its key", dir, ConfigFile)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("init: %w", err)
@@ -65,27 +97,13 @@ func Init(dir, listen string) (*Dir, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	var pid [8]byte
-	rand.Read(pid[:])
 	d := &Dir{
-		Path: dir,
-		Config: DirConfig{
-			Project: "P" + hex.EncodeToString(pid[:]),
-			Vendor:  brand.Vendor(),
-			Listen:  listen,
-		},
-		HubKey:       key.NewNodePrivate(),
-		AuthorityKey: key.NewSigningPrivate(),
-		CommandKey:   key.NewSigningPrivate(),
-		ReleaseKey:   key.NewSigningPrivate(),
+		Path:     dir,
+		Config:   DirConfig{Vendor: brand.Vendor(), Listen: listen, Public: public},
+		RelayKey: key.NewNodePrivate(),
 	}
-	for _, f := range []struct {
-		name string
-		k    interface{ MarshalText() ([]byte, error) }
-	}{{HubKeyFile, d.HubKey}, {AuthorityKeyFile, d.AuthorityKey}, {CommandKeyFile, d.CommandKey}, {ReleaseKeyFile, d.ReleaseKey}} {
-		if err := key.WriteFile(filepath.Join(dir, f.name), f.k); err != nil {
-			return nil, fmt.Errorf("init: %w", err)
-		}
+	if err := key.WriteFile(filepath.Join(dir, RelayKeyFile), d.RelayKey); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
 	}
 	if err := d.SaveConfig(); err != nil {
 		return nil, err
@@ -102,11 +120,11 @@ func (d *Dir) SaveConfig() error {
 	return atomicfile.WriteFile(filepath.Join(d.Path, ConfigFile), append(b, '\n'), 0o600)
 }
 
-// LoadDir loads a hub directory made by Init.
+// LoadDir loads a relay directory made by Init.
 func LoadDir(dir string) (*Dir, error) {
 	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s is not a hub directory (no %s); run init first", dir, ConfigFile)
+		return nil, fmt.Errorf("%s is not a relay directory (no %s); run init first", dir, ConfigFile)
 	}
 	if err != nil {
 		return nil, err
@@ -115,16 +133,8 @@ func LoadDir(dir string) (*Dir, error) {
 	if err := json.Unmarshal(b, &d.Config); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
 	}
-	if err := key.ReadFile(filepath.Join(dir, HubKeyFile), &d.HubKey); err != nil {
+	if err := key.ReadFile(filepath.Join(dir, RelayKeyFile), &d.RelayKey); err != nil {
 		return nil, err
-	}
-	for _, f := range []struct {
-		name string
-		k    *key.SigningPrivate
-	}{{AuthorityKeyFile, &d.AuthorityKey}, {CommandKeyFile, &d.CommandKey}, {ReleaseKeyFile, &d.ReleaseKey}} {
-		if err := key.ReadFile(filepath.Join(dir, f.name), f.k); err != nil {
-			return nil, err
-		}
 	}
 	return d, nil
 }
@@ -137,24 +147,5 @@ func (d *Dir) PublicAddrs() []string {
 	return []string{d.Config.Listen}
 }
 
-// Authority returns the enrollment authority of this hub over store.
-func (d *Dir) Authority(store enroll.Store) (*enroll.Authority, error) {
-	var ttl time.Duration
-	if d.Config.CredentialTTL != "" {
-		var err error
-		if ttl, err = time.ParseDuration(d.Config.CredentialTTL); err != nil || ttl <= 0 {
-			return nil, fmt.Errorf("%s: credential_ttl %q: want a positive duration like 12h", ConfigFile, d.Config.CredentialTTL)
-		}
-	}
-	return &enroll.Authority{
-		Project:       d.Config.Project,
-		Vendor:        d.Config.Vendor,
-		Hubs:          d.PublicAddrs(),
-		HubKey:        d.HubKey.Public(),
-		Signer:        d.AuthorityKey,
-		CommandKey:    d.CommandKey.Public(),
-		ReleaseKey:    d.ReleaseKey.Public(),
-		Store:         store,
-		CredentialTTL: ttl,
-	}, nil
-}
+// ErrNoAuthority means the relay trusts no authority yet.
+var ErrNoAuthority = errors.New("this relay trusts no authority yet: run `authority init --hub-dir` on the same machine, or `trust --authority-key KEY`")

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/wire/control"
 )
 
@@ -17,31 +16,37 @@ import (
 // for none) or an error that becomes the refusal the node sees.
 type handler func(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error)
 
-// handlers is the control protocol, one entry per request type. Each
-// handler lives in the file of its job.
-var handlers map[control.Type]handler
+// handlers is the control protocol, one table per role, one entry per
+// request type. Each handler lives in the file of its job. Redemption,
+// refresh and tickets are not here: nodes ask the authority for them, end
+// to end, over an authority connection.
+var handlers map[string]map[control.Type]handler
 
 func init() {
-	handlers = map[control.Type]handler{
-		control.TypePing:          handlePing,
-		control.TypeRedeem:        handleRedeem,
-		control.TypeRefresh:       handleRefresh,
-		control.TypeCreateTicket:  handleCreateTicket,
-		control.TypeLeave:         handleLeave,
-		control.TypeRegisterRelay: handleRegisterRelay,
-		control.TypeOpenSession:   handleOpenSession,
-		control.TypeCommandAck:    handleCommandAck,
-		control.TypeNodeState:     handleNodeState,
-		control.TypeReleaseCheck:  handleReleaseCheck,
-		control.TypeReleaseFetch:  handleReleaseFetch,
-		control.TypeUpdateResult:  handleUpdateResult,
+	handlers = map[string]map[control.Type]handler{
+		control.RoleMember: {
+			control.TypePing:          handlePing,
+			control.TypeCredential:    handleCredential,
+			control.TypeRegisterRelay: handleRegisterRelay,
+			control.TypeOpenSession:   handleOpenSession,
+			control.TypeCommandAck:    handleCommandAck,
+			control.TypeNodeState:     handleNodeState,
+			control.TypeReleaseCheck:  handleReleaseCheck,
+			control.TypeReleaseFetch:  handleReleaseFetch,
+			control.TypeUpdateResult:  handleUpdateResult,
+		},
+		control.RoleAuthority: {
+			control.TypePing:        handlePing,
+			control.TypeRevocations: handleRevocations,
+			control.TypeLiveStatus:  handleLiveStatus,
+		},
 	}
 }
 
 // dispatch answers m on cc's own queue. It returns an error only when the
 // connection is gone.
 func (s *Server) dispatch(ctx context.Context, cc *controlConn, m control.Msg) error {
-	h := handlers[m.Type]
+	h := handlers[cc.role][m.Type]
 	var resp any
 	var err error
 	if h == nil {
@@ -97,22 +102,27 @@ func errorFor(err error) *control.Error {
 	if errors.As(err, &ce) {
 		return ce
 	}
-	code := control.ErrCodeInternal
-	switch {
-	case errors.Is(err, enroll.ErrTicketUnknown):
-		code = control.ErrCodeTicketUnknown
-	case errors.Is(err, enroll.ErrTicketUsedUp):
-		code = control.ErrCodeTicketUsedUp
-	case errors.Is(err, enroll.ErrTicketExpired):
-		code = control.ErrCodeTicketExpired
-	case errors.Is(err, enroll.ErrRelayRefused):
-		code = control.ErrCodeRelayRefused
-	case errors.Is(err, enroll.ErrNotMember):
-		code = control.ErrCodeNotMember
-	case errors.Is(err, enroll.ErrRevoked):
-		code = control.ErrCodeRevoked
+	return &control.Error{Code: control.ErrCodeInternal, Message: err.Error()}
+}
+
+// handleCredential takes a member's refreshed credential: the relay then
+// keeps the connection past the old one's expiry.
+func handleCredential(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
+	req, err := body[control.CredentialUpdate](m)
+	if err != nil {
+		return nil, err
 	}
-	return &control.Error{Code: code, Message: err.Error()}
+	c, refusal := s.checkCredential(cc.peer, req.Credential)
+	if refusal != nil {
+		if refusal.Code == control.ErrCodeRevoked {
+			return nil, &closeAfterReply{refusal}
+		}
+		return nil, refusal
+	}
+	cc.mu.Lock()
+	cc.cred = c
+	cc.mu.Unlock()
+	return nil, nil
 }
 
 func handlePing(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
@@ -142,7 +152,7 @@ func handleUpdateResult(ctx context.Context, s *Server, cc *controlConn, m contr
 		res = fmt.Sprintf("%s → %s FAILED, rolled back: %s", req.From, req.To, req.Reason)
 	}
 	res += " at " + s.now().UTC().Format(time.RFC3339)
-	s.store.UpdateMember(ctx, cc.id, func(m *enroll.Member) error { m.LastUpdate = res; return nil })
+	s.store.UpdateNode(ctx, cc.id, func(n *NodeRecord) { n.LastUpdate = res })
 	cc.log.Info("update result", "from", req.From, "to", req.To, "ok", req.OK, "reason", req.Reason)
 	return nil, nil
 }

@@ -83,7 +83,7 @@ func (s *Server) handleConn(ctx context.Context, c net.Conn, ip string) {
 		tc.SetNoDelay(true)
 	}
 	c.SetDeadline(time.Now().Add(s.handshakeTimeout))
-	kind, err := wire.ReadPreface(c)
+	kind, offer, err := wire.ReadPreface(c)
 	if err != nil {
 		s.metrics.rejected.WithLabelValues("bad-preface").Inc()
 		s.log.Debug("dropped connection", "remote", c.RemoteAddr().String(), "err", err)
@@ -92,8 +92,10 @@ func (s *Server) handleConn(ctx context.Context, c net.Conn, ip string) {
 	}
 	switch kind {
 	case wire.KindControl:
-		s.serveControl(ctx, c, slot)
+		s.serveControl(ctx, c, offer, slot)
 	case wire.KindData:
 		s.serveData(c, slot)
+	case wire.KindAuthority:
+		s.serveAuthoritySession(ctx, c, offer)
 	}
 }

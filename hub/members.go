@@ -78,19 +78,29 @@ func (t *memberConns) closeAll() []*controlConn {
 // the notice before it is closed regardless.
 const revokeGrace = time.Second
 
-// Revoke revokes a member and closes its connections and sessions at once.
-func (s *Server) Revoke(ctx context.Context, id string) (enroll.Member, error) {
-	m, err := s.auth.Revoke(ctx, id)
-	if err != nil {
-		return m, err
+// all returns every live member connection.
+func (t *memberConns) all() []*controlConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*controlConn
+	for _, set := range t.byID {
+		for cc := range set {
+			out = append(out, cc)
+		}
 	}
-	victims := s.members.of(id)
+	return out
+}
+
+// cutOff closes a revoked member's connections (after telling it why),
+// sessions and live relays. It returns what it closed.
+func (s *Server) cutOff(id string, at int64) (victims []*controlConn, sessions int) {
+	victims = s.members.of(id)
 	s.relays.dropMember(id)
-	sessions := s.sessions.dropMember(id)
+	ss := s.sessions.dropMember(id)
 	for _, cc := range victims {
 		// Tell the node why, after anything already queued for it, then
 		// hang up; a node whose queue is full is closed at once.
-		if cc.push(control.TypeRevoked, control.Empty{}) != nil || cc.offer(nil) != nil {
+		if cc.push(control.TypeRevoked, control.RevokedPush{At: at}) != nil || cc.offer(nil) != nil {
 			cc.close()
 			continue
 		}
@@ -105,35 +115,29 @@ func (s *Server) Revoke(ctx context.Context, id string) (enroll.Member, error) {
 			}
 		})
 	}
-	for _, sess := range sessions {
+	for _, sess := range ss {
 		sess.close()
 	}
-	s.log.Info("member revoked", "node", id, "connections_closed", len(victims), "sessions_closed", len(sessions))
-	return m, nil
+	return victims, len(ss)
 }
 
-// Live reports whether a member has a control connection, which relay it
-// registered and whether its customer paused it.
-func (s *Server) Live(id string) (connected bool, relay string, paused bool) {
-	for _, cc := range s.members.of(id) {
-		connected = true
-		cc.mu.Lock()
-		paused = paused || cc.paused
-		if cc.relay != "" {
-			relay = cc.relay
+// credentialJanitor closes member connections whose credential expired
+// without a refresh, until ctx ends.
+func (s *Server) credentialJanitor(ctx context.Context) {
+	tick := time.NewTicker(CredentialCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
-		cc.mu.Unlock()
+		now := s.now()
+		for _, cc := range s.members.all() {
+			if c := cc.credential(); c != nil && now.After(c.Expires().Add(enroll.ClockSkew)) {
+				cc.log.Info("credential expired without a refresh; closing")
+				cc.close()
+			}
+		}
 	}
-	return connected, relay, paused
-}
-
-// Members implements Admin for a running hub.
-func (s *Server) Members(ctx context.Context) ([]MemberStatus, error) {
-	ms, err := s.store.ListMembers(ctx)
-	out := make([]MemberStatus, 0, len(ms))
-	for _, m := range ms {
-		c, r, p := s.Live(m.ID)
-		out = append(out, MemberStatus{Member: m, Connected: c, RelayUp: r, Paused: p})
-	}
-	return out, err
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/edgeportal/connect/wire/control"
 )
@@ -79,21 +80,32 @@ func (t *relayTable) count() int {
 	return len(t.byName)
 }
 
+// handleRegisterRelay registers the relay the member's credential names.
+// The first identity to register a name owns it durably: another one is
+// refused, naming the owner, until the vendor frees it (relay release, or
+// revoking the owner).
 func handleRegisterRelay(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
 	req, err := body[control.RegisterRelayRequest](m)
 	if err != nil {
 		return nil, err
 	}
-	mem, err := s.auth.Member(ctx, cc.peer)
+	cred := cc.credential()
+	if req.Name == "" || req.Name != cred.Relay {
+		allowed := "no relay"
+		if cred.Relay != "" {
+			allowed = fmt.Sprintf("only %q", cred.Relay)
+		}
+		return nil, &control.Error{Code: control.ErrCodeRelayRefused, Message: fmt.Sprintf("relay name %q refused: this node's credential allows %s", req.Name, allowed)}
+	}
+	b, err := s.store.ClaimRelay(ctx, req.Name, cc.id, s.now().Unix())
 	if err != nil {
 		return nil, err
 	}
-	if req.Name == "" || req.Name != mem.Relay {
-		allowed := "no relay"
-		if mem.Relay != "" {
-			allowed = fmt.Sprintf("only %q", mem.Relay)
-		}
-		return nil, &control.Error{Code: control.ErrCodeRelayRefused, Message: fmt.Sprintf("relay name %q refused: this node's credential allows %s", req.Name, allowed)}
+	if b.Owner != cc.id {
+		cc.log.Warn("relay name claimed by another identity; refused", "relay", req.Name, "owner", b.Owner)
+		return nil, &control.Error{Code: control.ErrCodeRelayTaken, Message: fmt.Sprintf(
+			"relay name %q belongs to node %s (since %s); the vendor can free it with `relay release %s` or by revoking that node",
+			req.Name, b.Owner, time.Unix(b.Since, 0).UTC().Format(time.RFC3339), req.Name)}
 	}
 	stale, err := s.relays.register(cc, req.Name)
 	if err != nil {

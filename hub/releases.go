@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/edgeportal/connect/internal/atomicfile"
+	"github.com/edgeportal/connect/wire/key"
 	"github.com/edgeportal/connect/wire/minisig"
 	"github.com/edgeportal/connect/wire/release"
+	"github.com/edgeportal/connect/wire/signed"
 )
 
 // Releases live in the hub directory: releases/<channel>/<version>/ holds
@@ -36,6 +38,9 @@ type PublishOptions struct {
 	Version string
 	Channel string            // default "stable"
 	Files   map[string]string // platform ("linux/amd64") → path of the binary
+	// Key signs the manifest and the binaries: the vendor's release key,
+	// which the relay never holds.
+	Key key.SigningPrivate
 }
 
 func (d *Dir) releasePath(channel, version string) string {
@@ -59,11 +64,17 @@ func (d *Dir) Publish(o PublishOptions) (*release.Manifest, error) {
 	if len(o.Files) == 0 {
 		return nil, errors.New("publish needs at least one --file PLATFORM=PATH")
 	}
+	if o.Key.IsZero() {
+		return nil, errors.New("publish needs the vendor's release key (--release-key FILE); the relay holds none")
+	}
+	if k := d.Config.ReleaseKey; !k.IsZero() && !k.Equal(o.Key.Public()) {
+		return nil, fmt.Errorf("that release key (%s) is not this project's (%s): nodes would refuse the release", o.Key.Public().Fingerprint(), k.Fingerprint())
+	}
 	dir := d.releasePath(o.Channel, o.Version)
 	if _, err := os.Stat(dir); err == nil {
 		return nil, fmt.Errorf("release %s is already published on channel %s; versions are immutable", o.Version, o.Channel)
 	}
-	m := release.Manifest{Project: d.Config.Project, Version: o.Version, Channel: o.Channel, Created: time.Now().Unix(), Files: map[string]release.File{}}
+	m := release.Manifest{Project: d.Project(), Version: o.Version, Channel: o.Channel, Created: time.Now().Unix(), Files: map[string]release.File{}}
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
@@ -87,10 +98,10 @@ func (d *Dir) Publish(o PublishOptions) (*release.Manifest, error) {
 		m.Files[platform] = release.File{
 			Size:    int64(len(b)),
 			SHA256:  sha256.Sum256(b),
-			Minisig: minisig.Sign(d.ReleaseKey, b, fmt.Sprintf("%s %s %s", d.Config.Vendor, o.Version, platform)),
+			Minisig: minisig.Sign(o.Key, b, fmt.Sprintf("%s %s %s", d.Config.Vendor, o.Version, platform)),
 		}
 	}
-	data, err := release.Sign(d.ReleaseKey, m)
+	data, err := release.Sign(o.Key, m)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +131,7 @@ func (d *Dir) Releases() ([]release.Manifest, error) {
 			if err != nil {
 				continue
 			}
-			m, err := release.Verify(d.ReleaseKey.Public(), data)
+			m, err := d.readManifest(data)
 			if err != nil {
 				return nil, fmt.Errorf("release %s/%s: %w", ch.Name(), v.Name(), err)
 			}
@@ -192,4 +203,17 @@ func (d *Dir) ReadChunk(channel, version, platform string, offset int64, n int) 
 		return nil, err
 	}
 	return buf[:k], nil
+}
+
+// readManifest decodes a stored manifest, verified with the project's
+// release key when the relay knows it (nodes verify it either way).
+func (d *Dir) readManifest(data []byte) (*release.Manifest, error) {
+	if k := d.Config.ReleaseKey; !k.IsZero() {
+		return release.Verify(k, data)
+	}
+	var m release.Manifest
+	if err := signed.Peek(data, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }

@@ -15,8 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/buildinfo"
+	"github.com/edgeportal/connect/wire/key"
 )
 
 // Limits. Each is a named constant with a regression test.
@@ -43,6 +43,14 @@ const (
 	SessionPairTimeout = 15 * time.Second
 	// MaxSessionsPerNode bounds session tokens outstanding per node.
 	MaxSessionsPerNode = 4096
+	// AuthoritySessionBytes bounds what one authority connection carries
+	// each way (a redemption is a few KiB), and AuthoritySessionTime how
+	// long it lasts: the relay cannot tell a node from a stranger there.
+	AuthoritySessionBytes = 256 << 10
+	AuthoritySessionTime  = time.Minute
+	// CredentialCheckInterval is how often the relay closes connections
+	// whose credential expired without a refresh.
+	CredentialCheckInterval = 10 * time.Second
 )
 
 // Options configure a Server.
@@ -58,14 +66,16 @@ type Options struct {
 	Metrics *prometheus.Registry
 }
 
-// Server is a hub. Serve runs it; every goroutine it starts is waited for
-// before Serve returns.
+// Server is a relay. Serve runs it; every goroutine it starts is waited
+// for before Serve returns. It holds no signing key: it admits members by
+// verifying their credentials with the authority's public key.
 type Server struct {
-	dir   *Dir
-	store Store
-	auth  *enroll.Authority
-	log   *slog.Logger
-	now   func() time.Time
+	dir          *Dir
+	store        Store
+	project      string
+	authorityKey key.SigningPublic
+	log          *slog.Logger
+	now          func() time.Time
 
 	handshakeTimeout time.Duration
 	metrics          *hubMetrics
@@ -76,6 +86,8 @@ type Server struct {
 	relays    relayTable  // relay name → connection
 	sessions  sessionTable
 	waiters   commandWaiters
+	authority authoritySlot // the authority's control connection
+	revoked   revokedSet    // identities the authority revoked
 
 	// wg tracks every goroutine the server starts (connections,
 	// revocations, the session janitor). Serve waits for it.
@@ -95,11 +107,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Dir == nil || opts.Store == nil {
 		return nil, errors.New("hub: Options.Dir and Options.Store are required")
 	}
-	auth, err := opts.Dir.Authority(opts.Store)
-	if err != nil {
-		return nil, err
+	if opts.Dir.Config.AuthorityKey.IsZero() {
+		return nil, ErrNoAuthority
 	}
-	auth.Now = opts.Now
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -111,7 +121,8 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		dir:              opts.Dir,
 		store:            opts.Store,
-		auth:             auth,
+		project:          opts.Dir.Project(),
+		authorityKey:     opts.Dir.Config.AuthorityKey,
 		log:              log,
 		now:              now,
 		handshakeTimeout: HandshakeTimeout,
@@ -124,12 +135,12 @@ func New(opts Options) (*Server, error) {
 	s.relays.init()
 	s.sessions.init()
 	s.waiters.init()
+	if err := s.revoked.load(context.Background(), opts.Store); err != nil {
+		return nil, fmt.Errorf("relay store: %w", err)
+	}
 	s.metrics = newHubMetrics(s, opts.Metrics)
 	return s, nil
 }
-
-// Authority returns the hub's enrollment authority.
-func (s *Server) Authority() *enroll.Authority { return s.auth }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
@@ -146,8 +157,8 @@ func (s *Server) goTracked(f func()) {
 // Serve accepts connections on ln until ctx is done or accepting fails,
 // then closes every connection and waits for every goroutine it started.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.log.Info("hub serving", "addr", ln.Addr().String(), "project", s.dir.Config.Project,
-		"hub_key", s.dir.HubKey.Public().Fingerprint(), "version", buildinfo.Version())
+	s.log.Info("relay serving", "addr", ln.Addr().String(), "project", s.project,
+		"relay_key", s.dir.RelayKey.Public().String(), "version", buildinfo.Version())
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The closer goroutine is owned here: it ends when ctx ends, which the
@@ -160,6 +171,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 	}()
 	s.goTracked(func() { s.sessions.janitor(ctx) })
+	s.goTracked(func() { s.credentialJanitor(ctx) })
 	err := s.acceptLoop(ctx, ln)
 	cancel()
 	closer.Wait()
@@ -206,6 +218,9 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) error {
 func (s *Server) shutdown() {
 	for _, cc := range s.members.closeAll() {
 		cc.close()
+	}
+	if a := s.authority.closeAll(); a != nil {
+		a.close()
 	}
 	s.sessions.closeAll()
 }

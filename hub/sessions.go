@@ -18,12 +18,16 @@ import (
 
 type token = [wire.TokenLen]byte
 
-// session is a pending or spliced pair of data connections.
+// session is a pending or spliced pair of data connections, or a node's
+// authority connection waiting for the authority's data connection.
 type session struct {
 	token    token
-	from, to string // member ids: initiator, relay owner
+	from, to string // member ids: initiator, relay owner ("" for an authority session)
 	relay    string
 	expires  time.Time // a pending session is dropped after this
+	// peer, for an authority session, receives the authority's data
+	// connection; the node's connection waits on it (buffered: 1).
+	peer chan net.Conn
 
 	mu    sync.Mutex // guards first and conns
 	first net.Conn   // the first data connection, waiting for its peer
@@ -73,12 +77,28 @@ func (t *sessionTable) open(from, to, relay string, now time.Time) (*session, er
 	return sess, nil
 }
 
+// openAuthority creates a pending authority session.
+func (t *sessionTable) openAuthority(now time.Time) (*session, error) {
+	sess := &session{expires: now.Add(SessionPairTimeout), peer: make(chan net.Conn, 1)}
+	rand.Read(sess.token[:])
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, net.ErrClosed
+	}
+	t.pending[sess.token] = sess
+	return sess, nil
+}
+
 // unpendLocked removes a pending session. Called with t.mu held.
 func (t *sessionTable) unpendLocked(sess *session) {
 	if t.pending[sess.token] != sess {
 		return
 	}
 	delete(t.pending, sess.token)
+	if sess.from == "" {
+		return
+	}
 	if t.perNode[sess.from]--; t.perNode[sess.from] <= 0 {
 		delete(t.perNode, sess.from)
 	}
@@ -165,6 +185,14 @@ func (t *sessionTable) pair(tok token, c net.Conn) (sess *session, first net.Con
 	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	if sess.peer != nil {
+		// An authority session: hand c to the node's waiting connection.
+		sess.conns = []net.Conn{c}
+		t.unpendLocked(sess)
+		t.spliced[sess] = struct{}{}
+		sess.peer <- c
+		return sess, c, true
+	}
 	if sess.first == nil {
 		sess.first = c
 		return sess, nil, true
@@ -186,9 +214,6 @@ func (t *sessionTable) done(sess *session) {
 func handleOpenSession(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
 	req, err := body[control.OpenSessionRequest](m)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := s.auth.Member(ctx, cc.peer); err != nil {
 		return nil, err
 	}
 	owner := s.relays.lookup(req.Relay)
@@ -225,6 +250,9 @@ func (s *Server) serveData(c net.Conn, slot *pendingSlot) {
 		return
 	}
 	slot.release()
+	if sess.peer != nil {
+		return // the node's authority connection splices it
+	}
 	if first == nil {
 		// Wait for the peer; the janitor closes c if none comes.
 		c.SetDeadline(time.Now().Add(SessionPairTimeout))

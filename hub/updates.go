@@ -6,7 +6,6 @@ package hub
 import (
 	"context"
 
-	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/wire/control"
 )
 
@@ -16,9 +15,6 @@ func handleReleaseCheck(ctx context.Context, s *Server, cc *controlConn, m contr
 	req, err := body[control.ReleaseCheck](m)
 	if err != nil {
 		return nil, err
-	}
-	if !cc.isMember() {
-		return nil, enroll.ErrNotMember
 	}
 	b, err := s.dir.ManifestBytes(req.Channel, req.Version)
 	if err != nil {
@@ -31,9 +27,6 @@ func handleReleaseFetch(ctx context.Context, s *Server, cc *controlConn, m contr
 	req, err := body[control.ReleaseFetch](m)
 	if err != nil {
 		return nil, err
-	}
-	if !cc.isMember() {
-		return nil, enroll.ErrNotMember
 	}
 	b, err := s.dir.ReadChunk(req.Channel, req.Version, req.Platform, req.Offset, control.MaxChunk)
 	if err != nil {

@@ -79,7 +79,11 @@ func Peer(c *enroll.Credential) policy.Peer {
 	return policy.Peer{Identifier: c.ID, Attributes: c.Attributes}
 }
 
-func prologue(token []byte) []byte { return wire.Prologue("portal", token) }
+// prologue binds the session token; it names the oldest protocol version
+// this build speaks, which both nodes of a portal must share.
+func prologue(token []byte) []byte {
+	return wire.Prologue("portal", wire.Offer{Min: wire.MinProtocolVersion, Max: wire.MinProtocolVersion}, token)
+}
 
 // Open runs the inlet side of a portal over conn (a data connection already
 // bound to the session token). relay is the relay the inlet asked for and

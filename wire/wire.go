@@ -10,10 +10,15 @@
 //
 //	1: first version: control and data prefaces, Noise XX everywhere,
 //	   CBOR control messages (see wire/control).
+//	2: the relay holds no signing key: a node presents its credential in
+//	   the control hello, reaches the authority end to end over an
+//	   authority connection ('A'), and the preface offers a version range.
 //
-// The version is in the preface and mixed into every Noise prologue, so a
-// peer speaking another version fails the handshake instead of misreading
-// messages.
+// A preface offers a range (min..max); the hub picks the highest version
+// both sides speak and says which in its hello. The offer is mixed into
+// the Noise prologue, so a peer in the middle cannot lower it unnoticed,
+// and a peer speaking no common version fails with a message naming both
+// ranges instead of misreading messages.
 //
 // This package imports only fxamacker/cbor and the standard library; it may
 // be imported by any package in the module.
@@ -29,58 +34,80 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
-// ProtocolVersion is the current protocol version (see the package doc for
-// its history).
-const ProtocolVersion = 1
+// Protocol versions this build speaks (see the package doc for their
+// history).
+const (
+	MinProtocolVersion = 2
+	ProtocolVersion    = 2
+)
 
 // Preface magic: every TCP connection to the hub starts with these bytes,
-// then the version byte, then a kind byte.
+// then the lowest and highest version offered, then a kind byte.
 var prefaceMagic = [4]byte{'E', 'P', 'X', '!'}
 
 // Connection kinds.
 const (
-	KindControl byte = 'C' // Noise XX with the hub, then control messages
-	KindData    byte = 'D' // a session token, then spliced to the peer's data connection
+	KindControl   byte = 'C' // Noise XX with the relay, then control messages
+	KindData      byte = 'D' // a session token, then spliced to the peer's data connection
+	KindAuthority byte = 'A' // spliced to the authority, for Noise end to end with it
 )
 
 // PrefaceLen is the length of a connection preface.
-const PrefaceLen = 6
+const PrefaceLen = 7
 
 // TokenLen is the length of a data-session token.
 const TokenLen = 32
 
+// Offer is the range of protocol versions a preface offers.
+type Offer struct{ Min, Max byte }
+
+// OurOffer is what this build offers.
+var OurOffer = Offer{MinProtocolVersion, ProtocolVersion}
+
+// Choose returns the highest version both o and this build speak.
+func (o Offer) Choose() (int, error) {
+	lo, hi := max(int(o.Min), MinProtocolVersion), min(int(o.Max), ProtocolVersion)
+	if o.Min > o.Max || lo > hi {
+		return 0, fmt.Errorf("no common protocol version: the peer speaks %d..%d, this side %d..%d", o.Min, o.Max, MinProtocolVersion, ProtocolVersion)
+	}
+	return hi, nil
+}
+
 // Preface returns the preface bytes for a connection of the given kind.
 func Preface(kind byte) []byte {
-	return []byte{prefaceMagic[0], prefaceMagic[1], prefaceMagic[2], prefaceMagic[3], ProtocolVersion, kind}
+	return []byte{prefaceMagic[0], prefaceMagic[1], prefaceMagic[2], prefaceMagic[3], OurOffer.Min, OurOffer.Max, kind}
 }
 
 // ErrBadPreface is returned by ReadPreface when the peer does not speak
 // this protocol.
 var ErrBadPreface = errors.New("not a hub protocol connection (bad preface)")
 
-// ReadPreface reads a connection preface and returns its kind.
-func ReadPreface(r io.Reader) (byte, error) {
+// ReadPreface reads a connection preface and returns its kind and the
+// version range it offers, refusing a range with no version in common.
+func ReadPreface(r io.Reader) (byte, Offer, error) {
 	var b [PrefaceLen]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, fmt.Errorf("read preface: %w", err)
+		return 0, Offer{}, fmt.Errorf("read preface: %w", err)
 	}
 	if !bytes.Equal(b[:4], prefaceMagic[:]) {
-		return 0, ErrBadPreface
+		return 0, Offer{}, ErrBadPreface
 	}
-	if b[4] != ProtocolVersion {
-		return 0, fmt.Errorf("unsupported protocol version %d (this side speaks %d)", b[4], ProtocolVersion)
+	o := Offer{b[4], b[5]}
+	if _, err := o.Choose(); err != nil {
+		return 0, o, err
 	}
-	switch b[5] {
-	case KindControl, KindData:
-		return b[5], nil
+	switch b[6] {
+	case KindControl, KindData, KindAuthority:
+		return b[6], o, nil
 	}
-	return 0, fmt.Errorf("unknown connection kind %q", b[5])
+	return 0, o, fmt.Errorf("unknown connection kind %q", b[6])
 }
 
-// Prologue returns the Noise prologue for a purpose ("control", "portal")
-// and optional binding bytes (a session token).
-func Prologue(purpose string, binding []byte) []byte {
-	p := fmt.Appendf(nil, "edgeportal/%d/%s\x00", ProtocolVersion, purpose)
+// Prologue returns the Noise prologue for a purpose ("control",
+// "authority", "portal"), the version range the connection's preface
+// offered, and optional binding bytes (a session token).
+func Prologue(purpose string, o Offer, binding []byte) []byte {
+	p := fmt.Appendf(nil, "edgeportal/%d-%d/%s\x00", o.Min, o.Max, purpose)
 	return append(p, binding...)
 }
 

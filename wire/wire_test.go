@@ -14,10 +14,10 @@ import (
 )
 
 func TestPreface(t *testing.T) {
-	for _, k := range []byte{KindControl, KindData} {
-		got, err := ReadPreface(bytes.NewReader(Preface(k)))
-		if err != nil || got != k {
-			t.Errorf("ReadPreface(Preface(%q)) = %q, %v", k, got, err)
+	for _, k := range []byte{KindControl, KindData, KindAuthority} {
+		got, o, err := ReadPreface(bytes.NewReader(Preface(k)))
+		if err != nil || got != k || o != OurOffer {
+			t.Errorf("ReadPreface(Preface(%q)) = %q, %v, %v", k, got, o, err)
 		}
 	}
 	tests := []struct {
@@ -25,16 +25,39 @@ func TestPreface(t *testing.T) {
 	}{
 		{"http", "GET / HTTP/1.1\r\n", "bad preface"},
 		{"short", "EPX", "read preface"},
-		{"version", "EPX!\x09C", "unsupported protocol version 9"},
-		{"kind", "EPX!\x01Z", "unknown connection kind"},
+		{"too new", "EPX!\x09\x0aC", "no common protocol version: the peer speaks 9..10"},
+		{"too old", "EPX!\x01\x01C", "no common protocol version: the peer speaks 1..1"},
+		{"inverted", "EPX!\x03\x02C", "no common protocol version"},
+		{"kind", "EPX!\x02\x02Z", "unknown connection kind"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ReadPreface(strings.NewReader(tt.in))
+			_, _, err := ReadPreface(strings.NewReader(tt.in))
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("err = %v, want %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestVersionRange: a newer peer that still speaks this build's version
+// is answered with it; the highest common version wins.
+func TestVersionRange(t *testing.T) {
+	tests := []struct {
+		o    Offer
+		want int
+	}{
+		{Offer{MinProtocolVersion, ProtocolVersion}, ProtocolVersion},
+		{Offer{MinProtocolVersion, ProtocolVersion + 5}, ProtocolVersion},
+		{Offer{1, ProtocolVersion}, ProtocolVersion},
+	}
+	for _, tt := range tests {
+		if got, err := tt.o.Choose(); err != nil || got != tt.want {
+			t.Errorf("%v.Choose() = %d, %v; want %d", tt.o, got, err, tt.want)
+		}
+	}
+	if !bytes.Equal(Prologue("control", Offer{2, 3}, nil), []byte("edgeportal/2-3/control\x00")) {
+		t.Errorf("prologue %q", Prologue("control", Offer{2, 3}, nil))
 	}
 }
 
@@ -139,10 +162,22 @@ func FuzzReadPreface(f *testing.F) {
 	f.Add(Preface(KindControl))
 	f.Add(Preface(KindData))
 	f.Add([]byte("GET / HTTP/1.1"))
+	f.Add(Preface(KindAuthority))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		k, err := ReadPreface(bytes.NewReader(b))
-		if err == nil && k != KindControl && k != KindData {
+		k, o, err := ReadPreface(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		// Only a known kind and a range with a version in common pass,
+		// and the preface read back is exactly the bytes given.
+		if k != KindControl && k != KindData && k != KindAuthority {
 			t.Fatalf("kind %q accepted", k)
+		}
+		if v, err := o.Choose(); err != nil || v < MinProtocolVersion || v > ProtocolVersion {
+			t.Fatalf("offer %v accepted: %d, %v", o, v, err)
+		}
+		if !bytes.Equal(b[:PrefaceLen], append(append([]byte("EPX!"), o.Min, o.Max), k)) {
+			t.Fatalf("preface %q read as %q %v", b[:PrefaceLen], k, o)
 		}
 	})
 }

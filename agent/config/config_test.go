@@ -32,7 +32,7 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Relay != "acme-relay" || len(c.Inlets) != 1 || c.Inlets[0].From != "0.0.0.0:7000" || c.Inlets[0].Via != "saas-relay" ||
+	if c.Relay != "acme-relay" || len(c.Inlets) != 1 || c.Inlets[0].From != "127.0.0.1:7000" || c.Inlets[0].Via != "saas-relay" ||
 		c.Inlets[0].To != "saas" || c.Outlets[0].To != "github.local:80" || c.DefaultAllow("tcp-outlet").String() != "inlet-from-saas" {
 		t.Errorf("customer.yaml = %+v", c)
 	}

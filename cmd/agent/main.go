@@ -30,6 +30,7 @@ import (
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/installer"
+	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/internal/cliutil"
@@ -328,8 +329,14 @@ func cmdTicketCreate(ctx context.Context, args []string, stdout io.Writer) error
 	var attrs cliutil.Strings
 	fs.Var(&attrs, "attribute", "NAME or NAME=VALUE; repeatable")
 	relay := fs.String("relay", "", "relay name the new node may register")
+	out := fs.String("out", "", "write the ticket to this file (mode 0600) instead of stdout")
 	if err := cliutil.Parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *out != "" {
+		if _, err := os.Stat(*out); err == nil {
+			return fmt.Errorf("--out %s: the file exists; refusing to overwrite it", *out)
+		}
 	}
 	if err := requireStateDir(dir); err != nil {
 		return err
@@ -353,6 +360,14 @@ func cmdTicketCreate(ctx context.Context, args []string, stdout io.Writer) error
 	text, err := c.CreateTicket(ctx, localapi.TicketRequest{Attributes: m, Relay: *relay, ExpiresIn: d, Uses: *uses})
 	if err != nil {
 		return err
+	}
+	if *out != "" {
+		if err := atomicfile.WriteFile(*out, []byte(text+"\n"), 0o600); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		_, g, _ := enroll.ParseTicket(text)
+		fmt.Fprintf(stdout, "ticket %s written to %s (0600)\n", g.TicketID, *out)
+		return nil
 	}
 	fmt.Fprintln(stdout, text)
 	return nil

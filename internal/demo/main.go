@@ -166,27 +166,36 @@ func run(ctx context.Context, check bool, dir string) error {
 		}
 	}
 
-	// 1. Vendor: hub and the SaaS node's enroller ticket.
-	hubDir := filepath.Join(dir, "hub")
+	// 1. Vendor: its keys, the relay, the authority behind it (two
+	// processes, two directories), and the SaaS node's enroller ticket.
+	vendorDir, hubDir, authDir := filepath.Join(dir, "vendor"), filepath.Join(dir, "hub"), filepath.Join(dir, "auth")
 	hubAddr := addr(7400)
-	if _, err := d.tool("initech-hub", "init", "--dir", hubDir, "--addr", hubAddr); err != nil {
+	for _, args := range [][]string{
+		{"keys", "create", "--dir", vendorDir},
+		{"init", "--dir", hubDir, "--addr", hubAddr},
+		{"authority", "init", "--dir", authDir, "--hub-dir", hubDir, "--vendor-dir", vendorDir},
+	} {
+		if _, err := d.tool("initech-hub", args...); err != nil {
+			return err
+		}
+	}
+	if err := d.start("relay", "initech-hub", "serve", "--dir", hubDir); err != nil {
 		return err
 	}
-	if err := d.start("hub", "initech-hub", "serve", "--dir", hubDir); err != nil {
+	if err := d.start("authority", "initech-hub", "authority", "serve", "--dir", authDir); err != nil {
 		return err
 	}
-	if err := await(ctx, "the hub", func() bool {
+	if err := await(ctx, "the relay and the authority", func() bool {
 		_, err := os.Stat(filepath.Join(hubDir, "admin.sock"))
-		return err == nil
+		b, _ := os.ReadFile(filepath.Join(dir, "authority.log"))
+		return err == nil && strings.Contains(string(b), "connected to the relay")
 	}); err != nil {
 		return err
 	}
-	saasTicket, err := d.tool("initech-hub", "ticket", "create", "--dir", hubDir, "--expires-in", "24h", "--usage-count", "1",
-		"--attribute", "outlet-to-saas", "--attribute", "inlet-from-saas", "--relay", "saas-relay", "--enroller")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "saas.ticket"), []byte(saasTicket), 0o600); err != nil {
+	if _, err := d.tool("initech-hub", "ticket", "create", "--dir", authDir, "--expires-in", "24h", "--usage-count", "1",
+		"--attribute", "outlet-to-saas", "--attribute", "inlet-from-saas", "--relay", "saas-relay",
+		"--enroller", "--enroller-may-grant", "inlet-to-saas,outlet-from-saas", "--enroller-relays", "acme-*",
+		"--out", filepath.Join(dir, "saas.ticket")); err != nil {
 		return err
 	}
 
@@ -199,12 +208,8 @@ func run(ctx context.Context, check bool, dir string) error {
 	if err := await(ctx, "the SaaS node's relay", status(s1)); err != nil {
 		return err
 	}
-	acme, err := d.tool("initech-agent", "ticket", "create", "--state-dir", s1, "--expires-in", "24h", "--usage-count", "1",
-		"--attribute", "inlet-to-saas", "--attribute", "outlet-from-saas", "--relay", "acme-relay")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "acme.ticket"), []byte(acme), 0o600); err != nil {
+	if _, err := d.tool("initech-agent", "ticket", "create", "--state-dir", s1, "--expires-in", "24h", "--usage-count", "1",
+		"--attribute", "inlet-to-saas", "--attribute", "outlet-from-saas", "--relay", "acme-relay", "--out", filepath.Join(dir, "acme.ticket")); err != nil {
 		return err
 	}
 
@@ -215,7 +220,7 @@ func run(ctx context.Context, check bool, dir string) error {
 		return err
 	}
 	customerYAML := filepath.Join(dir, "customer.yaml")
-	if err := os.WriteFile(customerYAML, []byte(strings.Replace(string(b), "0.0.0.0:7000", customerInlet, 1)), 0o600); err != nil {
+	if err := os.WriteFile(customerYAML, []byte(strings.Replace(string(b), "127.0.0.1:7000", customerInlet, 1)), 0o600); err != nil {
 		return err
 	}
 	s2 := filepath.Join(dir, "customer-node")
@@ -235,7 +240,8 @@ func run(ctx context.Context, check bool, dir string) error {
 	fmt.Printf(`
 The demo is up (logs and state in %s):
 
-  hub              %s
+  relay            %s   (its directory %s holds only its Noise key)
+  authority        %s   (dials out to the relay; the only signing key)
   SaaS node        %s   (relay saas-relay, outlet saas → %s)
   customer node    %s   (relay acme-relay, outlet github → %s)
 
@@ -246,8 +252,8 @@ Try:
   %s status --state-dir %s
   %s members list --dir %s
 
-`, dir, hubAddr, s1, saasWeb, s2, githubWeb, saasInlet, customerInlet,
-		filepath.Join(d.bin, "initech-agent"), s2, filepath.Join(d.bin, "initech-hub"), hubDir)
+`, dir, hubAddr, hubDir, authDir, s1, saasWeb, s2, githubWeb, saasInlet, customerInlet,
+		filepath.Join(d.bin, "initech-agent"), s2, filepath.Join(d.bin, "initech-hub"), authDir)
 	if check {
 		for _, c := range []struct{ addr, want string }{{saasInlet, "ACME's private GitHub"}, {customerInlet, "SaaS platform"}} {
 			got, err := get(c.addr)

@@ -93,10 +93,10 @@ remote-outlets:
 	// Raw commands: tampered, foreign key, replayed, expired, other node,
 	// malformed policy, garbage.
 	var hubCfg struct{ Project string }
-	b, _ := os.ReadFile(filepath.Join(p.hub.Dir, "hub.json"))
+	b, _ := os.ReadFile(filepath.Join(p.hub.AuthDir, "authority.json"))
 	json.Unmarshal(b, &hubCfg)
 	var cmdKey key.SigningPrivate
-	if err := key.ReadFile(filepath.Join(p.hub.Dir, "command.key"), &cmdKey); err != nil {
+	if err := key.ReadFile(filepath.Join(p.hub.VendorDir, "command.key"), &cmdKey); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()

@@ -231,30 +231,56 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-// Hub is a hub directory and (once started) its serve process.
+// Hub is the vendor's side, as in production: a relay directory and
+// process, an authority directory and process (dialing out to the relay),
+// and the vendor's key directory (used only by the admin commands).
 type Hub struct {
-	env  *Env
-	Dir  string
-	Addr string
-	Proc *Proc
+	env       *Env
+	Dir       string // the relay's (HUB)
+	AuthDir   string // the authority's (AUTH)
+	VendorDir string // the vendor's keys (VENDOR)
+	Addr      string
+	Proc      *Proc // the relay
+	AuthProc  *Proc // the authority
 }
 
-// NewHub runs `hub init` on a random loopback port.
+// NewHub creates the vendor keys, a relay on a random loopback port and
+// an authority that the relay trusts.
 func (e *Env) NewHub() *Hub {
 	e.t.Helper()
-	h := &Hub{env: e, Dir: filepath.Join(e.Dir, "hub"), Addr: FreePort(e.t)}
-	if r := e.Run(e.HubBin, "init", "--dir", h.Dir, "--addr", h.Addr); r.Code != 0 {
-		e.t.Fatalf("hub init: %s", r.Stderr)
+	h := &Hub{env: e, Dir: filepath.Join(e.Dir, "hub"), AuthDir: filepath.Join(e.Dir, "auth"), VendorDir: filepath.Join(e.Dir, "vendor"), Addr: FreePort(e.t)}
+	for _, args := range [][]string{
+		{"keys", "create", "--dir", h.VendorDir},
+		{"init", "--dir", h.Dir, "--addr", h.Addr},
+		{"authority", "init", "--dir", h.AuthDir, "--hub-dir", h.Dir, "--vendor-dir", h.VendorDir},
+	} {
+		if r := e.Run(e.HubBin, args...); r.Code != 0 {
+			e.t.Fatalf("hub %v: %s", args, r.Stderr)
+		}
 	}
 	return h
 }
 
-// Start starts `hub serve` (with extra flags) and waits until it accepts
-// connections.
+// Start starts the relay (with extra flags) and, unless it is already
+// running, the authority, and waits until the relay accepts connections
+// and the authority is connected to it.
 func (h *Hub) Start(extra ...string) *Hub {
 	h.env.t.Helper()
-	h.Proc = h.env.Start("hub", h.env.HubBin, append([]string{"serve", "--dir", h.Dir, "--log-level", "debug"}, extra...)...)
-	Await(h.env.t, 20*time.Second, "hub listening on "+h.Addr, func() bool {
+	h.StartRelay(extra...)
+	if h.AuthProc == nil || h.AuthProc.Exited() {
+		h.StartAuthority()
+	}
+	Await(h.env.t, 30*time.Second, "the authority connected to the relay", func() bool {
+		return strings.Contains(h.Proc.Logs(), `msg="authority connected"`)
+	})
+	return h
+}
+
+// StartRelay starts only the relay.
+func (h *Hub) StartRelay(extra ...string) *Hub {
+	h.env.t.Helper()
+	h.Proc = h.env.Start("relay", h.env.HubBin, append([]string{"serve", "--dir", h.Dir, "--log-level", "debug"}, extra...)...)
+	Await(h.env.t, 20*time.Second, "relay listening on "+h.Addr, func() bool {
 		c, err := net.DialTimeout("tcp", h.Addr, time.Second)
 		if err != nil {
 			return false
@@ -266,24 +292,52 @@ func (h *Hub) Start(extra ...string) *Hub {
 	return h
 }
 
-// CLI runs a hub admin command with --dir appended after the subcommand words.
-func (h *Hub) CLI(words []string, args ...string) Result {
+// StartAuthority starts the authority (with extra flags).
+func (h *Hub) StartAuthority(extra ...string) *Hub {
 	h.env.t.Helper()
-	all := append(append(append([]string{}, words...), "--dir", h.Dir), args...)
-	return h.env.Run(h.env.HubBin, all...)
+	h.AuthProc = h.env.Start("authority", h.env.HubBin, append([]string{"authority", "serve", "--dir", h.AuthDir, "--log-level", "debug"}, extra...)...)
+	return h
 }
 
-// Ticket creates a ticket with the admin CLI, writes it to a file in the
-// env and returns the file's path.
+// Stop stops the relay and the authority.
+func (h *Hub) Stop() {
+	if h.AuthProc != nil {
+		h.AuthProc.Stop()
+	}
+	if h.Proc != nil {
+		h.Proc.Stop()
+	}
+}
+
+// CLI runs a hub admin command with the right --dir appended after the
+// subcommand words (the authority's for ticket and members, the relay's
+// otherwise) and the vendor's key for commands that sign.
+func (h *Hub) CLI(words []string, args ...string) Result {
+	h.env.t.Helper()
+	dir := h.Dir
+	switch words[0] {
+	case "ticket", "members":
+		dir = h.AuthDir
+	}
+	all := append(append([]string{}, words...), "--dir", dir)
+	switch strings.Join(words, " ") {
+	case "outlet push", "outlet remove", "update push":
+		all = append(all, "--command-key", filepath.Join(h.VendorDir, "command.key"))
+	case "release publish":
+		all = append(all, "--release-key", filepath.Join(h.VendorDir, "release.key"))
+	}
+	return h.env.Run(h.env.HubBin, append(all, args...)...)
+}
+
+// Ticket creates a ticket with the admin CLI, written by --out to a file
+// in the env, and returns the file's path.
 func (h *Hub) Ticket(name string, args ...string) string {
 	h.env.t.Helper()
-	r := h.CLI([]string{"ticket", "create"}, args...)
+	path := filepath.Join(h.env.Dir, name)
+	os.Remove(path)
+	r := h.CLI([]string{"ticket", "create"}, append([]string{"--out", path}, args...)...)
 	if r.Code != 0 {
 		h.env.t.Fatalf("ticket create %v: %s", args, r.Stderr)
-	}
-	path := filepath.Join(h.env.Dir, name)
-	if err := os.WriteFile(path, []byte(r.Stdout), 0o600); err != nil {
-		h.env.t.Fatal(err)
 	}
 	return path
 }

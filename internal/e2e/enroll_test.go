@@ -112,26 +112,36 @@ func TestBadTickets(t *testing.T) {
 	if r := env.Run(env.HubBin, "init", "--dir", other, "--addr", h.Addr); r.Code != 0 {
 		t.Fatal(r.Stderr)
 	}
-	r = env.Run(env.HubBin, "ticket", "create", "--dir", other)
+	if r := env.Run(env.HubBin, "authority", "init", "--dir", other+"-auth", "--hub-dir", other); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
 	otherTicket := filepath.Join(env.Dir, "other.ticket")
-	os.WriteFile(otherTicket, []byte(r.Stdout), 0o600)
+	if r := env.Run(env.HubBin, "ticket", "create", "--dir", other+"-auth", "--out", otherTicket); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
 	r, _ = runNode(t, env, "otherhub-node", "--enrollment-ticket", otherTicket)
-	oneLine(t, "ticket for another hub", r, "ticket for another hub")
+	oneLine(t, "ticket for another hub", r, "for another hub")
 
-	// A ticket whose secret this hub never issued: a copy of the hub
-	// directory (same keys) minted it offline.
+	// A copy of the relay's directory cannot mint a ticket at all: it
+	// holds no signing key.
+	r = env.Run(env.HubBin, "ticket", "create", "--dir", h.Dir)
+	oneLine(t, "ticket from the relay's directory", r, "is not an authority directory")
+
+	// A ticket whose secret the authority never issued: a copy of the
+	// authority's keys (not its store) minted it offline.
 	clone := filepath.Join(env.Dir, "clone")
 	os.Mkdir(clone, 0o700)
-	for _, f := range []string{"hub.json", "hub.key", "authority.key", "command.key", "release.key"} {
-		b, err := os.ReadFile(filepath.Join(h.Dir, f))
+	for _, f := range []string{"authority.json", "authority.key", "authority-noise.key"} {
+		b, err := os.ReadFile(filepath.Join(h.AuthDir, f))
 		if err != nil {
 			t.Fatal(err)
 		}
 		os.WriteFile(filepath.Join(clone, f), b, 0o600)
 	}
-	r = env.Run(env.HubBin, "ticket", "create", "--dir", clone)
 	unknown := filepath.Join(env.Dir, "unknown.ticket")
-	os.WriteFile(unknown, []byte(r.Stdout), 0o600)
+	if r := env.Run(env.HubBin, "ticket", "create", "--dir", clone, "--out", unknown); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
 	r, _ = runNode(t, env, "unknown-node", "--enrollment-ticket", unknown)
 	oneLine(t, "unknown secret", r, "not known to this hub")
 
@@ -182,7 +192,7 @@ func TestUnreachableHubRetries(t *testing.T) {
 	tk := h.Ticket("t.ticket", "--relay", "r1")
 	n := env.StartNode("patient", "--enrollment-ticket", tk)
 	Await(t, 20*time.Second, "the node to say the hub is unreachable", func() bool {
-		return strings.Contains(n.Proc.Logs(), "hub not reachable; retrying")
+		return strings.Contains(n.Proc.Logs(), "authority not reachable; retrying")
 	})
 	if n.Proc.Exited() {
 		t.Fatalf("node gave up:\n%s", n.Proc.Logs())
@@ -232,15 +242,15 @@ func TestConcurrentRedemption(t *testing.T) {
 func TestCredentialRefresh(t *testing.T) {
 	env := NewEnv(t)
 	h := env.NewHub()
-	cfg := filepath.Join(h.Dir, "hub.json")
+	cfg := filepath.Join(h.AuthDir, "authority.json")
 	b, _ := os.ReadFile(cfg)
-	os.WriteFile(cfg, []byte(strings.Replace(string(b), `"listen"`, `"credential_ttl": "4s",
-  "listen"`, 1)), 0o600)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), `"hubs"`, `"credential_ttl": "4s",
+  "hubs"`, 1)), 0o600)
 	h.Start()
 	n := env.StartNode("short-lived", "--enrollment-ticket", h.Ticket("t.ticket", "--relay", "r1"))
 	first := n.AwaitRelayUp().CredentialExpires
 	if d := time.Until(first); d > 5*time.Second {
-		t.Fatalf("credential valid for %s; hub.json asked for 4s", d)
+		t.Fatalf("credential valid for %s; authority.json asked for 4s", d)
 	}
 	Await(t, 20*time.Second, "a refreshed credential", func() bool {
 		st, err := n.Status()

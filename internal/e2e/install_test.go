@@ -138,7 +138,7 @@ func TestInstallFlow(t *testing.T) {
 	used := h.Ticket("used.ticket")
 	env.StartNode("other", "--enrollment-ticket", used).AwaitHub()
 	r := env.agentEnv(fake, append([]string{"install", "--ticket", used}, base...)...)
-	oneLine(t, "used ticket", r, "preflight: the hub refuses this ticket: ticket is used up")
+	oneLine(t, "used ticket", r, "preflight: the authority refuses this ticket: ticket is used up")
 	if _, err := os.Stat(state); err == nil {
 		t.Fatal("refused install left state behind")
 	}

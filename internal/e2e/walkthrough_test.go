@@ -12,7 +12,7 @@ import (
 )
 
 // examples returns the repository's example config files, with the
-// customer inlet's fixed 0.0.0.0:7000 moved to a free loopback port so
+// customer inlet's fixed 127.0.0.1:7000 moved to a free loopback port so
 // tests can run side by side.
 func examples(t *testing.T, env *Env) (saas, customer, customerInlet string) {
 	t.Helper()
@@ -26,11 +26,11 @@ func examples(t *testing.T, env *Env) (saas, customer, customerInlet string) {
 		t.Fatal(err)
 	}
 	customerInlet = FreePort(t)
-	if !strings.Contains(string(b), "0.0.0.0:7000") {
-		t.Fatal("examples/customer.yaml no longer listens on 0.0.0.0:7000")
+	if !strings.Contains(string(b), "127.0.0.1:7000") {
+		t.Fatal("examples/customer.yaml no longer listens on 127.0.0.1:7000")
 	}
 	customer = filepath.Join(env.Dir, "customer.yaml")
-	if err := os.WriteFile(customer, []byte(strings.Replace(string(b), "0.0.0.0:7000", customerInlet, 1)), 0o600); err != nil {
+	if err := os.WriteFile(customer, []byte(strings.Replace(string(b), "127.0.0.1:7000", customerInlet, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return saas, customer, customerInlet
@@ -57,7 +57,8 @@ func startWalkthrough(t *testing.T) *walk {
 	// 1. Vendor: hub and an enroller ticket for the SaaS node.
 	w.hub = w.env.NewHub().Start()
 	w.saasTicket = w.hub.Ticket("saas.ticket", "--expires-in", "24h", "--usage-count", "1",
-		"--attribute", "outlet-to-saas", "--attribute", "inlet-from-saas", "--relay", "saas-relay", "--enroller")
+		"--attribute", "outlet-to-saas", "--attribute", "inlet-from-saas", "--relay", "saas-relay", "--enroller",
+		"--enroller-may-grant", "inlet-to-saas,outlet-from-saas", "--enroller-relays", "acme-*")
 
 	// 2. SaaS node, then a ticket for the customer.
 	w.saas = w.env.StartNode("saas", "--config", saasYAML, "--enrollment-ticket", w.saasTicket,

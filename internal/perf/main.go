@@ -85,12 +85,12 @@ func main() {
 }
 
 type world struct {
-	dir, bin       string
-	procs          []*exec.Cmd
-	hubDir, hubAdr string
-	vendor, cust   string // state dirs
-	inletSink      string
-	inletEcho      string
+	dir, bin                string
+	procs                   []*exec.Cmd
+	hubDir, authDir, hubAdr string
+	vendor, cust            string // state dirs
+	inletSink               string
+	inletEcho               string
 }
 
 func (w *world) tool(name string, args ...string) (string, error) {
@@ -198,23 +198,32 @@ func setup(ctx context.Context, o Options, log io.Writer) (*world, string, strin
 	}
 	sinkAddr, stopSink := serve(sink)
 	echoAddr, stopEcho := serve(echo)
-	w.hubDir, w.hubAdr = filepath.Join(dir, "hub"), freeAddr()
-	if _, err := w.tool("initech-hub", "init", "--dir", w.hubDir, "--addr", w.hubAdr); err != nil {
-		return nil, "", "", nil, err
+	w.hubDir, w.authDir, w.hubAdr = filepath.Join(dir, "hub"), filepath.Join(dir, "auth"), freeAddr()
+	for _, args := range [][]string{
+		{"init", "--dir", w.hubDir, "--addr", w.hubAdr},
+		{"authority", "init", "--dir", w.authDir, "--hub-dir", w.hubDir},
+	} {
+		if _, err := w.tool("initech-hub", args...); err != nil {
+			return nil, "", "", nil, err
+		}
 	}
 	if _, err := w.start("initech-hub", "serve", "--dir", w.hubDir, "--log-level", "warn", "--addr", w.hubAdr); err != nil {
 		return nil, "", "", nil, err
 	}
-	if err := await("hub", func() bool { _, err := os.Stat(filepath.Join(w.hubDir, "admin.sock")); return err == nil }); err != nil {
+	if _, err := w.start("initech-hub", "authority", "serve", "--dir", w.authDir, "--log-level", "warn"); err != nil {
+		return nil, "", "", nil, err
+	}
+	if err := await("hub", func() bool {
+		_, e1 := os.Stat(filepath.Join(w.hubDir, "admin.sock"))
+		_, e2 := os.Stat(filepath.Join(w.authDir, "admin.sock"))
+		return e1 == nil && e2 == nil
+	}); err != nil {
 		return nil, "", "", nil, err
 	}
 	ticket := func(name string, args ...string) (string, error) {
-		t, err := w.tool("initech-hub", append([]string{"ticket", "create", "--dir", w.hubDir}, args...)...)
-		if err != nil {
-			return "", err
-		}
 		p := filepath.Join(dir, name)
-		return p, os.WriteFile(p, []byte(t), 0o600)
+		_, err := w.tool("initech-hub", append([]string{"ticket", "create", "--dir", w.authDir, "--out", p}, args...)...)
+		return p, err
 	}
 	vt, err := ticket("v.ticket", "--attribute", "inlet-from-saas", "--relay", "saas-relay")
 	if err != nil {

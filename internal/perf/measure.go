@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/hub/authority"
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/key"
@@ -228,15 +229,18 @@ func rssOfStateDir(w *world, stateDir string) int64 {
 	return -1
 }
 
-// hubMemory enrolls n simulated nodes that hold idle control connections
-// and reports the hub's RSS growth per node.
+// hubMemory connects n simulated members that hold idle control
+// connections and reports the relay's RSS growth per node. Their
+// credentials are issued with the authority's key straight from its
+// directory (this tool runs on the vendor's side), not redeemed one by
+// one.
 func hubMemory(ctx context.Context, w *world, n int, r *Report) error {
 	hub := w.procs[0]
-	text, err := w.tool("initech-hub", "ticket", "create", "--dir", w.hubDir, "--usage-count", strconv.Itoa(n))
+	ad, err := authority.LoadDir(w.authDir)
 	if err != nil {
 		return err
 	}
-	t, _, err := enroll.ParseTicket(text)
+	a, err := ad.Authority(nil)
 	if err != nil {
 		return err
 	}
@@ -248,30 +252,31 @@ func hubMemory(ctx context.Context, w *world, n int, r *Report) error {
 			c.Close()
 		}
 	}()
-	hello, _ := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion, Build: "perf"})
 	for i := 0; i < n; i++ {
+		static := key.NewNodePrivate()
+		cred, err := a.Issue(enroll.Member{ID: string(static.Public().ID()), NodeKey: static.Public().Raw32()})
+		if err != nil {
+			return err
+		}
+		hello, _ := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion, Build: "perf", Credential: cred})
 		c, err := net.Dial("tcp", w.hubAdr)
 		if err != nil {
 			return err
 		}
 		c.Write(wire.Preface(wire.KindControl))
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		nc, err := noiseconn.Client(hctx, c, key.NewNodePrivate(), wire.Prologue("control", nil), func(key.NodePublic, []byte) ([]byte, error) { return hello, nil })
+		nc, err := noiseconn.Client(hctx, c, static, wire.Prologue("control", wire.OurOffer, nil), func(key.NodePublic, []byte) ([]byte, error) { return hello, nil })
 		cancel()
 		if err != nil {
 			return fmt.Errorf("node %d: %w", i, err)
 		}
-		b, _ := control.Encode(control.TypeRedeem, 1, control.RedeemRequest{Secret: t.Secret})
-		if err := wire.WriteMessage(nc, b); err != nil {
-			return err
-		}
 		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 		resp, err := wire.ReadMessage(nc)
 		if err != nil {
-			return fmt.Errorf("node %d redeem: %w", i, err)
+			return fmt.Errorf("node %d welcome: %w", i, err)
 		}
 		if m, _ := control.Decode(resp); m.Err != nil {
-			return fmt.Errorf("node %d redeem: %s", i, m.Err.Message)
+			return fmt.Errorf("node %d refused: %s", i, m.Err.Message)
 		}
 		nc.SetReadDeadline(time.Time{})
 		conns = append(conns, nc)

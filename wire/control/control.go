@@ -2,21 +2,30 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package control defines the messages of the control channel between a
-// node and the hub, and of the portal handshake between two nodes.
+// node (or the authority) and the relay, of the end-to-end channel between
+// a node and the authority, and of the portal handshake between two nodes.
 //
 // A control channel is a Noise XX stream (wire/noiseconn) carrying
 // length-prefixed (wire.WriteMessage) CBOR Msg values. Requests carry a
-// non-zero ID; the answer carries the same ID. Pushes from the hub carry ID 0.
-// Unknown fields are ignored so either side may add fields; unknown message
-// types get an ErrCodeUnsupported answer.
+// non-zero ID and any type but TypeResponse; every answer has type
+// TypeResponse and the request's ID. Everything else is a push (ID 0), so
+// a receiver tells answers from pushes by type alone. Unknown fields are
+// ignored so either side may add fields; unknown request types get an
+// ErrCodeUnsupported answer.
 //
 // # Message set history
 //
 //	1: hello, redeem, refresh, register-relay, open-session, incoming,
 //	   create-ticket, ping, revoked, leave, command, command-ack, node-state,
 //	   release-check, release-fetch, update-result.
+//	2: the credential rides in the client hello and the relay answers with
+//	   welcome; credential (a refreshed one, to the relay); revocations and
+//	   live-status (authority → relay); authority-session (relay →
+//	   authority). Redeem, refresh, create-ticket and leave go to the
+//	   authority over the node's end-to-end channel with it, never to the
+//	   relay.
 //
-// Imports: wire. May be imported by enroll, portal, hub, agent.
+// May be imported by enroll, portal, hub, agent.
 package control
 
 import (
@@ -47,7 +56,13 @@ const (
 	TypeReleaseCheck  Type = 13 // node→hub: ReleaseCheck → ReleaseManifest
 	TypeReleaseFetch  Type = 14 // node→hub: ReleaseFetch → ReleaseChunk
 	TypeUpdateResult  Type = 15 // node→hub: UpdateResult → Empty
-	TypeResponse      Type = 99 // an answer to a request (same ID)
+	// Added in message set 2.
+	TypeWelcome          Type = 16 // relay→node push, first message: Welcome, or Err set (refused)
+	TypeCredential       Type = 17 // node→relay: CredentialUpdate → Empty
+	TypeRevocations      Type = 18 // authority→relay: Revocations → Empty
+	TypeAuthoritySession Type = 19 // relay→authority push: AuthoritySession
+	TypeLiveStatus       Type = 20 // authority→relay: Empty → LiveStatus
+	TypeResponse         Type = 99 // an answer to a request (same ID)
 )
 
 // Msg is the frame of every control message. CBOR keys 1-4.
@@ -73,6 +88,10 @@ const (
 	ErrCodeUnsupported     = "unsupported"
 	ErrCodeInternal        = "internal"
 	ErrCodeAlreadyEnrolled = "already-enrolled"
+	ErrCodeBadCredential   = "bad-credential"     // not signed by the project's authority, or not this node's
+	ErrCodeCredentialOld   = "credential-expired" // refresh it with the authority, then connect again
+	ErrCodeOutsideScope    = "outside-scope"      // an enroller asked for more than its ticket lets it grant
+	ErrCodeNoAuthority     = "no-authority"       // the authority is not connected to the relay
 )
 
 // Error is a refusal from the other side.
@@ -94,6 +113,9 @@ func Encode(t Type, id uint64, v any) ([]byte, error) {
 	}
 	return wire.Marshal(Msg{Type: t, ID: id, Body: body})
 }
+
+// EncodeMsg encodes a frame as it is (a push carrying Err, for example).
+func EncodeMsg(m Msg) ([]byte, error) { return wire.Marshal(m) }
 
 // EncodeError builds an error answer to request id.
 func EncodeError(id uint64, e *Error) ([]byte, error) {
@@ -133,6 +155,62 @@ type ClientHello struct {
 	Version  int    `cbor:"1,keyasint"`
 	Build    string `cbor:"2,keyasint,omitempty"` // agent version
 	Platform string `cbor:"3,keyasint,omitempty"` // GOOS/GOARCH
+	// Credential is the node's credential, or the authority's statement
+	// of its own key (signed.ContextAuthority). The relay admits nobody
+	// without one.
+	Credential []byte `cbor:"4,keyasint,omitempty"`
+}
+
+// Welcome is the relay's first message on a control channel once it has
+// checked the hello's credential.
+type Welcome struct {
+	Role string `cbor:"1,keyasint"` // "member" or "authority"
+}
+
+// Roles in Welcome.
+const (
+	RoleMember    = "member"
+	RoleAuthority = "authority"
+)
+
+// RevokedPush tells a node it was revoked (TypeRevoked); the relay then
+// closes its connection.
+type RevokedPush struct {
+	At int64 `cbor:"1,keyasint,omitempty"` // when the authority revoked it
+}
+
+// CredentialUpdate hands the relay a node's refreshed credential.
+type CredentialUpdate struct {
+	Credential []byte `cbor:"1,keyasint"`
+}
+
+// Revocations carries authority-signed revocation notices.
+type Revocations struct {
+	Notices [][]byte `cbor:"1,keyasint"`
+}
+
+// AuthoritySession tells the authority a node is waiting on an authority
+// connection; the authority dials a data connection with the token.
+type AuthoritySession struct {
+	Token []byte `cbor:"1,keyasint"`
+	Offer []byte `cbor:"2,keyasint"` // the node's preface offer (min, max): both ends put it in the Noise prologue
+}
+
+// LiveStatus is what the relay knows of its connected nodes.
+type LiveStatus struct {
+	Nodes []NodeLive `cbor:"1,keyasint"`
+}
+
+// NodeLive is one node as the relay sees it.
+type NodeLive struct {
+	ID         string `cbor:"1,keyasint"`
+	Connected  bool   `cbor:"2,keyasint,omitempty"`
+	Relay      string `cbor:"3,keyasint,omitempty"` // registered now
+	Paused     bool   `cbor:"4,keyasint,omitempty"`
+	Version    string `cbor:"5,keyasint,omitempty"`
+	Platform   string `cbor:"6,keyasint,omitempty"`
+	LastSeen   int64  `cbor:"7,keyasint,omitempty"`
+	LastUpdate string `cbor:"8,keyasint,omitempty"`
 }
 
 // RedeemRequest asks the hub to admit this node (identified by its Noise

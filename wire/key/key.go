@@ -282,6 +282,13 @@ func (p *SigningPublic) UnmarshalText(b []byte) error {
 	return parseHex32("signing public key", signingPublicPrefix, string(b), p.k[:])
 }
 
+// ParseNodePublic parses a node public key's text form ("nodekey:…").
+func ParseNodePublic(s string) (NodePublic, error) {
+	var k NodePublic
+	err := k.UnmarshalText([]byte(s))
+	return k, err
+}
+
 // ParseSigningPublic parses the text form of a signing public key.
 func ParseSigningPublic(s string) (SigningPublic, error) {
 	var p SigningPublic

@@ -8,8 +8,7 @@
 // Signatures are always checked over the received bytes, never over a
 // re-encoding, and the payload is only decoded after the signature checks.
 //
-// Imports: wire, wire/key. May be imported by enroll, hub, agent and their
-// subpackages.
+// May be imported by enroll, hub, agent and their subpackages.
 package signed
 
 import (
@@ -27,6 +26,8 @@ const (
 	ContextGrant      = "edgeportal ticket grant v1"
 	ContextCommand    = "edgeportal command v1"
 	ContextManifest   = "edgeportal release manifest v1"
+	ContextAuthority  = "edgeportal authority statement v1"
+	ContextRevocation = "edgeportal revocation v1"
 )
 
 // Envelope is the signed container. CBOR keys:

@@ -1,12 +1,15 @@
 // Copyright 2026 The edgeportal authors.
 // SPDX-License-Identifier: Apache-2.0
 
-// Package boltstore is the hub's default Store: one bbolt file under the
-// hub directory, crash-safe (copy-on-write B+tree, fsync on commit), with a
-// single writer so ticket redemption is atomic.
+// Package boltstore is the default store of the relay (hub.Store) and of
+// the authority (enroll.Store): one bbolt file in each process's
+// directory, crash-safe (copy-on-write B+tree, fsync on commit), with a
+// single writer so ticket redemption and relay claims are atomic. The
+// relay's file holds no ticket and no member; the authority's holds no
+// relay state. One type implements both so each process opens only its
+// own file.
 //
-// Imports: hub (for the interface), enroll, wire. Imported by cmd/*-hub and
-// tests.
+// Imported by cmd/hub and tests.
 package boltstore
 
 import (
@@ -26,18 +29,25 @@ import (
 )
 
 var (
-	bucketTickets  = []byte("tickets")
-	bucketMembers  = []byte("members")
-	bucketCommands = []byte("commands") // target "/" seq(8, big-endian) → CommandRecord
-	bucketSeq      = []byte("seq")      // target → last seq (8, big-endian)
+	bucketTickets     = []byte("tickets")
+	bucketMembers     = []byte("members")
+	bucketCommands    = []byte("commands") // target "/" seq(8, big-endian) → CommandRecord
+	bucketSeq         = []byte("seq")      // target → last seq (8, big-endian)
+	bucketRelays      = []byte("relays")   // relay name → RelayBinding
+	bucketRevocations = []byte("revocations")
+	bucketNodes       = []byte("nodes")
+	allBuckets        = [][]byte{bucketTickets, bucketMembers, bucketCommands, bucketSeq, bucketRelays, bucketRevocations, bucketNodes}
 )
 
-// Store is a bbolt-backed hub.Store.
+// Store is a bbolt-backed hub.Store and enroll.Store.
 type Store struct {
 	db *bolt.DB
 }
 
-var _ hub.Store = (*Store)(nil)
+var (
+	_ hub.Store    = (*Store)(nil)
+	_ enroll.Store = (*Store)(nil)
+)
 
 // ErrLocked means another process holds the database open.
 var ErrLocked = errors.New("the hub database is in use by another process (is the hub running?)")
@@ -52,7 +62,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTickets, bucketMembers, bucketCommands, bucketSeq} {
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -106,6 +116,54 @@ func (s *Store) GetTicket(ctx context.Context, hash [32]byte) (enroll.TicketReco
 		return err
 	})
 	return t, err
+}
+
+// UpdateTicket implements enroll.Store.
+func (s *Store) UpdateTicket(ctx context.Context, hash [32]byte, fn func(*enroll.TicketRecord) error) (enroll.TicketRecord, error) {
+	var t enroll.TicketRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTickets)
+		ok, err := get(b, hash[:], &t)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return enroll.ErrTicketUnknown
+		}
+		if err := fn(&t); err != nil {
+			return err
+		}
+		return put(b, hash[:], t)
+	})
+	return t, err
+}
+
+// ListTickets implements enroll.Store, oldest first.
+func (s *Store) ListTickets(ctx context.Context) ([]enroll.TicketRecord, error) {
+	out, err := list[enroll.TicketRecord](s, bucketTickets)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].CreatedAt != out[j].CreatedAt {
+			return out[i].CreatedAt < out[j].CreatedAt
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, err
+}
+
+// list decodes every record of a bucket.
+func list[T any](s *Store, bucket []byte) ([]T, error) {
+	var out []T
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			var r T
+			if err := wire.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("corrupt record %q in %s: %w", k, bucket, err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
 }
 
 // RedeemTicket implements enroll.Store: lookup, admit, decrement and member
@@ -172,17 +230,7 @@ func (s *Store) UpdateMember(ctx context.Context, id string, fn func(*enroll.Mem
 
 // ListMembers implements enroll.Store, ordered by enrollment time.
 func (s *Store) ListMembers(ctx context.Context) ([]enroll.Member, error) {
-	var out []enroll.Member
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
-			var m enroll.Member
-			if err := wire.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("corrupt member %q: %w", k, err)
-			}
-			out = append(out, m)
-			return nil
-		})
-	})
+	out, err := list[enroll.Member](s, bucketMembers)
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].EnrolledAt != out[j].EnrolledAt {
 			return out[i].EnrolledAt < out[j].EnrolledAt
@@ -217,6 +265,18 @@ func (s *Store) AddCommand(ctx context.Context, target string, build func(seq ui
 		return put(tx.Bucket(bucketCommands), commandKey(target, seq), rec)
 	})
 	return rec, err
+}
+
+// NextSeq implements hub.CommandStore.
+func (s *Store) NextSeq(ctx context.Context, target string) (uint64, error) {
+	var seq uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketSeq).Get([]byte(target)); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return seq + 1, err
 }
 
 // PendingCommands implements hub.CommandStore.
@@ -282,4 +342,114 @@ func (s *Store) ListCommands(ctx context.Context, relay string) ([]hub.CommandRe
 		return out[i].Seq < out[j].Seq
 	})
 	return out, err
+}
+
+// ClaimRelay implements hub.RelayStore.
+func (s *Store) ClaimRelay(ctx context.Context, name, owner string, at int64) (hub.RelayBinding, error) {
+	var b hub.RelayBinding
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketRelays)
+		ok, err := get(bk, []byte(name), &b)
+		if err != nil || ok {
+			return err
+		}
+		b = hub.RelayBinding{Name: name, Owner: owner, Since: at}
+		return put(bk, []byte(name), b)
+	})
+	return b, err
+}
+
+// GetRelay implements hub.RelayStore.
+func (s *Store) GetRelay(ctx context.Context, name string) (hub.RelayBinding, error) {
+	var b hub.RelayBinding
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ok, err := get(tx.Bucket(bucketRelays), []byte(name), &b)
+		if err == nil && !ok {
+			err = hub.ErrNotFound
+		}
+		return err
+	})
+	return b, err
+}
+
+// ReleaseRelay implements hub.RelayStore.
+func (s *Store) ReleaseRelay(ctx context.Context, name string) (hub.RelayBinding, error) {
+	var b hub.RelayBinding
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketRelays)
+		ok, err := get(bk, []byte(name), &b)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return hub.ErrNotFound
+		}
+		return bk.Delete([]byte(name))
+	})
+	return b, err
+}
+
+// ReleaseRelaysOf implements hub.RelayStore.
+func (s *Store) ReleaseRelaysOf(ctx context.Context, owner string) ([]hub.RelayBinding, error) {
+	var out []hub.RelayBinding
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketRelays)
+		var doomed [][]byte
+		err := bk.ForEach(func(k, v []byte) error {
+			var b hub.RelayBinding
+			if err := wire.Unmarshal(v, &b); err != nil {
+				return err
+			}
+			if b.Owner == owner {
+				out = append(out, b)
+				doomed = append(doomed, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range doomed {
+			if err := bk.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListRelays implements hub.RelayStore, by name.
+func (s *Store) ListRelays(ctx context.Context) ([]hub.RelayBinding, error) {
+	return list[hub.RelayBinding](s, bucketRelays)
+}
+
+// AddRevocation implements hub.RelayStore.
+func (s *Store) AddRevocation(ctx context.Context, r hub.Revoked) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return put(tx.Bucket(bucketRevocations), []byte(r.ID), r)
+	})
+}
+
+// ListRevocations implements hub.RelayStore.
+func (s *Store) ListRevocations(ctx context.Context) ([]hub.Revoked, error) {
+	return list[hub.Revoked](s, bucketRevocations)
+}
+
+// UpdateNode implements hub.RelayStore.
+func (s *Store) UpdateNode(ctx context.Context, id string, fn func(*hub.NodeRecord)) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNodes)
+		n := hub.NodeRecord{ID: id}
+		if _, err := get(b, []byte(id), &n); err != nil {
+			return err
+		}
+		fn(&n)
+		return put(b, []byte(id), n)
+	})
+}
+
+// ListNodes implements hub.RelayStore.
+func (s *Store) ListNodes(ctx context.Context) ([]hub.NodeRecord, error) {
+	return list[hub.NodeRecord](s, bucketNodes)
 }

@@ -27,7 +27,10 @@ import (
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/hub"
+	"github.com/edgeportal/connect/hub/authority"
 	"github.com/edgeportal/connect/hub/store/boltstore"
+	"github.com/edgeportal/connect/hub/vendor"
+	"github.com/edgeportal/connect/wire/key"
 )
 
 // World is one test's hub and nodes, all stopped at test end.
@@ -43,53 +46,102 @@ func NewWorld(t testing.TB) *World {
 	return &World{t: t, Dir: t.TempDir()}
 }
 
-// Hub is an in-process hub serving on a loopback port.
+// Hub is an in-process relay and authority (two servers, two
+// directories, as in production), with the vendor's keys beside them.
 type Hub struct {
-	Srv   *hub.Server
-	Dir   *hub.Dir
-	Addr  string
-	Store *boltstore.Store
-	Logs  *LogBuffer
+	Srv       *hub.Server
+	Dir       *hub.Dir
+	Addr      string
+	Store     *boltstore.Store
+	Authority *authority.Server
+	AuthDir   *authority.Dir
+	AuthStore *boltstore.Store
+	// CommandKey and ReleaseKey are the vendor's (they live on neither
+	// server).
+	CommandKey, ReleaseKey key.SigningPrivate
+	Logs                   *LogBuffer
 
+	w      *World
+	ln     net.Listener
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{}
 }
 
-// StartHub initializes a hub directory and serves it on 127.0.0.1:0.
+// StartHub initializes a relay, an authority and vendor keys, and serves
+// the relay on 127.0.0.1:0 with the authority connected to it.
 func (w *World) StartHub() *Hub {
 	w.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	d, err := hub.Init(filepath.Join(w.Dir, "hub"), ln.Addr().String())
+	vdir := filepath.Join(w.Dir, "vendor")
+	if _, _, err := vendor.Create(vdir); err != nil {
+		w.t.Fatal(err)
+	}
+	d, err := hub.Init(filepath.Join(w.Dir, "hub"), ln.Addr().String(), nil)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	st, err := boltstore.Open(filepath.Join(d.Path, hub.DBFile))
+	ad, err := authority.Init(filepath.Join(w.Dir, "auth"), authority.InitOptions{HubDir: d.Path, VendorDir: vdir})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	logs := &LogBuffer{}
-	srv, err := hub.New(hub.Options{Dir: d, Store: st, Logger: logs.Logger("hub")})
-	if err != nil {
+	if d, err = hub.LoadDir(d.Path); err != nil {
 		w.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hub{Srv: srv, Dir: d, Addr: ln.Addr().String(), Store: st, Logs: logs, cancel: cancel, done: make(chan error, 1)}
-	go func() { h.done <- srv.Serve(ctx, ln) }()
+	h := &Hub{Dir: d, AuthDir: ad, Addr: ln.Addr().String(), Logs: &LogBuffer{}, w: w, ln: ln}
+	if h.CommandKey, err = vendor.LoadPrivate(filepath.Join(vdir, vendor.CommandKeyFile)); err != nil {
+		w.t.Fatal(err)
+	}
+	if h.ReleaseKey, err = vendor.LoadPrivate(filepath.Join(vdir, vendor.ReleaseKeyFile)); err != nil {
+		w.t.Fatal(err)
+	}
+	if h.Store, err = boltstore.Open(filepath.Join(d.Path, hub.DBFile)); err != nil {
+		w.t.Fatal(err)
+	}
+	if h.AuthStore, err = boltstore.Open(filepath.Join(ad.Path, authority.DBFile)); err != nil {
+		w.t.Fatal(err)
+	}
+	h.start()
 	w.t.Cleanup(func() {
 		h.Stop()
-		st.Close()
+		h.Store.Close()
+		h.AuthStore.Close()
 		if w.t.Failed() {
-			w.t.Logf("---- hub log ----\n%s", logs)
+			w.t.Logf("---- hub log ----\n%s", h.Logs)
 		}
 	})
 	w.Hub = h
 	return h
 }
 
-// Stop stops the hub and waits for Serve to return.
+func (h *Hub) start() {
+	t := h.w.t
+	t.Helper()
+	srv, err := hub.New(hub.Options{Dir: h.Dir, Store: h.Store, Logger: h.Logs.Logger("relay")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := authority.New(authority.Options{Dir: h.AuthDir, Store: h.AuthStore, Logger: h.Logs.Logger("authority")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Srv, h.Authority = srv, auth
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan struct{})
+	ln := h.ln
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); srv.Serve(ctx, ln) }()
+	go func() { defer wg.Done(); auth.Run(ctx) }()
+	go func() { wg.Wait(); close(h.done) }()
+	Await(t, 10*time.Second, "the authority connected to the relay", func() bool {
+		return h.Logs.Contains("msg=\"authority connected\"")
+	})
+}
+
+// Stop stops the relay and the authority and waits for them.
 func (h *Hub) Stop() {
 	if h.cancel == nil {
 		return
@@ -99,7 +151,8 @@ func (h *Hub) Stop() {
 	h.cancel = nil
 }
 
-// Ticket creates a ticket and writes it to a file in the world's dir.
+// Ticket creates a ticket with the authority and writes it to a file in
+// the world's dir.
 func (w *World) Ticket(name string, o enroll.TicketOptions) string {
 	w.t.Helper()
 	if o.ExpiresIn == 0 {
@@ -108,7 +161,7 @@ func (w *World) Ticket(name string, o enroll.TicketOptions) string {
 	if o.Uses == 0 {
 		o.Uses = 1
 	}
-	text, err := w.Hub.Srv.CreateTicket(context.Background(), o)
+	text, err := w.Hub.Authority.CreateTicket(context.Background(), o)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -117,6 +170,12 @@ func (w *World) Ticket(name string, o enroll.TicketOptions) string {
 		w.t.Fatal(err)
 	}
 	return path
+}
+
+// Push signs a vendor command with the vendor's command key and submits it
+// through the relay.
+func (h *Hub) Push(ctx context.Context, req hub.PushRequest) (hub.PushResult, error) {
+	return hub.Push(ctx, h.Srv, hub.KeySigner{Key: h.CommandKey}, req, time.Now())
 }
 
 // Attrs makes an attribute map of names set to "true".

@@ -23,6 +23,7 @@ import (
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/command"
 	"github.com/edgeportal/connect/wire/control"
+	"github.com/edgeportal/connect/wire/controlconn"
 	"github.com/edgeportal/connect/wire/key"
 	"github.com/edgeportal/connect/wire/noiseconn"
 )
@@ -93,7 +94,7 @@ func TestPortalsAndCommands(t *testing.T) {
 
 	// A vendor outlet inside the customer's allow-list, then a portal to it.
 	echo2 := Echo(t)
-	res, err := w.Hub.Srv.Push(context.Background(), hub.PushRequest{Relay: "acme-relay", Op: command.OpOutletAdd,
+	res, err := w.Hub.Push(context.Background(), hub.PushRequest{Relay: "acme-relay", Op: command.OpOutletAdd,
 		Outlet: command.OutletArgs{Name: "echo2", To: echo2, Allow: "inlet-node"}, Wait: 10 * time.Second})
 	if err != nil || res.State != hub.CommandApplied {
 		t.Fatalf("push: %+v, %v", res, err)
@@ -115,7 +116,7 @@ func TestPortalsAndCommands(t *testing.T) {
 	// Revocation closes the inlet node's portals and stops it.
 	ost, _ := outlet.Status()
 	ist, _ := inlet.Status()
-	if _, err := w.Hub.Srv.Revoke(context.Background(), ist.Identifier); err != nil {
+	if _, err := w.Hub.Authority.Revoke(context.Background(), ist.Identifier); err != nil {
 		t.Fatal(err)
 	}
 	Await(t, 10*time.Second, "the revoked node stops", func() bool {
@@ -170,7 +171,7 @@ func TestSlowNodeDoesNotStallOthers(t *testing.T) {
 	if err := os.WriteFile(bin, make([]byte, 8<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Hub.Dir.Publish(hub.PublishOptions{Version: "v9.0.0", Files: map[string]string{"linux/amd64": bin}}); err != nil {
+	if _, err := w.Hub.Dir.Publish(hub.PublishOptions{Version: "v9.0.0", Files: map[string]string{"linux/amd64": bin}, Key: w.Hub.ReleaseKey}); err != nil {
 		t.Fatal(err)
 	}
 	s := enrollRaw(t, w, "stuck-relay", 1024)
@@ -221,8 +222,9 @@ func TestSlowNodeDoesNotStallOthers(t *testing.T) {
 	t.Logf("healthy portals: worst %s before, %s while another member is stuck", baseline, worst)
 }
 
-// rawMember enrolls a hand-driven member that registers relay and then
-// does nothing: it never reads its control connection again.
+// enrollRaw enrolls a hand-driven member that registers relay and then
+// does only what the test tells it: it never reads its control
+// connection again.
 func enrollRaw(t *testing.T, w *World, relay string, rcvbuf int) net.Conn {
 	t.Helper()
 	path := w.Ticket("raw-"+relay, enroll.TicketOptions{Relay: relay, Attributes: Attrs("outlet-node")})
@@ -230,20 +232,36 @@ func enrollRaw(t *testing.T, w *World, relay string, rcvbuf int) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	static := key.NewNodePrivate()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Redeem with the authority, end to end through the relay.
+	ac, err := controlconn.Dial(ctx, controlconn.Options{Addr: w.Hub.Addr, Kind: wire.KindAuthority, Static: static,
+		Peer: tk.AuthorityNoisePublic(), Hello: control.ClientHello{Version: wire.ProtocolVersion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cr control.CredentialResponse
+	err = ac.Call(ctx, control.TypeRedeem, control.RedeemRequest{Secret: tk.Secret, Relay: relay}, &cr)
+	ac.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A control connection by hand, with a tiny receive buffer.
 	c, err := net.Dial("tcp", w.Hub.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.(*net.TCPConn).SetReadBuffer(rcvbuf)
 	c.Write(wire.Preface(wire.KindControl))
-	hello, _ := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	nc, err := noiseconn.Client(ctx, c, key.NewNodePrivate(), wire.Prologue("control", nil), func(key.NodePublic, []byte) ([]byte, error) { return hello, nil })
+	hello, _ := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion, Credential: cr.Credential})
+	nc, err := noiseconn.Client(ctx, c, static, wire.Prologue("control", wire.OurOffer, nil), func(key.NodePublic, []byte) ([]byte, error) { return hello, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	rawCall(t, nc, 1, control.TypeRedeem, control.RedeemRequest{Secret: tk.Secret, Relay: relay})
+	if _, err := wire.ReadMessage(nc); err != nil { // the welcome
+		t.Fatal(err)
+	}
 	rawCall(t, nc, 2, control.TypeRegisterRelay, control.RegisterRelayRequest{Name: relay})
 	return nc
 }

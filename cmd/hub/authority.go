@@ -1,0 +1,382 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/hub/authority"
+	"github.com/edgeportal/connect/hub/store/boltstore"
+	"github.com/edgeportal/connect/hub/vendor"
+	"github.com/edgeportal/connect/internal/atomicfile"
+	"github.com/edgeportal/connect/internal/brand"
+	"github.com/edgeportal/connect/internal/cliutil"
+	"github.com/edgeportal/connect/wire/key"
+)
+
+func cmdKeysCreate(ctx context.Context, c *cliutil.Call) error {
+	dir := dirFlag(c, "vendor key")
+	if err := c.Parse(0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	cmd, rel, err := vendor.Create(*dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "created the vendor's keys in %s (keep them on the admin side; the relay never needs them)\n  command key: %s\n  release key: %s\n",
+		*dir, cmd, rel)
+	return nil
+}
+
+func cmdAuthorityInit(ctx context.Context, c *cliutil.Call) error {
+	fs := c.Flags()
+	dir := dirFlag(c, "authority")
+	hubDir := fs.String("hub-dir", "", "the relay's directory on this machine (its address and key are read, and it is told to trust this authority)")
+	var hubs cliutil.Strings
+	fs.Var(&hubs, "hub", "a relay address nodes dial, for a relay on another machine; repeatable")
+	hubKey := fs.String("hub-key", "", "the relay's key (nodekey:…), for a relay on another machine")
+	vdir := fs.String("vendor-dir", "", "the vendor's key directory: its public keys (command.pub, release.pub) go into tickets")
+	if err := c.Parse(0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	o := authority.InitOptions{HubDir: *hubDir, Hubs: hubs, VendorDir: *vdir}
+	if *hubKey != "" {
+		k, err := key.ParseNodePublic(*hubKey)
+		if err != nil {
+			return fmt.Errorf("--hub-key: %w", err)
+		}
+		o.HubKey = k
+	}
+	if (*hubDir == "") == (len(hubs) == 0) {
+		return cliutil.Usagef("authority init needs --hub-dir HUB, or --hub ADDR with --hub-key KEY")
+	}
+	d, err := authority.Init(*dir, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "initialized authority in %s\n  project:        %s\n  relays:         %s\n  authority key:  %s\n  noise key:      %s\n",
+		*dir, d.Config.Project, strings.Join(d.Config.Hubs, ", "), d.Signer.Public(), d.NoiseKey.Public())
+	if *hubDir != "" {
+		fmt.Fprintf(c.Stdout, "the relay in %s now trusts this authority\n", *hubDir)
+	} else {
+		fmt.Fprintf(c.Stdout, "on the relay's machine run: %s trust --dir HUB --authority-key %s\n", brand.HubBinary(), d.Signer.Public())
+	}
+	return nil
+}
+
+func cmdAuthorityServe(ctx context.Context, c *cliutil.Call) error {
+	fs := c.Flags()
+	dir := dirFlag(c, "authority")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
+	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the authority's clock (tests of clock skew only; not for production)")
+	if err := c.Parse(0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	log, err := cliutil.Logger(c.Stderr, *level, *format)
+	if err != nil {
+		return cliutil.Usagef("%v", err)
+	}
+	var now func() time.Time
+	if *clockOffset != 0 {
+		log.Warn("the authority's clock is shifted for testing", "offset", *clockOffset)
+		now = func() time.Time { return time.Now().Add(*clockOffset) }
+	}
+	d, err := authority.LoadDir(*dir)
+	if err != nil {
+		return err
+	}
+	store, err := boltstore.Open(filepath.Join(*dir, authority.DBFile))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	srv, err := authority.New(authority.Options{Dir: d, Store: store, Logger: log, Now: now})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	adminDone := make(chan error, 1)
+	go func() { adminDone <- srv.ServeAdmin(ctx) }()
+	err = srv.Run(ctx)
+	cancel()
+	if aerr := <-adminDone; aerr != nil && err == nil {
+		err = aerr
+	}
+	return err
+}
+
+// authorityAdmin returns the running authority's admin API, or its store
+// directly when none runs in dir.
+func authorityAdmin(dir string) (authority.Admin, func(), error) {
+	d, err := authority.LoadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c, err := authority.DialAdmin(dir); err == nil {
+		return c, func() {}, nil
+	}
+	store, err := boltstore.Open(filepath.Join(dir, authority.DBFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := d.Authority(store)
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return &authority.Offline{Auth: a}, func() { store.Close() }, nil
+}
+
+func cmdTicketCreate(ctx context.Context, c *cliutil.Call) error {
+	fs := c.Flags()
+	dir := dirFlag(c, "authority")
+	expires := fs.String("expires-in", "24h", "how long the ticket can be redeemed")
+	uses := fs.Int("usage-count", 1, "how many nodes may redeem it")
+	var attrs cliutil.Strings
+	fs.Var(&attrs, "attribute", "NAME or NAME=VALUE the node is granted; repeatable")
+	relay := fs.String("relay", "", "relay name the node may register")
+	enroller := fs.Bool("enroller", false, "the node may create tickets, within the scope below (never the enroller role itself)")
+	var mayGrant, relays cliutil.Strings
+	fs.Var(&mayGrant, "enroller-may-grant", "ATTR[,ATTR…] (or NAME=VALUE) an enroller may grant; repeatable")
+	fs.Var(&relays, "enroller-relays", "PATTERN[,PATTERN…] of relay names an enroller may grant ('*' matches any characters); repeatable")
+	maxLife := fs.String("enroller-max-lifetime", enroll.DefaultScopeLifetime.String(), "the longest lifetime of an enroller's tickets")
+	maxUses := fs.Int("enroller-max-uses", enroll.DefaultScopeUses, "the most uses of an enroller's tickets")
+	out := fs.String("out", "", "write the ticket to this file (mode 0600) instead of stdout")
+	if err := c.Parse(0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	d, err := cliutil.Duration("expires-in", *expires)
+	if err != nil {
+		return err
+	}
+	m, err := cliutil.Attributes(attrs)
+	if err != nil {
+		return err
+	}
+	o := enroll.TicketOptions{Attributes: m, Relay: *relay, Enroller: *enroller, ExpiresIn: d, Uses: *uses, CreatedBy: "admin"}
+	if *enroller {
+		life, err := cliutil.Duration("enroller-max-lifetime", *maxLife)
+		if err != nil {
+			return err
+		}
+		o.Scope = &enroll.Scope{Attributes: splitList(mayGrant), Relays: splitList(relays), MaxLifetime: int64(life / time.Second), MaxUses: *maxUses}
+	} else if len(mayGrant)+len(relays) > 0 {
+		return cliutil.Usagef("--enroller-may-grant and --enroller-relays need --enroller")
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if *out != "" {
+		// Refuse an existing file first: nothing is created on the
+		// authority for a ticket that could not be written.
+		if _, err := os.Stat(*out); err == nil {
+			return fmt.Errorf("--out %s: the file exists; refusing to overwrite it", *out)
+		}
+	}
+	a, done, err := authorityAdmin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	text, err := a.CreateTicket(ctx, o)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		if err := atomicfile.WriteFile(*out, []byte(text+"\n"), 0o600); err != nil {
+			return fmt.Errorf("--out: %w (the ticket exists at the authority: withdraw it with ticket revoke)", err)
+		}
+		_, g, _ := enroll.ParseTicket(text)
+		fmt.Fprintf(c.Stdout, "ticket %s written to %s (0600)\n", g.TicketID, *out)
+		return nil
+	}
+	fmt.Fprintln(c.Stdout, text)
+	return nil
+}
+
+// splitList splits repeatable, comma-separated flag values.
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func cmdTicketList(ctx context.Context, c *cliutil.Call) error {
+	dir := dirFlag(c, "authority")
+	asJSON := c.Flags().Bool("json", false, "print JSON")
+	if err := c.Parse(0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	a, done, err := authorityAdmin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ts0, err := a.Tickets(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c, ts0)
+	}
+	tw := tabwriter.NewWriter(c.Stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "TICKET\tATTRIBUTES\tRELAY\tCREATED\tEXPIRES\tUSES-LEFT\tSTATE\tBY")
+	now := time.Now().Unix()
+	for _, t := range ts0 {
+		state := "valid"
+		switch {
+		case t.Revoked:
+			state = "withdrawn"
+		case t.UsesLeft <= 0:
+			state = "used up"
+		case now >= t.ExpiresAt:
+			state = "expired"
+		}
+		attrs := attrList(t.Attributes)
+		if t.Enroller {
+			attrs += " (enroller: " + t.Scope.String() + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, orDash(attrs), orDash(t.Relay), ts(t.CreatedAt), ts(t.ExpiresAt), max(t.UsesLeft, 0), state, orDash(t.CreatedBy))
+	}
+	return tw.Flush()
+}
+
+func cmdTicketRevoke(ctx context.Context, c *cliutil.Call) error {
+	dir := dirFlag(c, "authority")
+	if err := c.Parse(1); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	if c.Flags().NArg() != 1 {
+		return cliutil.Usagef("usage: %s ticket revoke --dir AUTH TICKET", brand.HubBinary())
+	}
+	a, done, err := authorityAdmin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t, err := a.RevokeTicket(ctx, c.Flags().Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "withdrew ticket %s: it can no longer be redeemed (nodes it admitted stay members)\n", t.ID)
+	return nil
+}
+
+func attrList(m map[string]string) string {
+	var attrs []string
+	for _, k := range enroll.SortedAttributes(m) {
+		if v := m[k]; v == "true" {
+			attrs = append(attrs, k)
+		} else {
+			attrs = append(attrs, k+"="+v)
+		}
+	}
+	return strings.Join(attrs, ",")
+}
+
+func cmdMembersList(ctx context.Context, c *cliutil.Call) error {
+	dir := dirFlag(c, "authority")
+	asJSON := c.Flags().Bool("json", false, "print JSON")
+	if err := c.Parse(0); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	a, done, err := authorityAdmin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ms, err := a.Members(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c, ms)
+	}
+	tw := tabwriter.NewWriter(c.Stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "IDENTIFIER\tATTRIBUTES\tRELAY\tENROLLED-AT\tLAST-SEEN\tSTATE\tVERSION\tLAST-UPDATE")
+	for _, m := range ms {
+		attrs := attrList(m.Attributes)
+		if m.Enroller {
+			attrs += ",(enroller)"
+		}
+		state := "offline"
+		switch {
+		case m.Revoked:
+			state = "revoked"
+		case !m.Live:
+			state = "unknown (authority not running)"
+		case m.Paused:
+			state = "paused"
+		case m.Connected:
+			state = "online"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(strings.TrimPrefix(attrs, ",")), orDash(m.Relay),
+			ts(m.EnrolledAt), ts(m.LastSeen), state, orDash(m.Version), orDash(m.LastUpdate))
+	}
+	return tw.Flush()
+}
+
+func cmdMembersRevoke(ctx context.Context, c *cliutil.Call) error {
+	dir := dirFlag(c, "authority")
+	if err := c.Parse(1); err != nil {
+		return err
+	}
+	if err := requireDir(*dir); err != nil {
+		return err
+	}
+	if c.Flags().NArg() != 1 {
+		return cliutil.Usagef("usage: %s members revoke --dir AUTH IDENTIFIER", brand.HubBinary())
+	}
+	a, done, err := authorityAdmin(*dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	m, err := a.Revoke(ctx, c.Flags().Arg(0))
+	if err != nil {
+		return err
+	}
+	if _, offline := a.(*authority.Offline); offline {
+		fmt.Fprintf(c.Stdout, "revoked %s (the authority is not running: the relay hears of it when the authority next connects)\n", m.ID)
+		return nil
+	}
+	fmt.Fprintf(c.Stdout, "revoked %s\n", m.ID)
+	return nil
+}
