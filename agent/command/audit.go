@@ -81,7 +81,7 @@ const (
 	maxKeysPerPeer = 16
 	// maxOpenKeys bounds the open windows of all peers together; past it
 	// every new denial folds into one record for all peers.
-	maxOpenKeys = 1024
+	maxOpenKeys = 256
 	// otherReason is the reason of a record that folds denials with
 	// varying outlets or reasons.
 	otherReason = "more denials with other outlets or reasons"

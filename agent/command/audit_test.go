@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,9 +93,10 @@ func TestAuditFloodVaried(t *testing.T) {
 	dir := t.TempDir()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	a := openTestAudit(t, dir, clk)
+	long := strings.Repeat("A", 16<<10)
 	for i := 0; i < 10_000; i++ {
-		name := fmt.Sprintf("%d\n\x1b[2J%s", i, strings.Repeat("A", 16<<10))
-		if err := a.Append(denied("Ievil", name, fmt.Sprintf("no outlet named %q", name))); err != nil {
+		name := strconv.Itoa(i) + "\n\x1b[2J" + long
+		if err := a.Append(denied("Ievil", name, "no outlet named "+name)); err != nil {
 			t.Fatal(err)
 		}
 	}
