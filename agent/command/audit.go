@@ -19,13 +19,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/internal/atomicfile"
 )
 
-// Audit log files in the state directory.
+// Audit log files in the state directory (named by agent/statedir).
 const (
-	AuditFile     = "audit.log"  // JSON lines, append-only
-	AuditHeadFile = "audit.head" // count and hash of the last line
+	AuditFile     = statedir.AuditLog  // JSON lines, append-only
+	AuditHeadFile = statedir.AuditHead // count and hash of the last line
 )
 
 // Entry is one audit record: a command received or a portal served. A
