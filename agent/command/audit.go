@@ -205,9 +205,11 @@ func readHead(dir string) (h head, ok bool, err error) {
 	return h, true, nil
 }
 
-// maxRecordLen bounds one line of the log: every peer- or vendor-chosen
-// field is clipped to maxField bytes, which JSON may escape up to 6x.
-const maxRecordLen = 64 << 10
+// maxRecordLen bounds one line of the log when it is read back (as
+// ReadAudit does). Records written now are a few KiB at most (every peer-
+// or vendor-chosen field is clipped to maxField bytes, which JSON may
+// escape up to 6x); older versions stored peer-chosen names unclipped.
+const maxRecordLen = 1 << 20
 
 // lastRecord returns the last record of the log (nil when it is missing
 // or empty) and the file's size, reading only its tail.
@@ -492,7 +494,7 @@ func ReadAudit(dir string) ([]Entry, error) {
 func readEntries(r io.Reader) ([]Entry, error) {
 	var out []Entry
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Buffer(make([]byte, 64<<10), maxRecordLen)
 	line := 0
 	for sc.Scan() {
 		line++
