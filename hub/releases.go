@@ -117,23 +117,133 @@ func (d *Dir) Publish(o PublishOptions) (*release.Manifest, error) {
 	return &m, nil
 }
 
+// ErrBadReleaseName means a release request named a channel, version or
+// platform that is not a valid name; nothing was read.
+var ErrBadReleaseName = errors.New("bad release name")
+
+// validateReleaseName checks the names a release request carries: a
+// channel (lower-case letters, digits and '-', at most 32), a strict
+// semantic version (release.ParseVersion; "" when allowEmptyVersion) and,
+// unless empty, a platform ("linux/amd64"). Every hub lookup goes through
+// it, so no request can name a path outside the releases directory.
+func validateReleaseName(channel, version, platform string, allowEmptyVersion bool) error {
+	if !channelRE.MatchString(channel) {
+		return fmt.Errorf("%w: channel %s: use lower-case letters, digits and '-', at most 32", ErrBadReleaseName, quoteName(channel))
+	}
+	if version != "" || !allowEmptyVersion {
+		if _, err := release.ParseVersion(version); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadReleaseName, err)
+		}
+	}
+	if platform != "" && !platformRE.MatchString(platform) {
+		return fmt.Errorf("%w: platform %s: want OS/ARCH like linux/amd64", ErrBadReleaseName, quoteName(platform))
+	}
+	return nil
+}
+
+// quoteName quotes a name for an error message, escaped and cut short, so
+// a hostile request is never echoed at length or with control characters.
+func quoteName(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", s[:max], len(s))
+}
+
+// releaseFile returns the path, relative to the releases directory, of a
+// file of a release, after checking that it stays inside that directory.
+// The names must have passed validateReleaseName.
+func releaseFile(elem ...string) (string, error) {
+	p := filepath.Join(elem...)
+	if !filepath.IsLocal(p) {
+		return "", fmt.Errorf("%w: %s leaves the releases directory", ErrBadReleaseName, quoteName(p))
+	}
+	return p, nil
+}
+
+// openReleases opens the releases directory as an os.Root: every file is
+// then opened through it, and a symlink that points out of it (planted in
+// the directory, or raced in) is refused instead of followed. It returns
+// (nil, nil) when nothing was ever published.
+func (d *Dir) openReleases() (*os.Root, error) {
+	r, err := os.OpenRoot(filepath.Join(d.Path, releasesDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("releases: %w", err)
+	}
+	return r, nil
+}
+
+// versions returns the published versions of a channel (directory names
+// that are valid versions and not an unfinished publish).
+func versions(root *os.Root, channel string) ([]string, error) {
+	f, err := root.Open(channel)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		name := e.Name()
+		if !e.IsDir() || strings.HasSuffix(name, ".tmp") {
+			continue
+		}
+		if _, err := release.ParseVersion(name); err != nil {
+			continue
+		}
+		out = append(out, name)
+	}
+	return out, nil
+}
+
 // Releases lists published releases, newest first within a channel.
+// Directories whose names are not valid channels or versions are skipped.
 func (d *Dir) Releases() ([]release.Manifest, error) {
+	root, err := d.openReleases()
+	if err != nil || root == nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := root.Open(".")
+	if err != nil {
+		return nil, fmt.Errorf("releases: %w", err)
+	}
+	chans, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("releases: %w", err)
+	}
 	var out []release.Manifest
-	chans, _ := os.ReadDir(filepath.Join(d.Path, releasesDir))
 	for _, ch := range chans {
-		vers, _ := os.ReadDir(filepath.Join(d.Path, releasesDir, ch.Name()))
+		if !ch.IsDir() || validateReleaseName(ch.Name(), "", "", true) != nil {
+			continue
+		}
+		vers, err := versions(root, ch.Name())
+		if err != nil {
+			continue
+		}
 		for _, v := range vers {
-			if strings.HasSuffix(v.Name(), ".tmp") {
+			p, err := releaseFile(ch.Name(), v, manifestFile)
+			if err != nil {
+				return nil, err
+			}
+			data, err := readRegular(root, p, maxManifestSize)
+			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			data, err := os.ReadFile(filepath.Join(d.releasePath(ch.Name(), v.Name()), "manifest.cbor"))
 			if err != nil {
-				continue
+				return nil, fmt.Errorf("release %s/%s: %w", ch.Name(), v, err)
 			}
 			m, err := d.readManifest(data)
 			if err != nil {
-				return nil, fmt.Errorf("release %s/%s: %w", ch.Name(), v.Name(), err)
+				return nil, fmt.Errorf("release %s/%s: %w", ch.Name(), v, err)
 			}
 			out = append(out, *m)
 		}
@@ -147,60 +257,113 @@ func (d *Dir) Releases() ([]release.Manifest, error) {
 	return out, nil
 }
 
+// manifestFile is a release's signed manifest; maxManifestSize bounds it
+// (a manifest lists a few platforms with a minisign signature each).
+const (
+	manifestFile    = "manifest.cbor"
+	maxManifestSize = 1 << 20
+)
+
+// readRegular reads a regular file through root, at most max bytes.
+func readRegular(root *os.Root, name string, max int64) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	if fi.Size() > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, max)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
+}
+
 // ManifestBytes returns the signed manifest of a version, or of the newest
 // version of the channel when version is empty. The bytes are served as
-// stored: nodes verify them.
+// stored: nodes verify them. A bad name is refused (ErrBadReleaseName)
+// before anything is read.
 func (d *Dir) ManifestBytes(channel, version string) ([]byte, error) {
 	if channel == "" {
 		channel = "stable"
 	}
-	if !channelRE.MatchString(channel) {
-		return nil, fmt.Errorf("bad channel %q", channel)
+	if err := validateReleaseName(channel, version, "", true); err != nil {
+		return nil, err
 	}
+	root, err := d.openReleases()
+	if err != nil {
+		return nil, err
+	}
+	if root == nil {
+		return nil, fmt.Errorf("no release published on channel %s", channel)
+	}
+	defer root.Close()
 	if version == "" {
-		vers, err := os.ReadDir(filepath.Join(d.Path, releasesDir, channel))
+		vers, err := versions(root, channel)
 		if err != nil {
 			return nil, fmt.Errorf("no release published on channel %s", channel)
 		}
 		for _, v := range vers {
-			if _, err := release.ParseVersion(v.Name()); err != nil || strings.HasSuffix(v.Name(), ".tmp") {
-				continue
-			}
-			if version == "" || release.CompareStrings(v.Name(), version) > 0 {
-				version = v.Name()
+			if version == "" || release.CompareStrings(v, version) > 0 {
+				version = v
 			}
 		}
 		if version == "" {
 			return nil, fmt.Errorf("no release published on channel %s", channel)
 		}
 	}
-	if _, err := release.ParseVersion(version); err != nil {
+	p, err := releaseFile(channel, version, manifestFile)
+	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(filepath.Join(d.releasePath(channel, version), "manifest.cbor"))
+	b, err := readRegular(root, p, maxManifestSize)
 	if err != nil {
 		return nil, fmt.Errorf("release %s is not published on channel %s", version, channel)
 	}
 	return b, nil
 }
 
-// ReadChunk returns up to n bytes of a release binary at offset.
+// ReadChunk returns up to n bytes of a release binary at offset. A bad
+// name is refused (ErrBadReleaseName) before anything is read.
 func (d *Dir) ReadChunk(channel, version, platform string, offset int64, n int) ([]byte, error) {
-	if !channelRE.MatchString(channel) || !platformRE.MatchString(platform) {
-		return nil, errors.New("bad channel or platform")
-	}
-	if _, err := release.ParseVersion(version); err != nil {
+	if err := validateReleaseName(channel, version, platform, false); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(filepath.Join(d.releasePath(channel, version), platformFile(platform)))
+	if platform == "" {
+		return nil, fmt.Errorf("%w: no platform", ErrBadReleaseName)
+	}
+	if offset < 0 || offset > release.MaxBinarySize || n <= 0 || n > release.MaxBinarySize {
+		return nil, fmt.Errorf("release %s: bad range (offset %d, %d bytes)", version, offset, n)
+	}
+	root, err := d.openReleases()
+	if err != nil {
+		return nil, err
+	}
+	if root == nil {
+		return nil, fmt.Errorf("release %s is not published on channel %s", version, channel)
+	}
+	defer root.Close()
+	p, err := releaseFile(channel, version, platformFile(platform))
+	if err != nil {
+		return nil, err
+	}
+	f, err := root.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("release %s has no %s binary", version, platform)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("release %s has no %s binary", version, platform)
+	}
 	buf := make([]byte, n)
 	k, err := f.ReadAt(buf, offset)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, fmt.Errorf("release %s: %w", version, err)
 	}
 	return buf[:k], nil
 }

@@ -12,6 +12,20 @@
 //
 // Expressions are a closed sum type, modelled on go/build/constraint.
 //
+// # Missing attributes
+//
+// A missing attribute never matches, as in Ockam's attribute-based access
+// control: for a peer without tier, "tier", "tier = gold" and
+// "tier != trial" are all unknown rather than false, and "not tier" is
+// unknown too. Evaluation uses Kleene's three-valued logic (false and
+// anything is false, true or anything is true, otherwise unknown) and only
+// a true result allows. So a policy allows a peer only if it would allow
+// it whatever values the peer's missing attributes had: nothing is ever
+// granted because an attribute is absent. Where Ockam denies as soon as
+// evaluation touches an unbound attribute (so that "a or b" can depend on
+// the order of its operands), this rule gives the same answer for any
+// order.
+//
 // This package is a leaf (stdlib only); any package may import it.
 package policy
 
@@ -352,80 +366,149 @@ type Peer struct {
 	Attributes map[string]string
 }
 
+// lookup returns the value of an attribute (or the identifier) and whether
+// the peer has it. An empty identifier counts as absent.
 func (p Peer) lookup(name string) (string, bool) {
 	if name == identifierName {
-		return p.Identifier, true
+		return p.Identifier, p.Identifier != ""
 	}
 	v, ok := p.Attributes[name]
 	return v, ok
 }
 
-// Eval reports whether peer satisfies e. A nil e allows nothing.
-func Eval(e Expr, peer Peer) bool {
-	ok, _ := eval(e, peer, false)
-	return ok
+// truth is the value of an expression under Kleene's three-valued logic:
+// an atom about an attribute the peer does not have is unknown, neither
+// true nor false.
+type truth int8
+
+const (
+	unknown truth = iota
+	isFalse
+	isTrue
+)
+
+func truthOf(b bool) truth {
+	if b {
+		return isTrue
+	}
+	return isFalse
 }
 
-// Explain is Eval with a short human reason for the decision.
+// Eval reports whether peer satisfies e. A nil e allows nothing.
+//
+// A missing attribute never matches: "tier = gold", "tier != trial" and
+// the bare "tier" are all unknown for a peer without tier, and so is their
+// negation. "and" is false when either side is false, true when both are
+// true, unknown otherwise; "or" is true when either side is true, false
+// when both are false, unknown otherwise. Only a true result allows, so an
+// expression allows a peer only if it would allow it whatever values its
+// missing attributes had: absence never grants access.
+func Eval(e Expr, peer Peer) bool {
+	t, _ := eval(e, peer, false)
+	return t == isTrue
+}
+
+// Explain is Eval with a short human reason for the decision, naming the
+// attribute that decided it ("attribute tier is absent").
 func Explain(e Expr, peer Peer) (bool, string) {
 	if e == nil {
 		return false, "no policy: nothing is allowed"
 	}
-	return eval(e, peer, true)
+	t, why := eval(e, peer, true)
+	return t == isTrue, why
 }
 
-func eval(e Expr, peer Peer, why bool) (bool, string) {
+// eval evaluates e; with why it also says why (only then does it
+// allocate).
+func eval(e Expr, peer Peer, why bool) (truth, string) {
 	switch e := e.(type) {
 	case *AttrExpr:
 		v, ok := peer.lookup(e.Name)
-		if v == "true" {
-			return true, reason(why, "attribute %q is true", e.Name)
+		switch {
+		case !ok:
+			if !why {
+				return unknown, ""
+			}
+			return unknown, fmt.Sprintf("attribute %s is absent (a missing attribute never matches)", e.Name)
+		case v == "true":
+			if !why {
+				return isTrue, ""
+			}
+			return isTrue, fmt.Sprintf("attribute %s is \"true\"", e.Name)
 		}
-		if !ok {
-			return false, reason(why, "attribute %q is not \"true\" (absent)", e.Name)
+		if !why {
+			return isFalse, ""
 		}
-		return false, reason(why, "attribute %q is %q, not \"true\"", e.Name, v)
+		return isFalse, fmt.Sprintf("attribute %s is %q, not \"true\"", e.Name, v)
 	case *CmpExpr:
 		v, ok := peer.lookup(e.Name)
-		eq := ok && v == e.Value
-		what := fmt.Sprintf("attribute %q", e.Name)
+		t := unknown
+		if ok {
+			t = truthOf((v == e.Value) != e.Neq)
+		}
+		if !why {
+			return t, ""
+		}
+		what := "attribute " + e.Name
 		if e.Name == identifierName {
 			what = "identifier"
 		}
-		got := fmt.Sprintf("%q", v)
-		if !ok {
-			got = "absent"
+		switch {
+		case !ok:
+			return t, fmt.Sprintf("%s is absent (a missing attribute never matches %s)", what, e)
+		case e.Neq:
+			return t, fmt.Sprintf("%s is %q (must not be %q)", what, v, e.Value)
 		}
-		if e.Neq {
-			return !eq, reason(why, "%s is %s (must not be %q)", what, got, e.Value)
-		}
-		return eq, reason(why, "%s is %s (must be %q)", what, got, e.Value)
+		return t, fmt.Sprintf("%s is %q (must be %q)", what, v, e.Value)
 	case *NotExpr:
-		ok, r := eval(e.X, peer, why)
-		return !ok, reason(why, "not (%s)", r)
+		t, r := eval(e.X, peer, why)
+		switch t {
+		case isTrue:
+			t = isFalse
+		case isFalse:
+			t = isTrue
+		default:
+			return unknown, r // not unknown is unknown, for the same reason
+		}
+		if !why {
+			return t, ""
+		}
+		return t, "not (" + r + ")"
 	case *AndExpr:
-		ok, r := eval(e.X, peer, why)
-		if !ok {
-			return false, r
+		tx, rx := eval(e.X, peer, why)
+		if tx == isFalse {
+			return isFalse, rx
 		}
-		return eval(e.Y, peer, why)
+		ty, ry := eval(e.Y, peer, why)
+		switch {
+		case ty == isFalse:
+			return isFalse, ry
+		case tx == unknown:
+			return unknown, rx
+		case ty == unknown:
+			return unknown, ry
+		}
+		if !why {
+			return isTrue, ""
+		}
+		return isTrue, rx + "; and " + ry
 	case *OrExpr:
-		ok, r1 := eval(e.X, peer, why)
-		if ok {
-			return true, r1
+		tx, rx := eval(e.X, peer, why)
+		if tx == isTrue {
+			return isTrue, rx
 		}
-		ok, r2 := eval(e.Y, peer, why)
-		if ok {
-			return true, r2
+		ty, ry := eval(e.Y, peer, why)
+		t := isFalse
+		switch {
+		case ty == isTrue:
+			return isTrue, ry
+		case tx == unknown || ty == unknown:
+			t = unknown
 		}
-		return false, reason(why, "%s; and %s", r1, r2)
+		if !why {
+			return t, ""
+		}
+		return t, rx + "; and " + ry
 	}
-	return false, "no policy: nothing is allowed"
-}
-
-func reason(why bool, format string, args ...any) string {
-	if !why {
-		return ""
-	}
-	return fmt.Sprintf(format, args...)
+	return isFalse, "no policy: nothing is allowed"
 }

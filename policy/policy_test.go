@@ -95,62 +95,169 @@ func TestLimits(t *testing.T) {
 }
 
 func TestEval(t *testing.T) {
-	peer := Peer{Identifier: "I01", Attributes: map[string]string{"inlet-from-saas": "true", "tier": "gold", "off": "false"}}
+	// present has tier and a false flag; absent has neither. Every operator
+	// is tried against both: a missing attribute never matches, so no
+	// expression about tier or off admits absent.
+	present := Peer{Identifier: "I01", Attributes: map[string]string{"inlet-from-saas": "true", "tier": "gold", "off": "false"}}
+	absent := Peer{Identifier: "I01", Attributes: map[string]string{"inlet-from-saas": "true"}}
+	noID := Peer{Attributes: map[string]string{"inlet-from-saas": "true"}}
 	tests := []struct {
-		expr string
-		want bool
+		expr                    string
+		wantPresent, wantAbsent bool
 	}{
-		{"inlet-from-saas", true},
-		{"off", false},
-		{"missing", false},
-		{"tier = gold", true},
-		{"tier = silver", false},
-		{"tier != silver", true},
-		{"missing != x", true},
-		{"missing = x", false},
-		{"not missing", true},
-		{"inlet-from-saas and tier = gold", true},
-		{"inlet-from-saas and missing", false},
-		{"missing or tier = gold", true},
-		{"identifier = I01", true},
-		{"identifier = I02", false},
-		{"identifier != I02 and not off", true},
+		// bare name
+		{"inlet-from-saas", true, true},
+		{"off", false, false},
+		{"tier", false, false},
+		// =
+		{"tier = gold", true, false},
+		{"tier = silver", false, false},
+		// != : true only for a present attribute with another value
+		{"tier != silver", true, false},
+		{"tier != gold", false, false},
+		{"tier != trial", true, false},
+		// not
+		{"not off", true, false},
+		{"not tier", true, false},
+		{"not inlet-from-saas", false, false},
+		{"not tier = silver", true, false},
+		{"not tier = gold", false, false},
+		{"not tier != gold", true, false},
+		{"not not off", false, false},
+		{"not (tier != trial)", false, false},
+		// and: false wins over unknown, unknown over true
+		{"inlet-from-saas and tier = gold", true, false},
+		{"inlet-from-saas and off", false, false},
+		{"off and tier = gold", false, false},
+		{"tier = silver and inlet-from-saas", false, false},
+		{"not (off and inlet-from-saas)", true, false},
+		{"not (tier = gold and not inlet-from-saas)", true, true}, // inner is false either way
+		// or: true wins over unknown, unknown over false
+		{"tier = gold or inlet-from-saas", true, true},
+		{"inlet-from-saas or tier = gold", true, true},
+		{"tier = silver or off", false, false},
+		{"tier != gold or off", false, false},
+		{"not (tier = silver or off)", true, false},
+		{"not (tier = silver or inlet-from-saas)", false, false},
+		// identifier
+		{"identifier = I01", true, true},
+		{"identifier = I02", false, false},
+		{"identifier != I02 and not off", true, false},
 	}
 	for _, tt := range tests {
 		e, err := Parse(tt.expr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := Eval(e, peer); got != tt.want {
-			t.Errorf("Eval(%q) = %v, want %v", tt.expr, got, tt.want)
-		}
-		if ok, why := Explain(e, peer); ok != tt.want || why == "" {
-			t.Errorf("Explain(%q) = %v, %q", tt.expr, ok, why)
+		for _, c := range []struct {
+			name string
+			peer Peer
+			want bool
+		}{{"present", present, tt.wantPresent}, {"absent", absent, tt.wantAbsent}} {
+			if got := Eval(e, c.peer); got != c.want {
+				t.Errorf("Eval(%q) for %s = %v, want %v", tt.expr, c.name, got, c.want)
+			}
+			if ok, why := Explain(e, c.peer); ok != c.want || why == "" {
+				t.Errorf("Explain(%q) for %s = %v, %q; want %v", tt.expr, c.name, ok, why, c.want)
+			}
 		}
 	}
-	if Eval(nil, peer) {
+	// A peer without an identifier matches no identifier expression.
+	for _, s := range []string{"identifier = I01", "identifier != I02", "not identifier = I01"} {
+		if Eval(mustParse(t, s), noID) {
+			t.Errorf("Eval(%q) admits a peer without identifier", s)
+		}
+	}
+	if Eval(nil, present) {
 		t.Error("nil policy allowed")
 	}
 }
 
+// TestAbsentNeverAdmits replays the attack of issue 14: "tier != trial"
+// meant to keep trial nodes out, and a node enrolled without any tier got
+// in. Whatever the expression, if it allows a peer with a missing
+// attribute it must allow that peer for every value the attribute could
+// have had (absence never grants access).
+func TestAbsentNeverAdmits(t *testing.T) {
+	node := Peer{Identifier: "I9", Attributes: map[string]string{"member": "true"}}
+	for _, s := range []string{"tier != trial", "not tier = trial", "not trial", "member and tier != trial", "not (tier = trial or trial)"} {
+		if ok, why := Explain(mustParse(t, s), node); ok {
+			t.Errorf("%q admits a node without tier (%s)", s, why)
+		}
+	}
+	exprs := []string{
+		"a", "not a", "a = x", "a != x", "not a != x", "a or b", "a and not b", "not (a or b)",
+		"a != x or b", "not (a = x and b)", "(a or not a) and b", "not (not a or b != y)",
+	}
+	values := []string{"", "true", "false", "x", "y"}
+	for _, s := range exprs {
+		e := mustParse(t, s)
+		for _, b := range append(values, "<absent>") {
+			base := Peer{Identifier: "I1", Attributes: map[string]string{}}
+			if b != "<absent>" {
+				base.Attributes["b"] = b
+			}
+			if !Eval(e, base) { // a absent: denied, nothing to check
+				continue
+			}
+			for _, a := range values {
+				with := Peer{Identifier: "I1", Attributes: map[string]string{"a": a}}
+				if b != "<absent>" {
+					with.Attributes["b"] = b
+				}
+				if !Eval(e, with) {
+					t.Errorf("%q allows a peer without a (b=%s) but denies one with a=%q", s, b, a)
+				}
+			}
+		}
+	}
+}
+
 func TestExplain(t *testing.T) {
-	peer := Peer{Identifier: "I01", Attributes: map[string]string{"tier": "silver"}}
-	tests := []struct{ expr, want string }{
-		{"inlet-from-saas", `attribute "inlet-from-saas" is not "true" (absent)`},
-		{"tier", `attribute "tier" is "silver", not "true"`},
-		{"tier = gold", `attribute "tier" is "silver" (must be "gold")`},
-		{"identifier = I02", `identifier is "I01" (must be "I02")`},
-		{"a or b", `attribute "a" is not "true" (absent); and attribute "b" is not "true" (absent)`},
+	peer := Peer{Identifier: "I01", Attributes: map[string]string{"tier": "silver", "on": "true"}}
+	tests := []struct {
+		expr string
+		ok   bool
+		want string
+	}{
+		{"inlet-from-saas", false, `attribute inlet-from-saas is absent (a missing attribute never matches)`},
+		{"not inlet-from-saas", false, `attribute inlet-from-saas is absent (a missing attribute never matches)`},
+		{"tier", false, `attribute tier is "silver", not "true"`},
+		{"not tier", true, `not (attribute tier is "silver", not "true")`},
+		{"tier = gold", false, `attribute tier is "silver" (must be "gold")`},
+		{"tier != silver", false, `attribute tier is "silver" (must not be "silver")`},
+		{"region != eu", false, `attribute region is absent (a missing attribute never matches region != eu)`},
+		{"region = eu", false, `attribute region is absent (a missing attribute never matches region = eu)`},
+		{"not region = eu", false, `attribute region is absent (a missing attribute never matches region = eu)`},
+		{"on and region != eu", false, `attribute region is absent (a missing attribute never matches region != eu)`},
+		{"region != eu and tier = gold", false, `attribute tier is "silver" (must be "gold")`},
+		{"region != eu or on", true, `attribute on is "true"`},
+		{"on and tier = silver", true, `attribute on is "true"; and attribute tier is "silver" (must be "silver")`},
+		{"identifier = I02", false, `identifier is "I01" (must be "I02")`},
+		{"a or b", false, `attribute a is absent (a missing attribute never matches); and attribute b is absent (a missing attribute never matches)`},
+		{"tier = gold or b", false, `attribute tier is "silver" (must be "gold"); and attribute b is absent (a missing attribute never matches)`},
 	}
 	for _, tt := range tests {
-		e, _ := Parse(tt.expr)
-		if ok, why := Explain(e, peer); ok || why != tt.want {
-			t.Errorf("Explain(%q) = %v, %q; want %q", tt.expr, ok, why, tt.want)
+		e := mustParse(t, tt.expr)
+		if ok, why := Explain(e, peer); ok != tt.ok || why != tt.want {
+			t.Errorf("Explain(%q) = %v, %q; want %v, %q", tt.expr, ok, why, tt.ok, tt.want)
 		}
+	}
+	if ok, why := Explain(mustParse(t, "identifier = I01"), Peer{}); ok || why != `identifier is absent (a missing attribute never matches identifier = I01)` {
+		t.Errorf("Explain without identifier = %v %q", ok, why)
 	}
 	if ok, why := Explain(nil, peer); ok || !strings.Contains(why, "nothing is allowed") {
 		t.Errorf("Explain(nil) = %v %q", ok, why)
 	}
+}
+
+func mustParse(t *testing.T, s string) Expr {
+	t.Helper()
+	e, err := Parse(s)
+	if err != nil {
+		t.Fatalf("Parse(%q): %v", s, err)
+	}
+	return e
 }
 
 func TestValidAttributeName(t *testing.T) {
@@ -185,13 +292,17 @@ func FuzzParse(f *testing.F) {
 		if again.String() != e.String() {
 			t.Fatalf("round trip changed %q to %q", e.String(), again.String())
 		}
-		Explain(e, Peer{Attributes: map[string]string{"a": "true"}})
+		for _, peer := range []Peer{{Attributes: map[string]string{"a": "true"}}, {Identifier: "I0", Attributes: map[string]string{"b": "x", "c": "false"}}} {
+			if ok, why := Explain(e, peer); ok != Eval(e, peer) || why == "" {
+				t.Fatalf("Explain(%q) = %v %q disagrees with Eval", e, ok, why)
+			}
+		}
 	})
 }
 
 func BenchmarkEval(b *testing.B) {
 	e, _ := Parse(`a and (b or c = "x") and not d`)
-	peer := Peer{Identifier: "I0", Attributes: map[string]string{"a": "true", "c": "x"}}
+	peer := Peer{Identifier: "I0", Attributes: map[string]string{"a": "true", "c": "x", "d": "false"}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if !Eval(e, peer) {

@@ -7,8 +7,15 @@
 // command and portal. Nothing here applies a command: the agent does, after
 // the checks pass.
 //
-// Imports: wire/command, wire/key, policy, internal/atomicfile. Imported by
-// agent.
+// The audit log is written for a hostile peer: repeated denials fold into
+// one record with a count (no fsync per attempt), peer-chosen fields are
+// clipped when stored and escaped when shown (Escape, WriteTable), a
+// missing or mismatched head is tampering (ErrAuditTampered), and each
+// record can also go to the system journal, syslog or the Windows Event
+// Log (NewForwarder), where the agent's account cannot rewrite it.
+//
+// Imports: wire/command, wire/key, policy, agent/statedir, internal/atomicfile,
+// golang.org/x/sys/windows/svc/eventlog (Windows). Imported by agent.
 package command
 
 import (

@@ -3,7 +3,7 @@
 
 // Package config loads a node's YAML config: the seed-compatible keys
 // (relay, tcp-inlet, tcp-outlet, policy; single objects or lists) and the
-// agent-only keys beside them (remote-outlets, update, log).
+// agent-only keys beside them (remote-outlets, update, log, audit).
 //
 // Loading is strict and precise: the YAML is parsed into a node tree so
 // every error names its line; unknown keys and duplicate keys are errors;
@@ -45,6 +45,7 @@ type Config struct {
 	RemoteOutlets *RemoteOutlets // nil: the vendor may not add outlets at all
 	Update        Update
 	Log           Log
+	Audit         Audit
 }
 
 // Inlet listens on From and carries connections via a relay to an outlet.
@@ -84,6 +85,25 @@ type Log struct {
 	Level  string
 	Format string
 }
+
+// Audit configures the audit log.
+//
+//	audit:
+//	  forward: journal   # or syslog, eventlog, none (the default)
+type Audit struct {
+	// Forward names where each audit record also goes, as one JSON line,
+	// so the customer keeps a copy the agent's account cannot rewrite:
+	// ForwardJournal, ForwardSyslog, ForwardEventLog, or "" (none).
+	Forward string
+}
+
+// Values of audit.forward (the same words as agent/command's Forward…).
+const (
+	ForwardNone     = "none"
+	ForwardJournal  = "journal"
+	ForwardSyslog   = "syslog"
+	ForwardEventLog = "eventlog"
+)
 
 // DefaultAllow returns the default policy for a resource type, or nil.
 func (c *Config) DefaultAllow(resourceType string) policy.Expr {
@@ -128,6 +148,7 @@ var (
 		}},
 		"update": {kind: "object", keys: map[string]field{"auto": scalar, "channel": scalar, "check-every": scalar, "pin": scalar, "window": scalar}},
 		"log":    {kind: "object", keys: map[string]field{"level": scalar, "format": scalar}},
+		"audit":  {kind: "object", keys: map[string]field{"forward": scalar}},
 	}}
 )
 
@@ -282,6 +303,9 @@ type rawConfig struct {
 		Level  string `koanf:"level"`
 		Format string `koanf:"format"`
 	} `koanf:"log"`
+	Audit struct {
+		Forward string `koanf:"forward"`
+	} `koanf:"audit"`
 }
 
 type rawInlet struct {
@@ -356,12 +380,41 @@ func LoadWith(data []byte, vars map[string]string, opts LoadOptions) (*Config, e
 	return w.validate(&raw)
 }
 
+// MaxNameLen bounds a name: an outlet or relay name in the config, from
+// the CLI, or from a peer at the protocol boundary.
+const MaxNameLen = 64
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// ValidName checks an outlet or relay name: 1 to MaxNameLen ASCII
+// letters, digits, '.', '_' and '-'. The config uses it for its names;
+// the node uses it where a peer names an outlet, before the name is
+// looked up, logged or audited. The error shows the name escaped and cut
+// short, so a hostile 16 KB name with newlines or escape codes stays one
+// short line.
+func ValidName(s string) error {
+	if nameRE.MatchString(s) {
+		return nil
+	}
+	if s == "" {
+		return errors.New("empty name")
+	}
+	return fmt.Errorf("name %s: use letters, digits, '.', '_' and '-', at most %d", quoteName(s), MaxNameLen)
+}
+
+// quoteName quotes s for an error message: Go-escaped (no control
+// characters, no invalid UTF-8) and cut after MaxNameLen bytes.
+func quoteName(s string) string {
+	if len(s) <= MaxNameLen {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(strings.ToValidUTF8(s[:MaxNameLen], "")) + "…(" + strconv.Itoa(len(s)) + " bytes)"
+}
 
 func (w *walker) validate(raw *rawConfig) (*Config, error) {
 	line := func(p string) int { return w.lines[p] }
 	c := &Config{Relay: raw.Relay, Log: Log{Level: raw.Log.Level, Format: raw.Log.Format}}
-	if c.Relay != "" && !nameRE.MatchString(c.Relay) {
+	if c.Relay != "" && ValidName(c.Relay) != nil {
 		return nil, &LineError{Line: line("relay"), Msg: fmt.Sprintf("relay %q: use letters, digits, '.', '_' and '-', at most 64", c.Relay)}
 	}
 	seenOut := map[string]bool{}
@@ -449,6 +502,13 @@ func (w *walker) validate(raw *rawConfig) (*Config, error) {
 	default:
 		return nil, &LineError{Line: line("log.format"), Msg: fmt.Sprintf("log format %q: want text or json", c.Log.Format)}
 	}
+	switch f := raw.Audit.Forward; f {
+	case "", ForwardNone:
+	case ForwardJournal, ForwardSyslog, ForwardEventLog:
+		c.Audit.Forward = f
+	default:
+		return nil, &LineError{Line: line("audit.forward"), Msg: fmt.Sprintf("audit forward %q: want %s, %s, %s or %s", f, ForwardJournal, ForwardSyslog, ForwardEventLog, ForwardNone)}
+	}
 	return c, nil
 }
 
@@ -486,7 +546,7 @@ var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.
 
 // ValidateOutlet checks an outlet and parses its allow expression.
 func ValidateOutlet(o *Outlet) error {
-	if !nameRE.MatchString(o.From) {
+	if ValidName(o.From) != nil {
 		return fmt.Errorf("tcp-outlet from %q: an outlet name uses letters, digits, '.', '_' and '-', at most 64", o.From)
 	}
 	if err := validHostPort(o.To, false); err != nil {
@@ -508,10 +568,10 @@ func ValidateInlet(in *Inlet) error {
 	if err := validHostPort(in.From, true); err != nil {
 		return fmt.Errorf("tcp-inlet from %w", err)
 	}
-	if !nameRE.MatchString(in.Via) {
+	if ValidName(in.Via) != nil {
 		return fmt.Errorf("tcp-inlet %s: via %q: want a relay name", in.From, in.Via)
 	}
-	if !nameRE.MatchString(in.To) {
+	if ValidName(in.To) != nil {
 		return fmt.Errorf("tcp-inlet %s: to %q: want an outlet name", in.From, in.To)
 	}
 	in.AllowExpr = nil

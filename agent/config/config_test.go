@@ -66,7 +66,7 @@ func TestLoad(t *testing.T) {
 			return c.Update.Auto != nil && !*c.Update.Auto && c.Update.CheckEvery.Hours() == 6
 		}},
 		{name: "unknown key", yaml: "relay: r\ntcp-outlet:\n  from: a\n  targt: x\n", wantErr: `config: line 4: unknown key "targt" in tcp-outlet (known: allow, from, to)`},
-		{name: "unknown top key", yaml: "relya: r\n", wantErr: `config: line 1: unknown key "relya" (known: log, policy, relay, remote-outlets, tcp-inlet, tcp-outlet, update)`},
+		{name: "unknown top key", yaml: "relya: r\n", wantErr: `config: line 1: unknown key "relya" (known: audit, log, policy, relay, remote-outlets, tcp-inlet, tcp-outlet, update)`},
 		{name: "duplicate key", yaml: "relay: a\nrelay: b\n", wantErr: `config: line 2: key "relay" given twice`},
 		{name: "bad policy", yaml: "tcp-outlet:\n  from: a\n  to: a:1\n  allow: a and (b\n", wantErr: `config: line 2: tcp-outlet "a": allow: policy: at offset`},
 		{name: "bad resource type", yaml: "policy:\n  resource-type: relay\n  allow: x\n", wantErr: `resource-type "relay"`},
@@ -77,6 +77,14 @@ func TestLoad(t *testing.T) {
 		{name: "bad allow entry", yaml: "remote-outlets:\n  allow: [\"nope\"]\n", wantErr: "want HOST:PORT"},
 		{name: "injection stays a value", yaml: "relay: $R\n", wantErr: "relay \"x\\ny: z\""},
 		{name: "not a mapping", yaml: "- a\n", wantErr: "must be a mapping"},
+		{name: "audit default", yaml: "relay: r\n", check: func(c *Config) bool { return c.Audit.Forward == "" }},
+		{name: "audit none", yaml: "audit:\n  forward: none\n", check: func(c *Config) bool { return c.Audit.Forward == "" }},
+		{name: "audit journal", yaml: "audit:\n  forward: journal\n", check: func(c *Config) bool { return c.Audit.Forward == ForwardJournal }},
+		{name: "audit syslog", yaml: "audit: {forward: syslog}\n", check: func(c *Config) bool { return c.Audit.Forward == ForwardSyslog }},
+		{name: "audit eventlog", yaml: "audit: {forward: eventlog}\n", check: func(c *Config) bool { return c.Audit.Forward == ForwardEventLog }},
+		{name: "audit bad forward", yaml: "relay: r\naudit:\n  forward: splunk\n", wantErr: `config: line 3: audit forward "splunk": want journal, syslog, eventlog or none`},
+		{name: "audit unknown key", yaml: "audit:\n  forwrd: journal\n", wantErr: `config: line 2: unknown key "forwrd" in audit (known: forward)`},
+		{name: "audit not a mapping", yaml: "audit: journal\n", wantErr: "audit must be a mapping of keys (known: forward)"},
 	}
 	vars := map[string]string{"HOST": "h.local", "R": "x\ny: z"}
 	for _, tt := range tests {
@@ -98,6 +106,36 @@ func TestLoad(t *testing.T) {
 				t.Errorf("config = %+v", c)
 			}
 		})
+	}
+}
+
+func TestValidName(t *testing.T) {
+	for _, s := range []string{"a", "github", "acme-relay", "x.y_z-1", strings.Repeat("a", MaxNameLen)} {
+		if err := ValidName(s); err != nil {
+			t.Errorf("ValidName(%q) = %v", s, err)
+		}
+	}
+	// What a hostile peer sends as an outlet name: each is refused with
+	// one short line that shows no raw control character.
+	hostile := []string{"", "a b", "a/b", "a\nb", "evil\x1b[31mred", "\x00", "é", "a\u202eb",
+		strings.Repeat("A", MaxNameLen+1), strings.Repeat("x\n", 8<<10), "outlet\nlevel=ERROR msg=forged"}
+	for _, s := range hostile {
+		err := ValidName(s)
+		if err == nil {
+			t.Errorf("ValidName(%.40q) accepted", s)
+			continue
+		}
+		msg := err.Error()
+		if strings.ContainsAny(msg, "\n\r\x00\x1b\u202e") || len(msg) > 200 {
+			t.Errorf("ValidName(%.40q): error is not one short escaped line: %q", s, msg)
+		}
+	}
+	if err := ValidName(strings.Repeat("x", 16<<10)); err == nil || !strings.Contains(err.Error(), "(16384 bytes)") {
+		t.Errorf("long name: %v", err)
+	}
+	// The config uses the same rule.
+	if _, err := Load([]byte("tcp-outlet:\n  from: "+strings.Repeat("a", MaxNameLen+1)+"\n  to: a:1\n"), nil); err == nil {
+		t.Error("config accepted a name longer than MaxNameLen")
 	}
 }
 

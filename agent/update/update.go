@@ -69,7 +69,9 @@ var running sync.Mutex
 // ErrInProgress means another update is running.
 var ErrInProgress = errors.New("an update is already in progress")
 
-// Check fetches and verifies the manifest and decides the target version.
+// Check fetches and verifies the manifest and decides the target version:
+// signed with the release key, for this project, on the channel asked for,
+// at the version asked for (if pinned), with a build for this platform.
 // It changes nothing.
 func Check(ctx context.Context, src Source, o Options) (*release.Manifest, error) {
 	if o.ReleaseKey.IsZero() {
@@ -87,7 +89,13 @@ func Check(ctx context.Context, src Source, o Options) (*release.Manifest, error
 		return nil, fmt.Errorf("%w (unsigned, tampered, or signed by another key): refusing it", err)
 	}
 	if m.Project != o.Project {
-		return nil, fmt.Errorf("release manifest is for project %s, not %s", m.Project, o.Project)
+		return nil, fmt.Errorf("release manifest is for project %q, not %q; refusing it", m.Project, o.Project)
+	}
+	// The channel is signed, so a hub cannot relabel a release, but it can
+	// answer a request for one channel with another channel's manifest
+	// (beta or nightly to a node that follows stable).
+	if m.Channel != o.Channel {
+		return nil, fmt.Errorf("asked for channel %q, the hub sent a manifest for channel %q; refusing it", o.Channel, m.Channel)
 	}
 	if o.Version != "" && m.Version != o.Version {
 		return nil, fmt.Errorf("asked for %s, the hub sent a manifest for %s", o.Version, m.Version)
