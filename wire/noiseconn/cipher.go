@@ -48,4 +48,3 @@ func (c *gcmCipher) Decrypt(out []byte, n uint64, ad, ciphertext []byte) ([]byte
 	binary.BigEndian.PutUint64(c.nonce[4:], n)
 	return c.aead.Open(out, c.nonce[:], ciphertext, ad)
 }
-
