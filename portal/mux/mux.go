@@ -221,6 +221,7 @@ type Session struct {
 	pingSeq uint32
 
 	rtt      atomic.Int64 // smoothed round trip, ns (0 = unknown)
+	tuned    atomic.Int64 // largest window a stream tuned to lately
 	active   atomic.Int64 // last stream activity, unix ns
 	lastRecv atomic.Int64 // last frame received, unix ns
 
@@ -304,6 +305,24 @@ func (s *Session) Activity() (last time.Time, open int) {
 	open = len(s.streams)
 	s.mu.Unlock()
 	return time.Unix(0, s.active.Load()), open
+}
+
+// learnWindow records a window a stream tuned to: later streams start
+// with it (their first window update grants it), since they cross the
+// same path. It is credit, not memory: buffers are still taken only when
+// bytes arrive.
+func (s *Session) learnWindow(w uint64) {
+	for {
+		old := s.tuned.Load()
+		if int64(w) <= old || s.tuned.CompareAndSwap(old, int64(w)) {
+			return
+		}
+	}
+}
+
+// learned is the window a new stream starts with.
+func (s *Session) learned() uint64 {
+	return uint64(max(s.tuned.Load(), InitialWindow))
 }
 
 // RTT returns the last measured round trip (0 before the first pong).
@@ -644,6 +663,9 @@ func (s *Session) Open(ctx context.Context, hdr, early []byte) (*Stream, error) 
 	if err != nil {
 		return nil, err
 	}
+	st.mu.Lock()
+	st.grantLearned()
+	st.mu.Unlock()
 	if len(early) > 0 {
 		if dl, ok := ctx.Deadline(); ok {
 			st.SetWriteDeadline(dl)
@@ -988,6 +1010,7 @@ func (in *Incoming) Accept() (*Stream, error) {
 	if err := st.sess.enqueue(frame{h: header{typ: typeAccept, id: st.id}}, false, true); err != nil {
 		return nil, err
 	}
+	st.grantLearned()
 	return st, nil
 }
 

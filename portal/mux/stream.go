@@ -151,7 +151,7 @@ func newStream(s *Session, id uint32, opener bool) *Stream {
 		id:         id,
 		opener:     opener,
 		recvLimit:  InitialWindow,
-		window:     InitialWindow,
+		window:     s.learned(),
 		sendWindow: InitialWindow,
 		readCh:     make(chan struct{}, 1),
 		writeCh:    make(chan struct{}, 1),
@@ -309,6 +309,16 @@ func (st *Stream) consumedLocked(n int) {
 	}
 }
 
+// grantLearned queues a window update right away when the stream starts
+// with a learned window larger than the protocol's initial one, so the
+// peer need not wait a round trip for it. mu held.
+func (st *Stream) grantLearned() {
+	if st.window > InitialWindow && !st.wupQueued {
+		st.wupQueued = true
+		st.sess.enqueue(frame{h: header{typ: typeWindow, id: st.id}, st: st}, true, true)
+	}
+}
+
 // takeCredit computes the increment of a queued window update, tuning
 // the window first (writer goroutine).
 func (st *Stream) takeCredit() uint32 {
@@ -349,6 +359,7 @@ func (st *Stream) autotune(now time.Time) {
 		fraction := float64(inEpoch) / float64(st.window)
 		if now.Sub(st.epochStart) < time.Duration(4*fraction*float64(rtt)) {
 			st.window = min(2*st.window, maxW)
+			st.sess.learnWindow(st.window)
 		}
 	}
 	st.epochStart, st.epochOff = now, st.consumed
