@@ -4,12 +4,19 @@
 // Package pipe copies bytes both ways between two connections, carrying
 // half-close: when one side finishes sending, the other side's write half
 // is closed, so a client that shuts down its write side still gets the
-// full response. An error in one direction tears both down so nothing
-// hangs.
+// full response.
 //
-// It relies on io.Copy's fast paths: noiseconn.Conn implements WriterTo
-// and ReaderFrom with large pooled buffers, and *net.TCPConn splices on
-// Linux.
+// A direction that ends with an error rather than a clean end of stream
+// (a Noise channel or mux stream that was cut without its authenticated
+// close, a TCP reset, a failed write) or a cancelled ctx aborts both
+// sides: a connection with a Reset method (noiseconn.Conn, mux.Stream) is
+// reset, a TCP connection is closed with SO_LINGER 0 so its peer gets
+// ECONNRESET, never a FIN that a close-delimited protocol would take for
+// a complete response.
+//
+// It relies on io.Copy's fast paths: noiseconn.Conn and mux.Stream
+// implement WriterTo and ReaderFrom with large pooled buffers, and
+// *net.TCPConn splices on Linux.
 //
 // Imports: stdlib only. Imported by agent (and benchmarks).
 package pipe
@@ -24,9 +31,22 @@ import (
 
 type closeWriter interface{ CloseWrite() error }
 
+// abort ends c so that its peer sees an error, not a clean end.
+func abort(c net.Conn) {
+	if r, ok := c.(interface{ Reset() error }); ok {
+		r.Reset()
+		return
+	}
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		l.SetLinger(0)
+	}
+	c.Close()
+}
+
 // Pipe copies a→b and b→a until both directions are done or ctx ends, then
 // closes both. It returns the bytes copied each way and the first real
-// error (a clean EOF is not an error).
+// error (a clean EOF is not an error). When a direction fails or ctx ends,
+// both connections are reset instead of closed.
 func Pipe(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
 	var (
 		wg      sync.WaitGroup
@@ -35,11 +55,16 @@ func Pipe(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
 		closed  = make(chan struct{})
 		once    sync.Once
 	)
-	closeBoth := func() {
+	end := func(reset bool) {
 		once.Do(func() {
 			close(closed)
-			a.Close()
-			b.Close()
+			if reset {
+				abort(a)
+				abort(b)
+			} else {
+				a.Close()
+				b.Close()
+			}
 		})
 	}
 	cp := func(dst, src net.Conn, n *int64) {
@@ -54,15 +79,16 @@ func Pipe(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
 					errOnce.Do(func() { first = err })
 				}
 			}
-			closeBoth()
+			end(true)
 			return
 		}
 		if cw, ok := dst.(closeWriter); ok {
-			if cw.CloseWrite() != nil {
-				closeBoth()
+			if err := cw.CloseWrite(); err != nil {
+				errOnce.Do(func() { first = err })
+				end(true)
 			}
 		} else {
-			closeBoth()
+			end(false)
 		}
 	}
 	wg.Add(2)
@@ -76,9 +102,9 @@ func Pipe(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		closeBoth()
+		end(true)
 		<-done
 	}
-	closeBoth()
+	end(false)
 	return aToB, bToA, first
 }

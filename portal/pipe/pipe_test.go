@@ -6,13 +6,17 @@ package pipe
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/edgeportal/connect/internal/testnet"
+	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/noiseconn"
 )
 
 var tcpPair = testnet.Pair
@@ -78,9 +82,101 @@ func TestErrorUnblocksOtherDirection(t *testing.T) {
 		t.Fatal("Pipe hung after a reset")
 	}
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadAll(client); err != nil {
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Fatal("client not closed")
+	if _, err := io.ReadAll(client); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read %v after the server's reset; want ECONNRESET", err)
+	}
+}
+
+// noiseChain: client ⇄ [Pipe] ⇄ noise ⇄ hub ⇄ noise ⇄ [Pipe] ⇄ server,
+// the shape of a portal. The hub is a plain TCP relay; kill closes its two
+// connections (with a FIN, as a dying process's sockets are), which cuts
+// the channel without its authenticated end.
+func noiseChain(t *testing.T) (client, server net.Conn, kill func(), done chan error) {
+	t.Helper()
+	client, in := tcpPair(t)
+	out, server := tcpPair(t)
+	x, h1 := tcpPair(t)
+	h2, y := tcpPair(t)
+	go io.Copy(h2, h1)
+	go io.Copy(h1, h2)
+	kill = func() { h1.Close(); h2.Close() }
+	ck, err := noiseconn.NewStatic(key.NewNodePrivate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, _ := noiseconn.NewStatic(key.NewNodePrivate())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srvc := make(chan *noiseconn.Conn, 1)
+	go func() {
+		nc, _, err := noiseconn.Respond(ctx, y, &noiseconn.Config{Static: sk}, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		srvc <- nc
+	}()
+	nc1, err := noiseconn.Initiate(ctx, x, &noiseconn.Config{Static: ck}, func(key.NodePublic, []byte) ([]byte, error) { return nil, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc2 := <-srvc
+	done = make(chan error, 2)
+	go func() { _, _, err := Pipe(context.Background(), in, nc1); done <- err }()
+	go func() { _, _, err := Pipe(context.Background(), nc2, out); done <- err }()
+	return client, server, kill, done
+}
+
+// TestCutChannelResetsBothEnds: when the channel under a portal dies
+// mid-transfer (the hub is killed), the client and the target each get
+// ECONNRESET, not a FIN after a truncated response.
+func TestCutChannelResetsBothEnds(t *testing.T) {
+	client, server, kill, done := noiseChain(t)
+	part := bytes.Repeat([]byte("z"), 100_000)
+	server.Write(part)
+	got := make([]byte, len(part))
+	if _, err := io.ReadFull(client, got); err != nil {
+		t.Fatal(err)
+	}
+	kill()
+	for _, c := range []net.Conn{client, server} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := io.ReadAll(c)
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("after the cut, read returned %v; want ECONNRESET", err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("Pipe reported a cut channel as a clean end")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Pipe did not return")
+		}
+	}
+}
+
+// TestCleanEndIsFIN: through the same chain, a clean end reaches the
+// client as a FIN after every byte, and half-close works both ways.
+func TestCleanEndIsFIN(t *testing.T) {
+	client, server, _, done := noiseChain(t)
+	resp := bytes.Repeat([]byte("r"), 3<<20)
+	go func() {
+		req, _ := io.ReadAll(server) // until the client's half-close
+		server.Write(append([]byte("re: "+string(req)+"\n"), resp...))
+		server.Close()
+	}()
+	client.Write([]byte("GET"))
+	client.(*net.TCPConn).CloseWrite()
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || !bytes.Equal(got, append([]byte("re: GET\n"), resp...)) {
+		t.Fatalf("client got %d bytes, %v", len(got), err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-done; err != nil {
+			t.Errorf("Pipe: %v", err)
 		}
 	}
 }
