@@ -15,11 +15,16 @@ import (
 	"github.com/edgeportal/connect/wire/release"
 )
 
+// releaseKeys are the test relays' release keys (which a relay never holds).
+var releaseKeys = map[string]key.SigningPrivate{}
+
 // releaseHub returns a hub directory under parent with one published
 // release whose linux/amd64 binary is bin.
 func releaseHub(t *testing.T, parent, name, version string, bin []byte) *Dir {
 	t.Helper()
-	d := &Dir{Path: filepath.Join(parent, name), Config: DirConfig{Project: "P-" + name, Vendor: "V"}, ReleaseKey: key.NewSigningPrivate()}
+	rk := key.NewSigningPrivate()
+	d := &Dir{Path: filepath.Join(parent, name), Config: DirConfig{AuthorityKey: key.NewSigningPrivate().Public(), Vendor: "V", ReleaseKey: rk.Public()}}
+	releaseKeys[d.Path] = rk
 	if err := os.MkdirAll(d.Path, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +32,7 @@ func releaseHub(t *testing.T, parent, name, version string, bin []byte) *Dir {
 	if err := os.WriteFile(exe, bin, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Publish(PublishOptions{Version: version, Files: map[string]string{"linux/amd64": exe}}); err != nil {
+	if _, err := d.Publish(PublishOptions{Version: version, Files: map[string]string{"linux/amd64": exe}, Key: releaseKeys[d.Path]}); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -52,7 +57,7 @@ func TestReleaseTraversal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := release.Verify(d.ReleaseKey.Public(), mb); err != nil || m.Version != "v1.0.0" {
+	if m, err := release.Verify(d.Config.ReleaseKey, mb); err != nil || m.Version != "v1.0.0" {
 		t.Fatalf("newest manifest: %+v %v", m, err)
 	}
 
@@ -123,8 +128,8 @@ func TestReleaseTraversal(t *testing.T) {
 	// The newest-version lookup and the listing skip what is not theirs.
 	mb2, err := d.ManifestBytes("stable", "")
 	if err == nil {
-		m, verr := release.Verify(d.ReleaseKey.Public(), mb2)
-		if verr != nil || m.Project != d.Config.Project {
+		m, verr := release.Verify(d.Config.ReleaseKey, mb2)
+		if verr != nil || m.Project != d.Project() {
 			t.Fatalf("newest manifest on a planted channel: %+v, %v", m, verr)
 		}
 	}
@@ -134,7 +139,7 @@ func TestReleaseTraversal(t *testing.T) {
 	rs, err := d.Releases()
 	if err == nil {
 		for _, m := range rs {
-			if m.Project != d.Config.Project {
+			if m.Project != d.Project() {
 				t.Errorf("Releases lists another project's release %+v", m)
 			}
 		}
@@ -155,7 +160,7 @@ func TestManifestNewest(t *testing.T) {
 	for _, v := range []string{"v1.10.0-rc.2", "v1.10.0-rc.10", "v1.9.0"} {
 		exe := filepath.Join(parent, "b")
 		os.WriteFile(exe, []byte(v), 0o600)
-		if _, err := d.Publish(PublishOptions{Version: v, Files: map[string]string{"linux/amd64": exe}}); err != nil {
+		if _, err := d.Publish(PublishOptions{Version: v, Files: map[string]string{"linux/amd64": exe}, Key: releaseKeys[d.Path]}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -168,7 +173,7 @@ func TestManifestNewest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := release.Verify(d.ReleaseKey.Public(), b)
+	m, err := release.Verify(d.Config.ReleaseKey, b)
 	if err != nil || m.Version != "v1.10.0-rc.10" {
 		t.Fatalf("newest = %+v, %v; want v1.10.0-rc.10 (semver precedence)", m, err)
 	}
