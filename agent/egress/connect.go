@@ -231,13 +231,23 @@ func readQuoted(s string) (val, rest string) {
 // tunnelConn is a connection through a proxy's CONNECT tunnel. It serves
 // bytes the proxy sent right after its answer first, and turns an end of
 // the tunnel before the hub sent anything into a HopError that says so.
-// It has CloseWrite when the TCP connection does.
+//
+// Its CloseWrite does not half-close the TCP connection to the proxy:
+// proxies such as squid 5 answer a half-close by closing the whole
+// tunnel, which would cut off what the hub still has to send. It only
+// ends writing; the protocols on top carry their own end of stream
+// (noiseconn's authenticated empty frame, TLS close_notify), which the
+// proxy passes on like any other bytes.
 type tunnelConn struct {
 	net.Conn
 	rest       []byte
 	answered   atomic.Bool
+	wclosed    atomic.Bool
 	hub, proxy string
 }
+
+// errWriteClosed is returned by Write after CloseWrite.
+var errWriteClosed = errors.New("egress: write after CloseWrite")
 
 func (c *tunnelConn) Read(b []byte) (int, error) {
 	if len(c.rest) > 0 {
@@ -256,11 +266,15 @@ func (c *tunnelConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// CloseWrite half-closes the TCP connection to the proxy (squid then
-// closes the tunnel's other side).
-func (c *tunnelConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
+func (c *tunnelConn) Write(b []byte) (int, error) {
+	if c.wclosed.Load() {
+		return 0, errWriteClosed
 	}
-	return errors.New("egress: connection has no CloseWrite")
+	return c.Conn.Write(b)
+}
+
+// CloseWrite ends writing without a TCP half-close (see tunnelConn).
+func (c *tunnelConn) CloseWrite() error {
+	c.wclosed.Store(true)
+	return nil
 }
