@@ -404,6 +404,9 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.tc.SetWriteDeadlin
 // saw: the hub's, or an inspecting proxy's).
 func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
 
+// NetConn returns the connection beneath the TLS (TCP, or a proxy tunnel).
+func (c *Conn) NetConn() net.Conn { return c.raw }
+
 // Upgraded reports whether the HTTP upgrade ran (ALPN was not negotiated
 // end to end: typically a TLS-inspecting proxy is in the path).
 func (c *Conn) Upgraded() bool { return c.upgraded }
@@ -575,6 +578,9 @@ func (c *ServerConn) SetReadDeadline(t time.Time) error { return c.raw.SetReadDe
 
 // SetWriteDeadline sets the write deadline.
 func (c *ServerConn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+
+// NetConn returns the TCP connection beneath (for keep-alive settings).
+func (c *ServerConn) NetConn() net.Conn { return c.raw }
 
 // ConnectionState returns the TLS state (valid after Handshake).
 func (c *ServerConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }

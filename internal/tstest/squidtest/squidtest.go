@@ -243,17 +243,22 @@ var (
 	installErr  error
 )
 
+// Installed reports whether squid is installed (Start would not need to
+// install it).
+func Installed() bool { return look() != "" }
+
+func look() string {
+	if p, err := exec.LookPath("squid"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/squid"); err == nil {
+		return "/usr/sbin/squid"
+	}
+	return ""
+}
+
 func findSquid(t testing.TB) string {
 	t.Helper()
-	look := func() string {
-		if p, err := exec.LookPath("squid"); err == nil {
-			return p
-		}
-		if _, err := os.Stat("/usr/sbin/squid"); err == nil {
-			return "/usr/sbin/squid"
-		}
-		return ""
-	}
 	if p := look(); p != "" {
 		return p
 	}
