@@ -6,6 +6,7 @@ package egress
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -92,6 +93,36 @@ func talker(t testing.TB, greeting string) string {
 			io.WriteString(c, greeting)
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			c.Read(make([]byte, 64<<10))
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// refusingInspector is a TLS server with the given CA's certificate that
+// negotiates no ALPN and answers the upgrade with 403, as a
+// TLS-inspecting proxy that does not allow it would.
+func refusingInspector(t testing.TB, ca *certtest.CA) string {
+	t.Helper()
+	leaf := ca.Leaf(t, "127.0.0.1")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nServer: InspectorBox/2.1\r\nContent-Length: 0\r\n\r\n")
+			}
 			c.Close()
 		}
 	}()
@@ -419,6 +450,8 @@ func TestDialErrors(t *testing.T) {
 			"hub HUB closed the tunnel through proxy PROXY before sending anything (the proxy may have failed to reach it): EOF"},
 		{"tls unknown issuer", Options{TLS: true, CAFile: otherCAFile}, secureHub, HopTLS, 0, "", false,
 			`TLS to hub HUB failed: tls: failed to verify certificate: x509: certificate signed by unknown authority; the certificate is issued by "CN=Test Hub CA,O=certtest", which is not trusted: if a TLS-inspecting proxy re-signs TLS, set ca-file to its CA bundle`},
+		{"upgrade refused", Options{TLS: true, CAFile: otherCAFile}, refusingInspector(t, inspectCA), HopUpgrade, 403, "", false,
+			`upgrade to hub HUB inside TLS failed: outer TLS upgrade: answered 403 Forbidden (answered by "InspectorBox/2.1"); a TLS-inspecting proxy must let WebSocket upgrades to the hub through`},
 		{"tls to plain hub", Options{TLS: true}, closer(t), HopTLS, 0, "", false,
 			"TLS to hub HUB failed: EOF; the hub closed the connection during the TLS handshake: does it serve TLS on this port (serve --tls-cert)?"},
 		{"tls to something else", Options{TLS: true}, talker(t, "SSH-2.0-OpenSSH_9.2\r\n"), HopTLS, 0, "", false,

@@ -249,3 +249,21 @@ func TestSquidInspecting(t *testing.T) {
 		}
 	})
 }
+
+// TestSquidInspectingWithoutUpgrades: squid's default strips the Upgrade
+// header of bumped requests, so the hub answers 426 and the error says
+// what the proxy must allow.
+func TestSquidInspectingWithoutUpgrades(t *testing.T) {
+	hub, hubCA := tlsHub(t)
+	sq := squidtest.Start(t, squidtest.Options{AllowPorts: []int{port(t, hub)}, Bump: true, NoUpgrade: true, UpstreamCA: hubCA.CertPEM})
+	d := newDialer(t, Options{Proxy: sq.Addr, TLS: true, CAFile: sq.CAFile, SystemRoots: x509.NewCertPool()})
+	_, err := dial(t, d, hub)
+	var he *HopError
+	if !errors.As(err, &he) || he.Hop != HopUpgrade || he.Status != 426 {
+		t.Fatalf("err = %v, want an upgrade HopError with status 426", err)
+	}
+	want := "upgrade to hub " + hub + " inside TLS failed: outer TLS upgrade: answered 426 Upgrade Required; a TLS-inspecting proxy must let WebSocket upgrades to the hub through"
+	if err.Error() != want {
+		t.Errorf("error:\n got %s\nwant %s", err, want)
+	}
+}

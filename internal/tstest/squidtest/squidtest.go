@@ -66,6 +66,9 @@ type Options struct {
 	// and re-signs it with a CA made for the test (Proxy.CA). The
 	// intercepted requests must be WebSocket upgrades to an allowed port.
 	Bump bool
+	// NoUpgrade leaves squid's default for HTTP upgrades when bumping: it
+	// strips the Upgrade header, so the upgrade inside TLS fails.
+	NoUpgrade bool
 	// UpstreamCA is the PEM CA bundle squid verifies the hub's
 	// certificate with when bumping; nil: squid does not verify it.
 	UpstreamCA []byte
@@ -137,7 +140,9 @@ func Start(t testing.TB, o Options) *Proxy {
 		} else {
 			w("tls_outgoing_options flags=DONT_VERIFY_PEER")
 		}
-		w("http_upgrade_request_protocols websocket allow all")
+		if !o.NoUpgrade {
+			w("http_upgrade_request_protocols websocket allow all")
+		}
 	} else {
 		w("http_port %s", p.Addr)
 	}
