@@ -31,10 +31,16 @@
 //
 // # Half-close
 //
-// CloseWrite sends TLS close_notify and then half-closes the TCP
-// connection beneath, so a proxy that only looks at TCP sees a FIN.
-// Proxies may still turn a half-close into a full close (squid's bumped
-// tunnels do).
+// CloseWrite sends TLS close_notify, which the peer reads as EOF, and does
+// not half-close the TCP connection beneath: squid 5 answers a FIN from
+// either side of a CONNECT tunnel by closing the tunnel both ways, which
+// would cut off what the other side still has to send, while
+// close_notify passes through a plain tunnel as opaque bytes. When the
+// TLS was terminated by something in the path (Upgraded), CloseWrite
+// sends nothing at all, on either side: a TLS-inspecting proxy answers
+// close_notify by closing the tunnel both ways too. It then only ends
+// writing, and the protocol inside must carry its own end of stream
+// (noiseconn's authenticated empty frame does).
 //
 // This package is a leaf: it imports the standard library only. Imported
 // by the hub's serve command and by agent/egress.
@@ -58,6 +64,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -220,8 +227,12 @@ type Conn struct {
 	tc       *tls.Conn
 	raw      net.Conn
 	upgraded bool
-	rest     []byte // bytes read past the upgrade answer; Read serves them first
+	rest     []byte      // bytes read past the upgrade answer; Read serves them first
+	wclosed  atomic.Bool // CloseWrite ran (upgraded connections only)
 }
+
+// ErrWriteClosed is returned by Write after CloseWrite.
+var ErrWriteClosed = errors.New("outer TLS: write after CloseWrite")
 
 // Client runs the outer TLS handshake over conn (the TCP connection to the
 // hub, or the tunnel through a proxy) and, unless the hub itself answered
@@ -239,8 +250,9 @@ func Client(ctx context.Context, conn net.Conn, cfg *tls.Config, host string) (*
 	}
 	stop := deadlineOnCancel(ctx, conn)
 	err := c.upgrade(host)
-	if !stop() {
-		return nil, ctx.Err()
+	if stopped := stop(); !stopped || err != nil && ctx.Err() != nil {
+		// ctx ended (its deadline may have hit the connection first).
+		return nil, fmt.Errorf("outer TLS upgrade: %w", context.Cause(ctx))
 	}
 	if err != nil {
 		return nil, err
@@ -368,21 +380,24 @@ func (c *Conn) Read(b []byte) (int, error) {
 }
 
 // Write writes to the hub.
-func (c *Conn) Write(b []byte) (int, error) { return c.tc.Write(b) }
+func (c *Conn) Write(b []byte) (int, error) {
+	if c.wclosed.Load() {
+		return 0, ErrWriteClosed
+	}
+	return c.tc.Write(b)
+}
 
 // Close closes the connection.
 func (c *Conn) Close() error { return c.tc.Close() }
 
-// CloseWrite sends close_notify and half-closes the TCP connection beneath
-// when it can.
-func (c *Conn) CloseWrite() error { return closeWrite(c.tc, c.raw) }
-
-func closeWrite(tc *tls.Conn, raw net.Conn) error {
-	err := tc.CloseWrite()
-	if cw, ok := raw.(interface{ CloseWrite() error }); ok && err == nil {
-		err = cw.CloseWrite()
+// CloseWrite sends close_notify; on an upgraded connection it only ends
+// writing (see the package doc).
+func (c *Conn) CloseWrite() error {
+	if c.upgraded {
+		c.wclosed.Store(true)
+		return nil
 	}
-	return err
+	return c.tc.CloseWrite()
 }
 
 // LocalAddr returns the local address.
@@ -453,6 +468,8 @@ type ServerConn struct {
 	upgraded bool
 	via      string
 	rest     []byte // bytes read while telling the forms apart; Read serves them first
+
+	wclosed atomic.Bool // CloseWrite ran (upgraded connections only)
 }
 
 // Handshake runs the TLS handshake and the upgrade, if the agent asks for
@@ -550,18 +567,26 @@ func (c *ServerConn) Write(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
+	if c.wclosed.Load() {
+		return 0, ErrWriteClosed
+	}
 	return c.tc.Write(b)
 }
 
 // Close closes the connection.
 func (c *ServerConn) Close() error { return c.tc.Close() }
 
-// CloseWrite sends close_notify and half-closes the TCP connection.
+// CloseWrite sends close_notify; on an upgraded connection it only ends
+// writing (see the package doc).
 func (c *ServerConn) CloseWrite() error {
 	if err := c.Handshake(); err != nil {
 		return err
 	}
-	return closeWrite(c.tc, c.raw)
+	if c.upgraded {
+		c.wclosed.Store(true)
+		return nil
+	}
+	return c.tc.CloseWrite()
 }
 
 // LocalAddr returns the local address.

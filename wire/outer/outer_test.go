@@ -47,13 +47,11 @@ func startHub(t *testing.T, cfg *tls.Config) *hub {
 			}
 			sc := c.(*ServerConn)
 			sc.SetDeadline(time.Now().Add(5 * time.Second))
-			b, err := io.ReadAll(sc)
-			if err != nil {
+			if _, err := io.Copy(sc, sc); err != nil {
 				h.errs <- err
 				sc.Close()
 				continue
 			}
-			sc.Write(b)
 			sc.Write([]byte("bye"))
 			sc.Close()
 			h.conns <- sc
@@ -77,7 +75,9 @@ func pair(t *testing.T) (*certtest.CA, *tls.Config) {
 }
 
 // roundTrip dials the hub, writes msg, half-closes, and returns all it
-// read back.
+// read back. On an upgraded connection CloseWrite only ends writing, so
+// there it reads the echo of msg, checks that writing has ended, and
+// closes.
 func roundTrip(t *testing.T, addr string, cfg *tls.Config, msg string) (*Conn, string) {
 	t.Helper()
 	raw, err := net.Dial("tcp", addr)
@@ -94,6 +94,20 @@ func roundTrip(t *testing.T, addr string, cfg *tls.Config, msg string) (*Conn, s
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, msg); err != nil {
 		t.Fatal(err)
+	}
+	if c.Upgraded() {
+		b := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("read echo: %v", err)
+		}
+		if err := c.CloseWrite(); err != nil {
+			t.Fatalf("CloseWrite: %v", err)
+		}
+		if _, err := c.Write([]byte("x")); !errors.Is(err, ErrWriteClosed) {
+			t.Errorf("Write after CloseWrite: %v, want ErrWriteClosed", err)
+		}
+		c.Close()
+		return c, string(b) + "bye"
 	}
 	if err := c.CloseWrite(); err != nil {
 		t.Fatalf("CloseWrite: %v", err)
@@ -201,8 +215,8 @@ func TestClientContextEndsUpgrade(t *testing.T) {
 	cfg := ClientConfig("127.0.0.1", ca.Pool())
 	cfg.NextProtos = []string{"http/1.1"}
 	_, err = Client(ctx, raw, cfg, ln.Addr().String())
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want deadline exceeded", err)
+	if !errors.Is(err, context.DeadlineExceeded) || err.Error() != "outer TLS upgrade: context deadline exceeded" {
+		t.Fatalf("err = %v, want the upgrade's deadline exceeded", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("took %v", d)
