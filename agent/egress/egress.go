@@ -11,8 +11,24 @@
 // A Dialer returns a connection that is ready for the hub protocol (the
 // wire preface, then Noise with the pinned hub key, which stays the
 // end-to-end protection: the outer TLS certificate is not what the node
-// trusts). The connection has CloseWrite whenever the TCP connection
-// beneath does.
+// trusts).
+//
+// # Half-close
+//
+// Every connection it returns has CloseWrite, but what reaches the hub
+// depends on the path, because squid 5 (and other proxies) close a
+// CONNECT tunnel both ways when either side half-closes it:
+//
+//   - direct, plain TCP: a *net.TCPConn; CloseWrite sends a FIN.
+//   - through a proxy, plain TCP: CloseWrite only ends writing; no FIN
+//     (which would cut off what the hub still has to send).
+//   - TLS (wire/outer): CloseWrite sends close_notify, which passes a
+//     plain tunnel as opaque bytes; through a TLS-inspecting proxy it
+//     sends nothing.
+//
+// Noise (wire/noiseconn) carries its own authenticated end of stream, so
+// portal half-close works over all of them (TestNoiseHalfClose); a
+// protocol without one must not rely on CloseWrite through a proxy.
 //
 // Failures are *HopError values that name the hop: the proxy (unreachable,
 // 407 with its realm, 403, other refusals), the hub (unreachable directly
@@ -504,6 +520,8 @@ func (d *Dialer) Describe(addr string) string {
 			s += " (no auth)"
 		}
 		parts = append(parts, s)
+	case r.proxy != nil && r.mode == "env" && isLoopback(hostOf(addr)):
+		parts = append(parts, "direct (a loopback hub never goes through HTTPS_PROXY, as with net/http)")
 	case r.proxy != nil:
 		parts = append(parts, fmt.Sprintf("direct (%s exempts %s from proxy %s)", r.noSource, addr, redact(r.proxy)))
 	case r.mode == "env":
@@ -516,6 +534,11 @@ func (d *Dialer) Describe(addr string) string {
 		s += "; last TLS: " + info.Describe()
 	}
 	return s
+}
+
+func hostOf(addr string) string {
+	h, _, _ := net.SplitHostPort(addr)
+	return h
 }
 
 // Describe says what the outer TLS showed, in one line.

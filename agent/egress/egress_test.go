@@ -576,6 +576,11 @@ func TestEnvironmentProxy(t *testing.T) {
 	if want := "plain TCP, via proxy http://" + auth.addr + " from HTTPS_PROXY (Basic auth from HTTPS_PROXY)"; desc != want {
 		t.Errorf("Describe = %q, want %q", desc, want)
 	}
+	env["NO_PROXY"] = "hub.test"
+	d2 := newDialer(t, Options{Proxy: ProxyFromEnvironment, Getenv: func(k string) string { return env[k] }})
+	if got, want := d2.Describe("hub.test:443"), "plain TCP, direct (NO_PROXY exempts hub.test:443 from proxy http://"+auth.addr+")"; got != want {
+		t.Errorf("Describe = %q, want %q", got, want)
+	}
 	// The credentials from the URL are used: CONNECT through the proxy
 	// to a loopback hub via a name (the route is forced here by dialling
 	// the proxy's tunnel directly).
@@ -710,6 +715,9 @@ func TestDescribe(t *testing.T) {
 		{"env unset", Options{Proxy: ProxyFromEnvironment}, false, "plain TCP, direct (HTTPS_PROXY is not set)"},
 		{"proxy no auth", Options{Proxy: "proxy.acme:3128"}, false, "plain TCP, via proxy http://proxy.acme:3128 (no auth)"},
 		{"proxy exempt", Options{Proxy: "proxy.acme:3128", NoProxy: "127.0.0.1"}, false, "plain TCP, direct (no-proxy exempts HUB from proxy http://proxy.acme:3128)"},
+		{"env loopback", Options{Proxy: ProxyFromEnvironment, Getenv: func(k string) string {
+			return map[string]string{"HTTPS_PROXY": "proxy.acme:3128"}[k]
+		}}, false, "plain TCP, direct (a loopback hub never goes through HTTPS_PROXY, as with net/http)"},
 		{"tls before dial", Options{TLS: true, CAFile: caFile, Proxy: p.addr, ProxyAuthFile: creds}, false,
 			"TLS (ALPN edgeportal/1, server name 127.0.0.1), CA bundle " + caFile + ", via proxy http://" + p.addr + " (Basic auth from " + creds + ")"},
 		{"tls after dial", Options{TLS: true, CAFile: caFile, Proxy: p.addr, ProxyAuthFile: creds}, true,
