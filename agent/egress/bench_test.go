@@ -44,6 +44,7 @@ func serveSink(b testing.TB, ln net.Listener) string {
 
 type benchEnv struct {
 	plain, secure string // sink hubs
+	ca            *certtest.CA
 	caFile        string // the secure hub's CA
 	proxy         string // the test's CONNECT proxy
 }
@@ -67,60 +68,54 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		b.Fatal(err)
 	}
 	e.secure = serveSink(b, tln)
-	e.caFile = certtest.WriteFile(b, dir, "ca", ca.CertPEM, 0o644)
+	e.ca, e.caFile = ca, certtest.WriteFile(b, dir, "ca", ca.CertPEM, 0o644)
 	e.proxy = startProxy(b, pOK).addr
 	return e
 }
 
-func (e *benchEnv) cases(b *testing.B, squid string) []struct {
+type benchCase struct {
 	name string
 	o    Options
 	hub  string
-} {
+}
+
+func (e *benchEnv) cases(squid, bump *squidtest.Proxy) []benchCase {
 	tls := Options{TLS: true, CAFile: e.caFile, SystemRoots: x509.NewCertPool()}
 	withProxy := func(o Options, p string) Options { o.Proxy = p; return o }
-	cs := []struct {
-		name string
-		o    Options
-		hub  string
-	}{
+	cs := []benchCase{
 		{"direct", Options{}, e.plain},
 		{"tls", tls, e.secure},
 		{"proxy", Options{Proxy: e.proxy}, e.plain},
 		{"proxy+tls", withProxy(tls, e.proxy), e.secure},
 	}
-	if squid != "" {
+	if squid != nil {
 		cs = append(cs,
-			struct {
-				name string
-				o    Options
-				hub  string
-			}{"squid", Options{Proxy: squid}, e.plain},
-			struct {
-				name string
-				o    Options
-				hub  string
-			}{"squid+tls", withProxy(tls, squid), e.secure})
+			benchCase{"squid", Options{Proxy: squid.Addr}, e.plain},
+			benchCase{"squid+tls", withProxy(tls, squid.Addr), e.secure},
+			benchCase{"squid-inspecting", Options{Proxy: bump.Addr, TLS: true, CAFile: bump.CAFile, SystemRoots: x509.NewCertPool()}, e.secure})
 	}
 	return cs
 }
 
-// squidFor starts squid for the bench hubs, or returns "" when squid is
-// not available (the squid cases are then left out).
-func squidFor(b *testing.B, e *benchEnv) string {
+// squidFor starts squid (plain and ssl-bump) for the bench hubs, or
+// returns nils when squid is not installed (the squid cases are then left
+// out).
+func squidFor(b *testing.B, e *benchEnv) (squid, bump *squidtest.Proxy) {
 	b.Helper()
 	if !squidtest.Installed() {
 		b.Log("squid is not installed: no squid cases")
-		return ""
+		return nil, nil
 	}
-	return squidtest.Start(b, squidtest.Options{AllowPorts: []int{port(b, e.plain), port(b, e.secure)}}).Addr
+	ports := []int{port(b, e.plain), port(b, e.secure)}
+	return squidtest.Start(b, squidtest.Options{AllowPorts: ports}),
+		squidtest.Start(b, squidtest.Options{AllowPorts: ports, Bump: true, UpstreamCA: e.ca.CertPEM})
 }
 
 // BenchmarkDial measures one dial to a ready connection and its close.
 func BenchmarkDial(b *testing.B) {
 	e := newBenchEnv(b)
-	squid := squidFor(b, e)
-	for _, tt := range e.cases(b, squid) {
+	squid, bump := squidFor(b, e)
+	for _, tt := range e.cases(squid, bump) {
 		b.Run(tt.name, func(b *testing.B) {
 			d := newDialer(b, tt.o)
 			ctx := context.Background()
@@ -139,9 +134,9 @@ func BenchmarkDial(b *testing.B) {
 // 256 KiB writes (the node's data path batch size).
 func BenchmarkThroughput(b *testing.B) {
 	e := newBenchEnv(b)
-	squid := squidFor(b, e)
+	squid, bump := squidFor(b, e)
 	buf := make([]byte, 256<<10)
-	for _, tt := range e.cases(b, squid) {
+	for _, tt := range e.cases(squid, bump) {
 		b.Run(tt.name, func(b *testing.B) {
 			d := newDialer(b, tt.o)
 			c, err := dial(b, d, tt.hub)
