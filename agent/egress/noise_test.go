@@ -44,7 +44,7 @@ func noiseHub(t testing.TB, ln net.Listener, static key.NodePrivate, hubFirst ch
 				defer wg.Done()
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(10 * time.Second))
-				nc, _, err := noiseconn.Server(context.Background(), c, static, wire.Prologue("egress-test", nil), nil)
+				nc, _, err := noiseconn.Server(context.Background(), c, static, wire.Prologue("egress-test", wire.OurOffer, nil), nil)
 				if err != nil {
 					t.Errorf("hub handshake: %v", err)
 					return
@@ -81,7 +81,7 @@ func dialNoise(t testing.TB, d *Dialer, hub string, hubKey key.NodePrivate) *noi
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	nc, err := noiseconn.Client(context.Background(), c, key.NewNodePrivate(), wire.Prologue("egress-test", nil), func(peer key.NodePublic, _ []byte) ([]byte, error) {
+	nc, err := noiseconn.Client(context.Background(), c, key.NewNodePrivate(), wire.Prologue("egress-test", wire.OurOffer, nil), func(peer key.NodePublic, _ []byte) ([]byte, error) {
 		if !peer.Equal(hubKey.Public()) {
 			return nil, fmt.Errorf("hub key %s", peer.Fingerprint())
 		}
