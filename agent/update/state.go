@@ -18,8 +18,8 @@ import (
 
 // Layout of the update directory (STATE/update).
 const (
-	StateFile    = "state.json"   // State
-	BinDir       = "bin"          // bin/<version>/<binary> and bin/<version>/manifest.cbor
+	StateFile    = "state.json"    // State
+	BinDir       = "bin"           // bin/<version>/<binary> and bin/<version>/manifest.cbor
 	ManifestFile = "manifest.cbor" // the signed manifest a staged binary came with
 )
 
