@@ -28,8 +28,18 @@ import (
 const updateWorkDir = "update"
 
 // TrialTimeout bounds a new version's trial (reach the hub, register the
-// relay) before the previous version is put back.
+// relay) before the previous version is put back. The environment variable
+// <PREFIX>UPDATE_TRIAL_TIMEOUT (a duration) overrides it, e.g. for a hub
+// behind a slow path.
 var TrialTimeout = 60 * time.Second
+
+// trialTimeout is TrialTimeout or its override from the environment.
+func trialTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(brand.EnvPrefix() + "UPDATE_TRIAL_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return TrialTimeout
+}
 
 // RestartExitCode is the exit code that asks the service manager to start
 // the node again, into the version just handed over to (the units list it
@@ -137,7 +147,8 @@ func (n *Node) trial(ctx context.Context, version string) error {
 }
 
 func (n *Node) trialExe(ctx context.Context, exe string) error {
-	ctx, cancel := context.WithTimeout(ctx, TrialTimeout)
+	timeout := trialTimeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	args := []string{"run", "--state-dir", n.opts.StateDir, "--update-trial"}
 	if n.opts.HubAddr != "" {
@@ -155,7 +166,7 @@ func (n *Node) trialExe(ctx context.Context, exe string) error {
 		tail = tail[i+1:]
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("did not reach the hub within %s", TrialTimeout)
+		return fmt.Errorf("did not reach the hub within %s", timeout)
 	}
 	if tail == "" {
 		return err
@@ -335,8 +346,9 @@ func (n *Node) watchTrial(ctx context.Context) {
 	case !onTrial:
 		return
 	}
-	n.log.Info("on trial after an update: must reach the hub and register the relay", "from", t.From, "to", t.To, "attempt", t.Attempts, "deadline", TrialTimeout)
-	timer := time.NewTimer(TrialTimeout)
+	timeout := trialTimeout()
+	n.log.Info("on trial after an update: must reach the hub and register the relay", "from", t.From, "to", t.To, "attempt", t.Attempts, "deadline", timeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
@@ -350,7 +362,7 @@ func (n *Node) watchTrial(ctx context.Context) {
 	n.mu.Lock()
 	why := orElse(n.relayErr, n.hubErr)
 	n.mu.Unlock()
-	reason := fmt.Sprintf("%s did not reach the hub and register its relay within %s", self, TrialTimeout)
+	reason := fmt.Sprintf("%s did not reach the hub and register its relay within %s", self, timeout)
 	if why != "" {
 		reason += ": " + why
 	}
