@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +57,7 @@ func exeVersion(t *testing.T, exe string) string {
 // TestSelfUpdate runs a foreground node (no service manager): the update
 // is staged in the state directory, passes a trial run, and the launcher
 // (the installed binary, which is never rewritten) runs it from then on.
-// The systemd flavour is in systemd_test.go.
+// TestSystemdUpdate is the same under a real systemd.
 func TestSelfUpdate(t *testing.T) {
 	env := NewEnv(t)
 	h := env.NewHub().Start()
@@ -207,4 +208,109 @@ func TestSelfUpdate(t *testing.T) {
 	if strings.Join(names, " ") != "v1.1.0" {
 		t.Errorf("staged versions left: %v", names)
 	}
+}
+
+// TestSystemdUpdate updates the agent installed as a real systemd service
+// (hardened unit: unprivileged account, read-only system): v1 → v2 through
+// the launcher and a restart by systemd; a v2 that crashes at start is
+// retried by systemd, counted by the launcher and rolled back; a v2 that
+// cannot reach the hub within its deadline is rolled back too and the
+// result reaches the hub when it is back; no release is retried in a loop;
+// a binary planted in the state directory is not run.
+func TestSystemdUpdate(t *testing.T) {
+	env := NewEnv(t)
+	platform := runtime.GOOS + "/" + runtime.GOARCH
+	a := newBoxAgent(t, "update", buildAgent(t, filepath.Join(env.Dir, "v1.0.0"), "v1.0.0"))
+	h := env.NewHub().Start()
+	publish := func(version, bin string) {
+		t.Helper()
+		if r := h.CLI([]string{"release", "publish"}, "--version", version, "--file", platform+"="+bin); r.Code != 0 {
+			t.Fatalf("publish %s: %s", version, r.Stderr)
+		}
+	}
+	lastUpdate := func() string {
+		for _, l := range strings.Split(h.CLI([]string{"members", "list"}).Stdout, "\n") {
+			if strings.Contains(l, "acme-relay") {
+				return l
+			}
+		}
+		return ""
+	}
+	tk := h.Ticket("t.ticket", "--relay", "acme-relay")
+	a.copyIn(tk, "/root/t.ticket")
+	a.must("install", "--ticket", "/root/t.ticket")
+	a.awaitUp(30*time.Second, "v1.0.0")
+
+	// v1.0.0 → v1.1.0 through systemd.
+	publish("v1.1.0", buildAgent(t, filepath.Join(env.Dir, "v1.1.0"), "v1.1.0"))
+	start := time.Now()
+	mustContain(t, "update", a.must("update"), "updated v1.0.0 → v1.1.0; restarting into it through the service manager")
+	a.awaitUp(60*time.Second, "v1.1.0")
+	t.Logf("update v1.0.0 → v1.1.0 through systemd: %s from `update` to the relay registered by v1.1.0", time.Since(start).Round(time.Millisecond))
+	exe := strings.TrimSpace(a.box.Must("readlink", fmt.Sprintf("/proc/%d/exe", a.mainPID())))
+	if exe != a.state+"/update/bin/v1.1.0/initech-agent" {
+		t.Errorf("the service runs %s", exe)
+	}
+	mustContain(t, "installed binary", a.must("version"), "initech-agent v1.0.0")
+	if got := a.systemctl("show", "-p", "ProtectSystem", "--value", "initech-agent"); got != "strict" {
+		t.Errorf("ProtectSystem=%s", got)
+	}
+	Await(t, 10*time.Second, "the hub to record the update", func() bool { return strings.Contains(lastUpdate(), "v1.0.0 → v1.1.0 ok") })
+	j := a.journal()
+	mustContain(t, "journal", j, "launcher: starting v1.1.0 on trial (attempt 1 of 3, from v1.0.0)", "update complete")
+	for _, l := range strings.Split(j, "\n") {
+		if strings.Contains(l, "launcher") || strings.Contains(l, "exiting with status 75") || strings.Contains(l, "update complete") {
+			t.Logf("journal: %s", l)
+		}
+	}
+	// Every start runs the confirmed version.
+	a.must("restart")
+	a.awaitUp(30*time.Second, "v1.1.0")
+	mustContain(t, "journal", a.journal(), "launcher: running verified v1.1.0 (installed binary v1.0.0)")
+
+	// A v1.2.0 that crashes at start: systemd restarts it, the launcher
+	// counts, v1.1.0 comes back, the hub hears why, nothing loops.
+	publish("v1.2.0", buildBroken(t, filepath.Join(env.Dir, "v1.2.0"), "v1.2.0"))
+	start = time.Now()
+	mustContain(t, "update", a.must("update"), "updated v1.1.0 → v1.2.0")
+	Await(t, 90*time.Second, "the hub to hear that v1.2.0 failed", func() bool {
+		return strings.Contains(lastUpdate(), "v1.1.0 → v1.2.0 FAILED")
+	})
+	a.awaitUp(30*time.Second, "v1.1.0")
+	t.Logf("crashing v1.2.0 → back at v1.1.0 and reported: %s", time.Since(start).Round(time.Millisecond))
+	mustContain(t, "hub", lastUpdate(), "v1.2.0 exited 3 times before it reached the hub")
+	mustContain(t, "journal", a.journal(), "this build is broken", "launcher: v1.2.0 exited 3 times before it reached the hub: rolled back to v1.1.0")
+	restarts := a.systemctl("show", "-p", "NRestarts", "--value", "initech-agent")
+	time.Sleep(5 * time.Second)
+	if again := a.systemctl("show", "-p", "NRestarts", "--value", "initech-agent"); again != restarts {
+		t.Fatalf("the service keeps restarting after the rollback: NRestarts %s → %s", restarts, again)
+	}
+	mustContain(t, "update again", a.must("update"), "failed on this node before")
+	if st, _ := a.status(); st.Version != "v1.1.0" {
+		t.Fatalf("after a refused retry: %s", st.Version)
+	}
+
+	// A v1.3.0 that cannot reach the hub within its deadline (the hub is
+	// down): rolled back; the result reaches the hub once it is up.
+	a.box.Must("systemctl", "set-environment", "INITECH_UPDATE_TRIAL_TIMEOUT=4s")
+	defer a.box.Exec("systemctl", "unset-environment", "INITECH_UPDATE_TRIAL_TIMEOUT")
+	publish("v1.3.0", buildAgent(t, filepath.Join(env.Dir, "v1.3.0"), "v1.3.0"))
+	mustContain(t, "update", a.must("update"), "updated v1.1.0 → v1.3.0")
+	h.Proc.Stop()
+	Await(t, 60*time.Second, "v1.3.0 to give up and v1.1.0 to run again", func() bool {
+		st, err := a.status()
+		return err == nil && st.Version == "v1.1.0" && strings.Contains(a.journal(), "launcher: v1.3.0 gave up its trial")
+	})
+	h.Start()
+	a.awaitUp(60*time.Second, "v1.1.0")
+	Await(t, 20*time.Second, "the hub to hear that v1.3.0 failed", func() bool {
+		return strings.Contains(lastUpdate(), "v1.1.0 → v1.3.0 FAILED")
+	})
+	mustContain(t, "hub", lastUpdate(), "did not reach the hub and register its relay within 4s")
+
+	// A binary planted in the state directory is never run.
+	a.box.Must("cp", "--remove-destination", a.bin, a.state+"/update/bin/v1.1.0/initech-agent")
+	a.must("restart")
+	a.awaitUp(30*time.Second, "v1.0.0")
+	mustContain(t, "journal", a.journal(), "launcher: refusing to run staged v1.1.0", "checksum does not match")
 }
