@@ -451,3 +451,17 @@ func TestSystemdService(t *testing.T) {
 		t.Errorf("members after uninstall --revoke:\n%s", m.Stdout)
 	}
 }
+
+// TestDoctorForegroundNode: a node run in the foreground is "not installed
+// as a service" (informational), not a failed service, whatever init
+// system the machine has.
+func TestDoctorForegroundNode(t *testing.T) {
+	env := NewEnv(t)
+	h := env.NewHub().Start()
+	n := env.StartNode("fg", "--enrollment-ticket", h.Ticket("fg.ticket", "--relay", "fg-relay"))
+	n.AwaitRelayUp()
+	r := n.CLI([]string{"doctor"})
+	if r.Code != 0 || strings.Contains(r.Stdout, "FAIL") || !strings.Contains(r.Stdout, "not installed") {
+		t.Fatalf("doctor on a foreground node: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
