@@ -259,7 +259,9 @@ func (n *Node) updateInPlace(ctx context.Context, o update.Options, out localapi
 	out.Updated, out.Message = res.Updated, res.Message
 	if res.Updated {
 		n.metrics.updates.WithLabelValues("updated").Inc()
-		if err := update.BeginTrial(o.Dir, res.From, res.To, o.Explicit); err != nil {
+		// The trial ran before the swap; the hub hears of it once the
+		// new binary is connected.
+		if err := update.Record(o.Dir, update.Outcome{From: res.From, To: res.To, OK: true}); err != nil {
 			n.log.Error("could not record the update", "err", err)
 		}
 		n.log.Info("updated; restarting into the new version", "from", res.From, "to", res.To)
@@ -340,7 +342,7 @@ func (n *Node) watchTrial(ctx context.Context) {
 		n.log.Error("update state", "err", err)
 		return
 	case !onTrial && t.To != "":
-		n.log.Error("update failed: came back at another version than promised; not retrying that release", "promised", t.To, "running", self)
+		n.log.Error("update failed: its trial ended without a launcher putting the previous version back, or the node came back at another version than promised; not retrying that release", "promised", t.To, "running", self)
 		n.metrics.updates.WithLabelValues("failed").Inc()
 		return
 	case !onTrial:

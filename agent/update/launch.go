@@ -135,11 +135,32 @@ func StartCheck(dir, self string) (onTrial bool, t Trial, err error) {
 		return false, Trial{}, err
 	}
 	t = *st.Trial
-	if t.To == self {
+	switch {
+	case t.To == self && t.Reason == "":
 		return true, t, nil
+	case t.To == self:
+		// It gave up, yet no launcher rolled it back (it was started
+		// some other way): end the trial; the next start runs the
+		// previous version.
+		st.rollback(t.Reason, time.Now())
+	default:
+		st.rollback(fmt.Sprintf("came back as %s, not the promised %s", self, t.To), time.Now())
 	}
-	st.rollback(fmt.Sprintf("came back as %s, not the promised %s", self, t.To), time.Now())
 	return false, t, st.Save(dir)
+}
+
+// Record sets the pending outcome for the hub (an in-place update, which
+// has no trial through the launcher).
+func Record(dir string, o Outcome) error {
+	st, err := LoadState(dir)
+	if err != nil {
+		return err
+	}
+	st.Result = &o
+	if !o.OK {
+		st.markFailed(o.To, o.Reason, time.Now())
+	}
+	return st.Save(dir)
 }
 
 // Confirm ends self's trial as a success: the launcher runs it from now

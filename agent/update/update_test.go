@@ -393,3 +393,19 @@ func TestStageRefusals(t *testing.T) {
 		t.Fatalf("refusals left files: %v", ents)
 	}
 }
+
+// TestGaveUpWithoutLauncher: a version that gave up its trial but was
+// started again without a launcher (nothing rolled it back) does not stay
+// on trial: the trial ends as failed.
+func TestGaveUpWithoutLauncher(t *testing.T) {
+	w := newWorld(t)
+	s := w.stage("v1.1.0", "v1.2.0")
+	BeginTrial(w.dir, "v1.1.0", s.Version, false)
+	FailTrial(w.dir, "v1.2.0", "v1.2.0 did not reach the hub")
+	if on, _, err := StartCheck(w.dir, "v1.2.0"); on || err != nil {
+		t.Fatalf("still on trial: %v %v", on, err)
+	}
+	if st := w.state(); st.Trial != nil || st.Result == nil || st.Result.OK {
+		t.Fatalf("state %+v", st)
+	}
+}
