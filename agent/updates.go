@@ -202,18 +202,10 @@ func (n *Node) Update(ctx context.Context, r localapi.UpdateRequest) (localapi.U
 	if !launcherSupported {
 		return n.updateInPlace(ctx, o, out)
 	}
-	fail := func(res update.Result, err error) (localapi.UpdateResult, error) {
-		n.log.Error("update failed", "from", o.Current, "to", res.To, "err", err)
-		n.metrics.updates.WithLabelValues("failed").Inc()
-		if res.To != "" && !errors.Is(err, update.ErrInProgress) {
-			n.reportUpdate(ctx, control.UpdateResult{From: o.Current, To: res.To, OK: false, Reason: err.Error()})
-		}
-		return out, err
-	}
 	staged, res, err := update.Stage(ctx, hubSource{n}, o)
 	out.Available = res.To
 	if err != nil {
-		return fail(res, err)
+		return out, n.updateFailed(ctx, res, err)
 	}
 	if staged == nil {
 		out.Message = res.Message
@@ -223,7 +215,7 @@ func (n *Node) Update(ctx context.Context, r localapi.UpdateRequest) (localapi.U
 	if !supervised() {
 		how = "in place"
 		if err := n.trial(ctx, staged.Version); err != nil {
-			reason := fmt.Sprintf("new version %s failed its trial (%v); still running %s, rolled back to %s", staged.Version, err, o.Current, o.Current)
+			reason := fmt.Sprintf("new version %s failed its trial (%v); rolled back to %s", staged.Version, err, o.Current)
 			if ferr := update.Fail(o.Dir, o.Current, staged.Version, reason); ferr != nil {
 				n.log.Error("could not record the failed update", "err", ferr)
 			}
@@ -234,7 +226,7 @@ func (n *Node) Update(ctx context.Context, r localapi.UpdateRequest) (localapi.U
 		}
 	}
 	if err := update.BeginTrial(o.Dir, o.Current, staged.Version, o.Explicit); err != nil {
-		return fail(res, err)
+		return out, n.updateFailed(ctx, res, err)
 	}
 	n.metrics.updates.WithLabelValues("updated").Inc()
 	out.Updated = true
@@ -249,12 +241,7 @@ func (n *Node) updateInPlace(ctx context.Context, o update.Options, out localapi
 	res, err := update.ApplyInPlace(ctx, hubSource{n}, o)
 	out.Available = res.To
 	if err != nil {
-		n.log.Error("update failed", "from", o.Current, "to", res.To, "err", err)
-		n.metrics.updates.WithLabelValues("failed").Inc()
-		if res.To != "" {
-			n.reportUpdate(ctx, control.UpdateResult{From: o.Current, To: res.To, OK: false, Reason: err.Error()})
-		}
-		return out, err
+		return out, n.updateFailed(ctx, res, err)
 	}
 	out.Updated, out.Message = res.Updated, res.Message
 	if res.Updated {
@@ -268,6 +255,17 @@ func (n *Node) updateInPlace(ctx context.Context, o update.Options, out localapi
 		n.restartSoon()
 	}
 	return out, nil
+}
+
+// updateFailed logs, counts and reports (when a release was chosen) an
+// update that failed before any hand-over, and returns err.
+func (n *Node) updateFailed(ctx context.Context, res update.Result, err error) error {
+	n.log.Error("update failed", "from", res.From, "to", res.To, "err", err)
+	n.metrics.updates.WithLabelValues("failed").Inc()
+	if res.To != "" && !errors.Is(err, update.ErrInProgress) {
+		n.reportUpdate(ctx, control.UpdateResult{From: res.From, To: res.To, OK: false, Reason: err.Error()})
+	}
+	return err
 }
 
 // restartSoon stops the node for a restart into another version, after
