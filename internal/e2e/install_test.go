@@ -450,6 +450,10 @@ func TestSystemdService(t *testing.T) {
 	if m := w.hub.CLI([]string{"members", "list"}); !strings.Contains(m.Stdout, "revoked") {
 		t.Errorf("members after uninstall --revoke:\n%s", m.Stdout)
 	}
+	// start of a service that is gone: systemctl's own reason, one line.
+	if r := a.run("start"); r.Code == 0 || !strings.Contains(r.Stderr, "initech-agent.service not found") {
+		t.Errorf("start after uninstall: exit %d %q", r.Code, r.Stderr)
+	}
 }
 
 // TestDoctorForegroundNode: a node run in the foreground is "not installed

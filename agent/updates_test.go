@@ -3,7 +3,13 @@
 
 package agent
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/edgeportal/connect/agent/config"
+)
 
 func TestLaunchStateDir(t *testing.T) {
 	t.Setenv("INITECH_STATE_DIR", "")
@@ -35,5 +41,37 @@ func TestLaunchStateDir(t *testing.T) {
 	t.Setenv("INITECH_STATE_DIR", "/env")
 	if got, ok := launchStateDir([]string{"x", "run"}); got != "/env" || !ok {
 		t.Fatalf("from the environment: %q %v", got, ok)
+	}
+}
+
+// TestAutoUpdateDefault: updates are automatic by default, except where a
+// package manager owns the binary; the config decides when it says.
+func TestAutoUpdateDefault(t *testing.T) {
+	yes, no := true, false
+	tests := []struct {
+		name     string
+		marker   string // installed.json, "" = none
+		auto     *bool
+		wantAuto bool
+	}{
+		{"foreground or install --ticket", "", nil, true},
+		{"installed by install", `{"service":"initech-agent","installed":"x"}`, nil, true},
+		{"packaged", `{"service":"initech-agent","packaged":true}`, nil, false},
+		{"packaged, turned on", `{"packaged":true}`, &yes, true},
+		{"turned off", "", &no, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.marker != "" {
+				os.WriteFile(filepath.Join(dir, "installed.json"), []byte(tt.marker), 0o600)
+			}
+			cfg := &config.Config{}
+			cfg.Update.Auto = tt.auto
+			n := New(Options{StateDir: dir, Config: cfg})
+			if got := n.autoUpdateEnabled(); got != tt.wantAuto {
+				t.Fatalf("autoUpdateEnabled = %v, want %v", got, tt.wantAuto)
+			}
+		})
 	}
 }
