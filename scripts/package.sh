@@ -8,6 +8,8 @@
 #   ("Name <email>", the packages' maintainer; default "<Vendor> Support
 #   <support@<brand>.example>", with a warning), VERSION (default: derived
 #   from git, see below), AUTHORITY_KEY, COMMAND_KEY, RELEASE_KEY, DEFAULT_HUB
+#   SINGLE_TARGET=1 builds only the host platform's packages (no MSI), for
+#   tests that install them.
 # Versions from git: a tag at HEAD is the version (v1.4.0); N commits after
 # tag v1.4.0 give v1.4.1-dev.N; no tag at all gives v0.0.1-dev.N with N the
 # number of commits, so successive builds upgrade each other in order.
@@ -72,7 +74,17 @@ done
 sed -e "s/@NAME@/$BRAND-hub/g" -e "s/@DISPLAY@/$BRAND_HUB_DISPLAY/g" packaging/linux/hub.service > "$prep/$BRAND-hub.service"
 
 # 2. goreleaser: binaries, archives, checksums, deb and rpm.
-goreleaser release --snapshot --clean --skip=publish,sign --config goreleaser.yaml
+config=goreleaser.yaml
+if [ "${SINGLE_TARGET:-}" = 1 ]; then
+  config=$prep/goreleaser-single.yaml
+  sed -e "s/^    goos: .*/    goos: [$(go env GOOS)]/" -e "s/^    goarch: .*/    goarch: [$(go env GOARCH)]/" goreleaser.yaml > "$config"
+fi
+goreleaser release --snapshot --clean --skip=publish,sign --config "$config"
+if [ "${SINGLE_TARGET:-}" = 1 ]; then
+  echo "packages in dist/ (host platform only):"
+  ls -1 dist/*.deb dist/*.rpm
+  exit 0
+fi
 
 # 3. The MSI for windows/amd64 with wixl (GoReleaser OSS has no MSI).
 guid() { # a stable GUID per brand and purpose

@@ -183,7 +183,7 @@ func TestPackages(t *testing.T) {
 func buildPackages(t *testing.T, version string) (agentDeb, agentRPM, hubDeb string) {
 	t.Helper()
 	root, _ := moduleRoot()
-	run(t, root, []string{"BRAND=initech", "VERSION=" + version, "BRAND_MAINTAINER=Initech Test <packages@initech.test>"}, "scripts/package.sh")
+	run(t, root, []string{"BRAND=initech", "VERSION=" + version, "BRAND_MAINTAINER=Initech Test <packages@initech.test>", "SINGLE_TARGET=1"}, "scripts/package.sh")
 	v := strings.TrimPrefix(version, "v")
 	dir := t.TempDir()
 	cp := func(name string) string {
