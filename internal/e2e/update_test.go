@@ -296,11 +296,13 @@ func TestSystemdUpdate(t *testing.T) {
 	defer a.box.Exec("systemctl", "unset-environment", "INITECH_UPDATE_TRIAL_TIMEOUT")
 	publish("v1.3.0", buildAgent(t, filepath.Join(env.Dir, "v1.3.0"), "v1.3.0"))
 	mustContain(t, "update", a.must("update"), "updated v1.1.0 → v1.3.0")
+	start = time.Now()
 	h.Proc.Stop()
 	Await(t, 60*time.Second, "v1.3.0 to give up and v1.1.0 to run again", func() bool {
 		st, err := a.status()
 		return err == nil && st.Version == "v1.1.0" && strings.Contains(a.journal(), "launcher: v1.3.0 gave up its trial")
 	})
+	t.Logf("v1.3.0 cut off from the hub, 4s trial deadline → v1.1.0 running again: %s", time.Since(start).Round(time.Millisecond))
 	h.Start()
 	a.awaitUp(60*time.Second, "v1.1.0")
 	Await(t, 20*time.Second, "the hub to hear that v1.3.0 failed", func() bool {
