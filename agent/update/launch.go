@@ -45,6 +45,8 @@ func Decide(o LaunchOptions) (Decision, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
+	stateMu.Lock()
+	defer stateMu.Unlock()
 	st, err := LoadState(o.Dir)
 	if err != nil {
 		return Decision{Version: o.Self}, err
@@ -112,16 +114,14 @@ func Decide(o LaunchOptions) (Decision, error) {
 // BeginTrial hands over from the running version to a staged one: the
 // next launcher start runs it on trial.
 func BeginTrial(dir, from, to string, explicit bool) error {
-	st, err := LoadState(dir)
-	if err != nil {
-		return err
-	}
-	if st.Trial != nil {
-		return fmt.Errorf("%w: %s → %s is on trial", ErrInProgress, st.Trial.From, st.Trial.To)
-	}
-	st.Trial = &Trial{From: from, To: to, Started: time.Now().UTC(), Explicit: explicit}
-	st.Result = nil
-	return st.Save(dir)
+	return modify(dir, func(st *State) (bool, error) {
+		if st.Trial != nil {
+			return false, fmt.Errorf("%w: %s → %s is on trial", ErrInProgress, st.Trial.From, st.Trial.To)
+		}
+		st.Trial = &Trial{From: from, To: to, Started: time.Now().UTC(), Explicit: explicit}
+		st.Result = nil
+		return true, nil
+	})
 }
 
 // StartCheck is what a node does at start about a pending trial, given its
@@ -130,81 +130,85 @@ func BeginTrial(dir, from, to string, explicit bool) error {
 // the promised one ends the trial as failed: it came back at the wrong
 // version (or no launcher ran it at all), and it will not be retried.
 func StartCheck(dir, self string) (onTrial bool, t Trial, err error) {
-	st, err := LoadState(dir)
-	if err != nil || st.Trial == nil {
-		return false, Trial{}, err
-	}
-	t = *st.Trial
-	switch {
-	case t.To == self && t.Reason == "":
-		return true, t, nil
-	case t.To == self:
-		// It gave up, yet no launcher rolled it back (it was started
-		// some other way): end the trial; the next start runs the
-		// previous version.
-		st.rollback(t.Reason, time.Now())
-	default:
-		st.rollback(fmt.Sprintf("came back as %s, not the promised %s", self, t.To), time.Now())
-	}
-	return false, t, st.Save(dir)
+	err = modify(dir, func(st *State) (bool, error) {
+		if st.Trial == nil {
+			return false, nil
+		}
+		t = *st.Trial
+		switch {
+		case t.To == self && t.Reason == "":
+			onTrial = true
+			return false, nil
+		case t.To == self:
+			// It gave up, yet no launcher rolled it back (it was started
+			// some other way): end the trial; the next start runs the
+			// previous version.
+			st.rollback(t.Reason, time.Now())
+		default:
+			st.rollback(fmt.Sprintf("came back as %s, not the promised %s", self, t.To), time.Now())
+		}
+		return true, nil
+	})
+	return onTrial, t, err
 }
 
 // Record sets the pending outcome for the hub (an in-place update, which
 // has no trial through the launcher).
 func Record(dir string, o Outcome) error {
-	st, err := LoadState(dir)
-	if err != nil {
-		return err
-	}
-	st.Result = &o
-	if !o.OK {
-		st.markFailed(o.To, o.Reason, time.Now())
-	}
-	return st.Save(dir)
+	return modify(dir, func(st *State) (bool, error) {
+		st.Result = &o
+		if !o.OK {
+			st.markFailed(o.To, o.Reason, time.Now())
+		}
+		return true, nil
+	})
 }
 
 // Confirm ends self's trial as a success: the launcher runs it from now
 // on, and the versions other than it and the one it replaced are removed.
 // It reports whether there was a trial to confirm.
-func Confirm(dir, self string) (bool, error) {
-	st, err := LoadState(dir)
-	if err != nil || st.Trial == nil || st.Trial.To != self {
-		return false, err
+func Confirm(dir, self string) (confirmed bool, err error) {
+	var prev string
+	err = modify(dir, func(st *State) (bool, error) {
+		if st.Trial == nil || st.Trial.To != self {
+			return false, nil
+		}
+		t := st.Trial
+		prev = st.Current
+		st.Current, st.Trial = t.To, nil
+		delete(st.Failed, t.To)
+		st.Result = &Outcome{From: t.From, To: t.To, OK: true}
+		confirmed = true
+		return true, nil
+	})
+	if confirmed && err == nil {
+		prune(dir, self, prev)
 	}
-	t := st.Trial
-	prev := st.Current
-	st.Current, st.Trial = t.To, nil
-	delete(st.Failed, t.To)
-	st.Result = &Outcome{From: t.From, To: t.To, OK: true}
-	if err := st.Save(dir); err != nil {
-		return false, err
-	}
-	prune(dir, st.Current, prev)
-	return true, nil
+	return confirmed, err
 }
 
 // FailTrial records why self gives up its trial; the launcher rolls back
 // at its next start.
 func FailTrial(dir, self, reason string) error {
-	st, err := LoadState(dir)
-	if err != nil || st.Trial == nil || st.Trial.To != self {
-		return err
-	}
-	st.Trial.Reason = reason
-	return st.Save(dir)
+	return modify(dir, func(st *State) (bool, error) {
+		if st.Trial == nil || st.Trial.To != self {
+			return false, nil
+		}
+		st.Trial.Reason = reason
+		return true, nil
+	})
 }
 
 // Fail ends a trial that never ran (a foreground trial refused it) as
 // failed, for the hub.
 func Fail(dir, from, to, reason string) error {
-	st, err := LoadState(dir)
-	if err != nil {
-		return err
-	}
-	st.Trial = &Trial{From: from, To: to}
-	st.rollback(reason, time.Now())
+	err := modify(dir, func(st *State) (bool, error) {
+		st.Trial = &Trial{From: from, To: to}
+		st.rollback(reason, time.Now())
+		return true, nil
+	})
 	Discard(dir, to)
-	return st.Save(dir)
+	return err
 }
 
 // PendingResult returns the outcome the hub has not acknowledged yet.
@@ -218,10 +222,11 @@ func PendingResult(dir string) (*Outcome, error) {
 
 // Acknowledged clears the pending result if it is still r.
 func Acknowledged(dir string, r Outcome) error {
-	st, err := LoadState(dir)
-	if err != nil || st.Result == nil || *st.Result != r {
-		return err
-	}
-	st.Result = nil
-	return st.Save(dir)
+	return modify(dir, func(st *State) (bool, error) {
+		if st.Result == nil || *st.Result != r {
+			return false, nil
+		}
+		st.Result = nil
+		return true, nil
+	})
 }

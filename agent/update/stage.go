@@ -102,10 +102,10 @@ func markIfPermanent(dir string, err error) error {
 	if !errors.As(err, &ve) {
 		return err
 	}
-	if st, lerr := LoadState(dir); lerr == nil {
+	modify(dir, func(st *State) (bool, error) {
 		st.markFailed(ve.Version, ve.Msg, time.Now())
-		st.Save(dir)
-	}
+		return true, nil
+	})
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgeportal/connect/internal/atomicfile"
@@ -66,6 +67,26 @@ type Outcome struct {
 	To     string `json:"to"`
 	OK     bool   `json:"ok"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// stateMu serialises read-modify-write of state.json within the process
+// (the node's update, its trial watchdog and finishUpdate run
+// concurrently; the launcher runs before any of them).
+var stateMu sync.Mutex
+
+// modify loads dir's state, applies fn and saves it when fn changed it.
+func modify(dir string, fn func(st *State) (changed bool, err error)) error {
+	stateMu.Lock()
+	defer stateMu.Unlock()
+	st, err := LoadState(dir)
+	if err != nil {
+		return err
+	}
+	changed, err := fn(st)
+	if err != nil || !changed {
+		return err
+	}
+	return st.Save(dir)
 }
 
 // LoadState reads dir's state; a missing file is an empty state.
