@@ -409,3 +409,36 @@ func TestGaveUpWithoutLauncher(t *testing.T) {
 		t.Fatalf("state %+v", st)
 	}
 }
+
+// FuzzState: whatever state.json holds, it loads or fails cleanly, saves
+// back to the same state, and never makes the launcher run anything that
+// is not a verified staged release (there is none here).
+func FuzzState(f *testing.F) {
+	f.Add([]byte(`{"current":"v1.2.0","trial":{"from":"v1.1.0","to":"v1.3.0","attempts":1},"failed":{"v1.0.0":{"reason":"x"}}}`))
+	f.Add([]byte(`{"trial":{"from":"","to":"../../etc","attempts":-5,"reason":""}}`))
+	f.Add([]byte(`{"current":"v9.9.9","result":{"from":"a","to":"b","ok":true}}`))
+	f.Add([]byte(`null`))
+	k := key.NewSigningPrivate().Public()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, StateFile), b, 0o600)
+		st, err := LoadState(dir)
+		if err != nil {
+			return
+		}
+		if err := st.Save(dir); err != nil {
+			t.Fatal(err)
+		}
+		again, err := LoadState(dir)
+		if err != nil {
+			t.Fatalf("a saved state does not load: %v", err)
+		}
+		if again.Current != st.Current || (again.Trial == nil) != (st.Trial == nil) || len(again.Failed) != len(st.Failed) {
+			t.Fatalf("round trip changed the state: %+v → %+v", st, again)
+		}
+		d, _ := Decide(LaunchOptions{Dir: dir, Binary: binName, Self: "v1.0.0", Project: project, Platform: platform, ReleaseKey: k})
+		if d.Exe != "" {
+			t.Fatalf("the launcher would run %s from a state with nothing staged", d.Exe)
+		}
+	})
+}

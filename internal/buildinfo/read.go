@@ -58,11 +58,14 @@ func VersionOf(bi *debug.BuildInfo) (version, source string, err error) {
 
 // stampedVersion finds the last -X VersionSymbol=V in an -ldflags value.
 func stampedVersion(ldflags string) (string, bool) {
-	args := splitQuoted(ldflags)
+	args, err := splitQuoted(ldflags)
+	if err != nil {
+		return "", false
+	}
 	// A per-package form "pattern=-flags…" carries the pattern on the
 	// first word.
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		if _, rest, ok := strings.Cut(args[0], "="); ok {
+		if pattern, rest, ok := strings.Cut(args[0], "="); ok && pattern != "" {
 			args[0] = rest
 		}
 	}
@@ -91,36 +94,35 @@ func stampedVersion(ldflags string) (string, bool) {
 	return version, found && version != ""
 }
 
-// splitQuoted splits s at spaces, honouring single and double quotes as
-// cmd/go does when it records flags (no escapes inside quotes).
-func splitQuoted(s string) []string {
+// splitQuoted splits s into words as cmd/go (cmd/internal/quoted) does
+// when it records flags: words are separated by spaces, and a word that
+// starts with ' or " runs to the matching quote (no escapes); an
+// unterminated quote is an error.
+func splitQuoted(s string) ([]string, error) {
 	var out []string
-	var cur strings.Builder
-	inWord := false
-	var quote rune
-	for _, r := range s {
-		switch {
-		case quote != 0:
-			if r == quote {
-				quote = 0
-			} else {
-				cur.WriteRune(r)
-			}
-		case r == '\'' || r == '"':
-			quote, inWord = r, true
-		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
-			if inWord {
-				out = append(out, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteRune(r)
-			inWord = true
+	space := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+	for len(s) > 0 {
+		for len(s) > 0 && space(s[0]) {
+			s = s[1:]
 		}
+		if len(s) == 0 {
+			break
+		}
+		if q := s[0]; q == '"' || q == '\'' {
+			end := strings.IndexByte(s[1:], q)
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated %c string", q)
+			}
+			out = append(out, s[1:1+end])
+			s = s[2+end:]
+			continue
+		}
+		i := 0
+		for i < len(s) && !space(s[i]) {
+			i++
+		}
+		out = append(out, s[:i])
+		s = s[i:]
 	}
-	if inWord {
-		out = append(out, cur.String())
-	}
-	return out
+	return out, nil
 }

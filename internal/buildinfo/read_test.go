@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"testing"
 )
 
@@ -98,4 +99,38 @@ func TestVersionOf(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzStampedVersion: the -ldflags reader never panics, finds a stamp
+// appended to any well-quoted flags, and finds nothing that is not there.
+func FuzzStampedVersion(f *testing.F) {
+	f.Add("-s -w", "v1.2.3")
+	f.Add("-X 'example.com/x.name=Globex Agent' -X=a=b", "v0.0.1-dev.3")
+	f.Add(`all=-X "`+VersionSymbol+`=v1"`, "v2.0.0")
+	f.Add("'unclosed", "v1")
+	f.Fuzz(func(t *testing.T, ldflags, v string) {
+		got, ok := stampedVersion(ldflags)
+		if ok && got == "" {
+			t.Fatal("found an empty version")
+		}
+		if !strings.Contains(ldflags, VersionSymbol) && ok {
+			t.Fatalf("found %q in flags that do not name the symbol: %q", got, ldflags)
+		}
+		words, err := splitQuoted(ldflags)
+		if err != nil {
+			return
+		}
+		if len(words) == 1 && !strings.HasPrefix(words[0], "-") {
+			if p, rest, ok := strings.Cut(words[0], "="); ok && p != "" {
+				words[0] = rest // the per-package form
+			}
+		}
+		dangling := len(words) > 0 && (words[len(words)-1] == "-X" || words[len(words)-1] == "--X") // would take our -X as its value, as the linker would
+		if dangling || strings.ContainsAny(v, " \t\r\n'\"") || v == "" {
+			return
+		}
+		if got, ok := stampedVersion(ldflags + " -X " + VersionSymbol + "=" + v); !ok || got != v {
+			t.Fatalf("stamp %q after %q: got %q, %v", v, ldflags, got, ok)
+		}
+	})
 }
