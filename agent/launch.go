@@ -6,7 +6,6 @@ package agent
 import (
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/edgeportal/connect/agent/update"
@@ -43,7 +42,7 @@ func Launch(stateDir string, log *slog.Logger) {
 	if err != nil || enr == nil {
 		return // not enrolled: nothing can have been staged
 	}
-	dir := filepath.Join(stateDir, updateWorkDir)
+	dir := UpdateDir(stateDir)
 	opts := update.LaunchOptions{
 		Dir:        dir,
 		Binary:     brand.AgentBinary(),

@@ -109,7 +109,12 @@ var startExe, startExeErr = func() (string, error) {
 
 func executable() (string, error) { return startExe, startExeErr }
 
-func (n *Node) updateDir() string { return filepath.Join(n.opts.StateDir, updateWorkDir) }
+func (n *Node) updateDir() string { return UpdateDir(n.opts.StateDir) }
+
+// UpdateDir is the update directory of a state directory: staged releases
+// and update.LoadState's state (pending trial, failed releases, the last
+// result), for `doctor` and `status` to show.
+func UpdateDir(stateDir string) string { return filepath.Join(stateDir, updateWorkDir) }
 
 func (n *Node) updateOptions(version string) (update.Options, error) {
 	exe, err := executable()

@@ -16,7 +16,8 @@
 //	b.CopyIn(agentBin, "/usr/local/bin/initech-agent")
 //	r := b.Exec("systemctl", "is-active", "initech-agent")
 //
-// Boxes are named NAME-PID so parallel test processes do not collide; each
+// Boxes are named NAME-PID-N so parallel test processes (and two boxes of
+// one test) do not collide; each
 // records its owner, and Start first stops boxes whose owner died (a test
 // binary killed by a timeout leaves its box mounted otherwise).
 //
@@ -36,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -52,6 +54,9 @@ var ExecTimeout = 2 * time.Minute
 // ownerFile, inside a box's directory, holds the PID of the test process
 // that started it.
 const ownerFile = "owner.pid"
+
+// boxSeq numbers the boxes of this process.
+var boxSeq atomic.Int64
 
 var (
 	scriptOnce sync.Once
@@ -115,7 +120,7 @@ func Start(t testing.TB, name string) *Box {
 		t.Fatal(err)
 	}
 	StopStale()
-	b := &Box{Name: fmt.Sprintf("%s-%d", name, os.Getpid()), t: t}
+	b := &Box{Name: fmt.Sprintf("%s-%d-%d", name, os.Getpid(), boxSeq.Add(1)), t: t}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // includes installing systemd-container
 	defer cancel()
 	r := run(ctx, sh, "start", b.Name)
