@@ -34,6 +34,14 @@ type Decision struct {
 	Notes []string
 }
 
+// exeVersion is the staged version d runs, or "".
+func (d Decision) exeVersion() string {
+	if d.Exe == "" {
+		return ""
+	}
+	return d.Version
+}
+
 // Decide is the launcher's choice at start, persisted before it returns:
 // a version on trial gets its next attempt (counted now, so a crash
 // counts) or, after MaxAttempts or when it gave up by itself, is rolled
@@ -54,6 +62,11 @@ func Decide(o LaunchOptions) (Decision, error) {
 	var d Decision
 	note := func(format string, args ...any) { d.Notes = append(d.Notes, fmt.Sprintf(format, args...)) }
 	changed := false
+	defer func() {
+		if changed {
+			prune(o.Dir, st.Current, d.exeVersion())
+		}
+	}()
 	if t := st.Trial; t != nil {
 		switch {
 		case t.Reason != "":
@@ -90,7 +103,6 @@ func Decide(o LaunchOptions) (Decision, error) {
 			note("the installed binary %s is at least as new as staged %s: running it", o.Self, st.Current)
 			st.Current = ""
 			changed = true
-			prune(o.Dir)
 		} else if exe, err := VerifyStaged(o.Dir, st.Current, o.Binary, o.Project, o.Platform, o.ReleaseKey); err != nil {
 			note("refusing to run staged %s (%v): running the installed binary %s", st.Current, err, o.Self)
 			st.Current = ""
@@ -146,6 +158,9 @@ func StartCheck(dir, self string) (onTrial bool, t Trial, err error) {
 			st.rollback(t.Reason, time.Now())
 		default:
 			st.rollback(fmt.Sprintf("came back as %s, not the promised %s", self, t.To), time.Now())
+			if t.To != st.Current {
+				Discard(dir, t.To)
+			}
 		}
 		return true, nil
 	})

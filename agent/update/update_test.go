@@ -184,6 +184,9 @@ func TestCrashingVersionIsRolledBack(t *testing.T) {
 	if _, ok := st.FailedBefore("v1.3.0"); !ok {
 		t.Fatal("the failed release is not remembered")
 	}
+	if _, err := os.Stat(s.Exe); err == nil {
+		t.Error("the rolled-back release is still staged")
+	}
 	// Not again automatically (no loop) …
 	staged, res, err := Stage(context.Background(), w.src, w.opts("v1.1.0", ""))
 	if err != nil || staged != nil || !strings.Contains(res.Message, "failed on this node before") {
