@@ -285,6 +285,9 @@ func TestSystemdUpdate(t *testing.T) {
 	if again := a.systemctl("show", "-p", "NRestarts", "--value", "initech-agent"); again != restarts {
 		t.Fatalf("the service keeps restarting after the rollback: NRestarts %s → %s", restarts, again)
 	}
+	if staged := strings.Fields(a.box.Must("ls", a.state+"/update/bin")); strings.Join(staged, " ") != "v1.1.0" {
+		t.Errorf("staged after the rollback: %v", staged)
+	}
 	mustContain(t, "update again", a.must("update"), "failed on this node before")
 	if st, _ := a.status(); st.Version != "v1.1.0" {
 		t.Fatalf("after a refused retry: %s", st.Version)
