@@ -11,6 +11,13 @@
 // variable. Unit files are rendered here from templates-as-data so
 // --dry-run and --root show and write exactly what a real install does.
 //
+// On a machine that systemd runs, status, start, stop and restart of the
+// system service go to systemctl directly (a missing unit is "not
+// installed", not a failure, and a failure carries systemctl's reason);
+// RunAsServiceAccount lets root's commands read the service's private state
+// directory as its account. The unit needs nothing for self-update: the
+// agent stages releases in its state directory (agent/update).
+//
 // Platform specifics live in installer_<os>.go. Imports: internal/brand,
 // kardianos/service. Imported by cmd/*-agent. Never imports agent or hub.
 package installer
