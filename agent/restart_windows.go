@@ -3,14 +3,23 @@
 
 package agent
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
-// RestartExitCode is the exit code that asks the service manager to start
-// the updated binary (a crash-like exit triggers the recovery action).
-const RestartExitCode = 75
+// launcherSupported: a Windows process cannot exec another binary, so
+// updates replace the binary in place (update.ApplyInPlace).
+const launcherSupported = false
+
+func supervised() bool { return true }
 
 // Reexec exits so the Windows service manager restarts the new binary.
 func Reexec() error {
 	os.Exit(RestartExitCode)
 	return nil
+}
+
+func execBinary(string, []string) error {
+	return errors.New("exec is not supported on windows")
 }

@@ -23,25 +23,33 @@ import (
 	"github.com/edgeportal/connect/wire/key"
 )
 
-// Update files in the state directory.
-const (
-	UpdateMarkerFile = "update.json" // an update handed over to a new binary
-	updateWorkDir    = "update"
-)
+// updateWorkDir is the update directory in the state directory: staged
+// releases and the launcher's state (package agent/update).
+const updateWorkDir = "update"
 
-// TrialTimeout bounds the new binary's trial (reach the hub, register the
-// relay) before the old binary is put back.
+// TrialTimeout bounds a new version's trial (reach the hub, register the
+// relay) before the previous version is put back. The environment variable
+// <PREFIX>UPDATE_TRIAL_TIMEOUT (a duration) overrides it, e.g. for a hub
+// behind a slow path.
 var TrialTimeout = 60 * time.Second
 
-// ErrRestart is returned by Run when the node replaced its binary and must
-// be restarted into it (see Reexec).
-var ErrRestart = errors.New("restart into the updated binary")
-
-type updateMarker struct {
-	From string    `json:"from"`
-	To   string    `json:"to"`
-	At   time.Time `json:"at"`
+// trialTimeout is TrialTimeout or its override from the environment.
+func trialTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(brand.EnvPrefix() + "UPDATE_TRIAL_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return TrialTimeout
 }
+
+// RestartExitCode is the exit code that asks the service manager to start
+// the node again, into the version just handed over to (the units list it
+// in RestartForceExitStatus and SuccessExitStatus; Windows treats it as a
+// crash, which triggers the recovery action).
+const RestartExitCode = 75
+
+// ErrRestart is returned by Run when the node handed over to another
+// version and must be restarted into it (see Reexec).
+var ErrRestart = errors.New("restart into the updated binary")
 
 // hubSource fetches releases over the control connection.
 type hubSource struct{ n *Node }
@@ -72,18 +80,25 @@ func (s hubSource) Chunk(ctx context.Context, channel, version, platform string,
 	return resp.Data, err
 }
 
-func (n *Node) releaseKey() key.SigningPublic {
+// releaseKeyFor is the key releases must verify with: the build's, else
+// the one the node's ticket named.
+func releaseKeyFor(enr *Enrollment) key.SigningPublic {
 	if s := brand.ReleaseKey(); s != "" {
 		if k, err := key.ParseSigningPublic(s); err == nil {
 			return k
 		}
 	}
-	return n.enr.ReleaseKey
+	if enr == nil {
+		return key.SigningPublic{}
+	}
+	return enr.ReleaseKey
 }
 
+func (n *Node) releaseKey() key.SigningPublic { return releaseKeyFor(n.enr) }
+
 // startExe is the binary's path as resolved when the process started: on
-// Linux os.Executable follows the running inode, which an update renames
-// to .prev, so it must not be asked again afterwards.
+// Linux os.Executable follows the running inode, which an in-place update
+// renames to .prev, so it must not be asked again afterwards.
 var startExe, startExeErr = func() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -94,11 +109,19 @@ var startExe, startExeErr = func() (string, error) {
 
 func executable() (string, error) { return startExe, startExeErr }
 
+func (n *Node) updateDir() string { return UpdateDir(n.opts.StateDir) }
+
+// UpdateDir is the update directory of a state directory: staged releases
+// and update.LoadState's state (pending trial, failed releases, the last
+// result), for `doctor` and `status` to show.
+func UpdateDir(stateDir string) string { return filepath.Join(stateDir, updateWorkDir) }
+
 func (n *Node) updateOptions(version string) (update.Options, error) {
 	exe, err := executable()
 	if err != nil {
 		return update.Options{}, err
 	}
+	explicit := version != ""
 	if version == "" {
 		version = n.cfg.Update.Pin
 	}
@@ -109,16 +132,28 @@ func (n *Node) updateOptions(version string) (update.Options, error) {
 		Channel:    n.cfg.Update.Channel,
 		Version:    version,
 		ReleaseKey: n.releaseKey(),
+		Dir:        n.updateDir(),
+		Binary:     brand.AgentBinary(),
+		Explicit:   explicit,
 		Exe:        exe,
-		WorkDir:    filepath.Join(n.opts.StateDir, updateWorkDir),
-		Trial:      n.trial,
+		Trial:      n.trialExe,
 	}, nil
 }
 
-// trial runs the new binary against this state directory: it must reach
-// the hub and register the relay within TrialTimeout.
-func (n *Node) trial(ctx context.Context, exe string) error {
-	ctx, cancel := context.WithTimeout(ctx, TrialTimeout)
+// trial runs a staged version's trial as a child process (a foreground
+// node, which no service manager would restart after a crash): verified
+// first, it must reach the hub and register the relay within TrialTimeout.
+func (n *Node) trial(ctx context.Context, version string) error {
+	exe, err := update.VerifyStaged(n.updateDir(), version, brand.AgentBinary(), n.enr.Project, buildinfo.Platform(), n.releaseKey())
+	if err != nil {
+		return err
+	}
+	return n.trialExe(ctx, exe)
+}
+
+func (n *Node) trialExe(ctx context.Context, exe string) error {
+	timeout := trialTimeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	args := []string{"run", "--state-dir", n.opts.StateDir, "--update-trial"}
 	if n.opts.HubAddr != "" {
@@ -136,7 +171,7 @@ func (n *Node) trial(ctx context.Context, exe string) error {
 		tail = tail[i+1:]
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("did not reach the hub within %s", TrialTimeout)
+		return fmt.Errorf("did not reach the hub within %s", timeout)
 	}
 	if tail == "" {
 		return err
@@ -145,7 +180,10 @@ func (n *Node) trial(ctx context.Context, exe string) error {
 }
 
 // Update implements localapi.Backend: check for (and unless check, apply)
-// a release. A successful update restarts the node into the new binary.
+// a release. A successful update restarts the node into the new version:
+// under a service manager by exiting (RestartExitCode) so it starts the
+// launcher again, in the foreground by re-executing the launcher in place
+// after the new version passed a trial run.
 func (n *Node) Update(ctx context.Context, r localapi.UpdateRequest) (localapi.UpdateResult, error) {
 	o, err := n.updateOptions(r.Version)
 	if err != nil {
@@ -159,32 +197,91 @@ func (n *Node) Update(ctx context.Context, r localapi.UpdateRequest) (localapi.U
 		}
 		out.Available = m.Version
 		out.Message = fmt.Sprintf("%s is available on channel %s (running %s)", m.Version, m.Channel, o.Current)
+		if st, err := update.LoadState(o.Dir); err == nil {
+			if f, ok := st.FailedBefore(m.Version); ok {
+				out.Message += fmt.Sprintf("; it failed on this node before (%s)", f.Reason)
+			}
+		}
 		return out, nil
 	}
-	res, err := update.Apply(ctx, hubSource{n}, o)
+	if !launcherSupported {
+		return n.updateInPlace(ctx, o, out)
+	}
+	staged, res, err := update.Stage(ctx, hubSource{n}, o)
 	out.Available = res.To
 	if err != nil {
-		n.log.Error("update failed", "from", o.Current, "to", res.To, "err", err)
-		n.metrics.updates.WithLabelValues("failed").Inc()
-		if res.To != "" {
-			n.reportUpdate(ctx, control.UpdateResult{From: o.Current, To: res.To, OK: false, Reason: err.Error()})
+		return out, n.updateFailed(ctx, res, err)
+	}
+	if staged == nil {
+		out.Message = res.Message
+		return out, nil
+	}
+	how := "through the service manager"
+	if !supervised() {
+		how = "in place"
+		if err := n.trial(ctx, staged.Version); err != nil {
+			reason := fmt.Sprintf("new version %s failed its trial (%v); rolled back to %s", staged.Version, err, o.Current)
+			if ferr := update.Fail(o.Dir, o.Current, staged.Version, reason); ferr != nil {
+				n.log.Error("could not record the failed update", "err", ferr)
+			}
+			n.metrics.updates.WithLabelValues("failed").Inc()
+			n.log.Error("update failed", "from", o.Current, "to", staged.Version, "err", reason)
+			n.sendResult(ctx)
+			return out, errors.New(reason)
 		}
-		return out, err
+	}
+	if err := update.BeginTrial(o.Dir, o.Current, staged.Version, o.Explicit); err != nil {
+		return out, n.updateFailed(ctx, res, err)
+	}
+	n.metrics.updates.WithLabelValues("updated").Inc()
+	out.Updated = true
+	out.Message = fmt.Sprintf("updated %s → %s; restarting into it %s", o.Current, staged.Version, how)
+	n.log.Info("update staged and verified; restarting into the new version", "from", o.Current, "to", staged.Version, "how", how)
+	n.restartSoon()
+	return out, nil
+}
+
+// updateInPlace is Update where a process cannot exec (Windows).
+func (n *Node) updateInPlace(ctx context.Context, o update.Options, out localapi.UpdateResult) (localapi.UpdateResult, error) {
+	res, err := update.ApplyInPlace(ctx, hubSource{n}, o)
+	out.Available = res.To
+	if err != nil {
+		return out, n.updateFailed(ctx, res, err)
 	}
 	out.Updated, out.Message = res.Updated, res.Message
 	if res.Updated {
 		n.metrics.updates.WithLabelValues("updated").Inc()
-		saveJSON(filepath.Join(n.opts.StateDir, UpdateMarkerFile), updateMarker{From: res.From, To: res.To, At: time.Now().UTC()})
+		// The trial ran before the swap; the hub hears of it once the
+		// new binary is connected.
+		if err := update.Record(o.Dir, update.Outcome{From: res.From, To: res.To, OK: true}); err != nil {
+			n.log.Error("could not record the update", "err", err)
+		}
 		n.log.Info("updated; restarting into the new version", "from", res.From, "to", res.To)
-		n.mu.Lock()
-		n.restart = true
-		stop := n.stop
-		n.mu.Unlock()
-		// Run returns; the local API shuts down gracefully, so this
-		// answer still reaches the CLI.
-		stop()
+		n.restartSoon()
 	}
 	return out, nil
+}
+
+// updateFailed logs, counts and reports (when a release was chosen) an
+// update that failed before any hand-over, and returns err.
+func (n *Node) updateFailed(ctx context.Context, res update.Result, err error) error {
+	n.log.Error("update failed", "from", res.From, "to", res.To, "err", err)
+	n.metrics.updates.WithLabelValues("failed").Inc()
+	if res.To != "" && !errors.Is(err, update.ErrInProgress) {
+		n.reportUpdate(ctx, control.UpdateResult{From: res.From, To: res.To, OK: false, Reason: err.Error()})
+	}
+	return err
+}
+
+// restartSoon stops the node for a restart into another version. Run
+// returns and the local API shuts down gracefully, so an answer in flight
+// (the CLI's update) still reaches its client.
+func (n *Node) restartSoon() {
+	n.mu.Lock()
+	n.restart = true
+	stop := n.stop
+	n.mu.Unlock()
+	stop()
 }
 
 func (n *Node) reportUpdate(ctx context.Context, r control.UpdateResult) {
@@ -193,28 +290,97 @@ func (n *Node) reportUpdate(ctx context.Context, r control.UpdateResult) {
 	}
 }
 
-// finishUpdate reports a completed update once the new binary is connected.
-func (n *Node) finishUpdate(ctx context.Context, h *hubConn) {
-	path := filepath.Join(n.opts.StateDir, UpdateMarkerFile)
-	b, err := os.ReadFile(path)
+// sendResult sends the pending update outcome to the hub, if any, and
+// forgets it once the hub has it.
+func (n *Node) sendResult(ctx context.Context) {
+	h, err := n.currentHub(ctx, 5*time.Second)
 	if err != nil {
 		return
 	}
-	var m updateMarker
-	if json.Unmarshal(b, &m) != nil || m.To != buildinfo.Version() {
-		os.Remove(path)
+	n.sendResultTo(ctx, h)
+}
+
+func (n *Node) sendResultTo(ctx context.Context, h *hubConn) {
+	dir := n.updateDir()
+	r, err := update.PendingResult(dir)
+	if err != nil || r == nil {
 		return
 	}
-	if err := h.Call(ctx, control.TypeUpdateResult, control.UpdateResult{From: m.From, To: m.To, OK: true}, nil); err == nil {
-		os.Remove(path)
-		n.log.Info("update complete", "from", m.From, "to", m.To)
+	if err := h.Call(ctx, control.TypeUpdateResult, control.UpdateResult{From: r.From, To: r.To, OK: r.OK, Reason: r.Reason}, nil); err != nil {
+		n.log.Warn("could not report the update result to the hub; will retry on the next connection", "err", err)
+		return
 	}
+	update.Acknowledged(dir, *r)
+}
+
+// finishUpdate runs once the node is connected (after the relay was
+// registered, or refused): a version on trial confirms it is up, and the
+// pending outcome of the last update goes to the hub.
+func (n *Node) finishUpdate(ctx context.Context, h *hubConn) {
+	n.mu.Lock()
+	up := n.hub == h && (n.relayName() == "" || n.relayUp)
+	n.mu.Unlock()
+	if up {
+		self := buildinfo.Version()
+		if ok, err := update.Confirm(n.updateDir(), self); err != nil {
+			n.log.Error("could not confirm the update", "err", err)
+		} else if ok {
+			n.log.Info("update complete: the new version reached the hub and registered its relay", "version", self)
+		}
+	}
+	n.sendResultTo(ctx, h)
+}
+
+// watchTrial runs at the node's start: a node that is the version on
+// trial must be up (finishUpdate confirms) within TrialTimeout, else it
+// records why and exits so the launcher puts the previous version back; a
+// node of another version than the one promised ends the trial as failed.
+func (n *Node) watchTrial(ctx context.Context) {
+	dir, self := n.updateDir(), buildinfo.Version()
+	onTrial, t, err := update.StartCheck(dir, self)
+	switch {
+	case err != nil:
+		n.log.Error("update state", "err", err)
+		return
+	case !onTrial && t.To != "":
+		n.log.Error("update failed: its trial ended without a launcher putting the previous version back, or the node came back at another version than promised; not retrying that release", "promised", t.To, "running", self)
+		n.metrics.updates.WithLabelValues("failed").Inc()
+		return
+	case !onTrial:
+		return
+	}
+	timeout := trialTimeout()
+	n.log.Info("on trial after an update: must reach the hub and register the relay", "from", t.From, "to", t.To, "attempt", t.Attempts, "deadline", timeout)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-timer.C:
+	}
+	st, err := update.LoadState(dir)
+	if err != nil || st.Trial == nil || st.Trial.To != self {
+		return // confirmed (or no longer ours)
+	}
+	n.mu.Lock()
+	why := orElse(n.relayErr, n.hubErr)
+	n.mu.Unlock()
+	reason := fmt.Sprintf("%s did not reach the hub and register its relay within %s", self, timeout)
+	if why != "" {
+		reason += ": " + why
+	}
+	if err := update.FailTrial(dir, self, reason); err != nil {
+		n.log.Error("could not record the failed trial", "err", err)
+	}
+	n.log.Error("update failed its trial; restarting into the previous version", "reason", reason)
+	n.restartSoon()
 }
 
 // autoUpdate checks on the configured schedule, inside the maintenance
 // window, unless the customer turned updates off (or a package manager
 // owns the binary).
 func (n *Node) autoUpdate(ctx context.Context) {
+	n.watchTrial(ctx)
 	if !n.autoUpdateEnabled() {
 		return
 	}

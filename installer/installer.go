@@ -11,6 +11,13 @@
 // variable. Unit files are rendered here from templates-as-data so
 // --dry-run and --root show and write exactly what a real install does.
 //
+// On a machine that systemd runs, status, start, stop and restart of the
+// system service go to systemctl directly (a missing unit is "not
+// installed", not a failure, and a failure carries systemctl's reason);
+// RunAsServiceAccount lets root's commands read the service's private state
+// directory as its account. The unit needs nothing for self-update: the
+// agent stages releases in its state directory (agent/update).
+//
 // Platform specifics live in installer_<os>.go. Imports: internal/brand,
 // kardianos/service. Imported by cmd/*-agent. Never imports agent or hub.
 package installer
@@ -312,8 +319,20 @@ type Marker struct {
 	Version   string `json:"version"`
 }
 
+// RestartExitCode is the agent's "restart me into the new version" exit
+// status (agent.RestartExitCode); the unit does not count it as a failure.
+const RestartExitCode = 75
+
+// fakeManager reports whether tests replaced the service manager.
+func fakeManager() bool { return os.Getenv(brand.EnvPrefix()+InsecureFakeManagerEnv) != "" }
+
 // Control runs start, stop or restart through the service manager.
 func Control(spec Spec, action string) error {
+	if !fakeManager() {
+		if ok, err := platformControl(spec, action); ok {
+			return err
+		}
+	}
 	svc, err := New(spec, "")
 	if err != nil {
 		return err
@@ -324,6 +343,11 @@ func Control(spec Spec, action string) error {
 // Status reports the service state as a word (running, stopped,
 // not installed, unknown).
 func Status(spec Spec) (string, error) {
+	if !fakeManager() {
+		if st, ok, err := platformStatus(spec); ok {
+			return st, err
+		}
+	}
 	svc, err := New(spec, "")
 	if err != nil {
 		return "unknown", err

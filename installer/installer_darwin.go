@@ -76,3 +76,7 @@ func managerCommands(s Spec) []string {
 func ensureAccount(name, home string) error { return nil }
 
 func chownTree(dir, account string) error { return nil }
+
+func platformStatus(Spec) (string, bool, error) { return "", false, nil }
+
+func platformControl(Spec, string) (bool, error) { return false, nil }

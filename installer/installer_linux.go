@@ -35,10 +35,13 @@ func DefaultStateDir(user bool) string {
 // systemdUnit is hardened: an unprivileged account, no new privileges, a
 // read-only system with only the state directory writable, private /tmp,
 // no capabilities, only the address families the agent uses, and a restart
-// 2 s after any exit (kardianos' default waits 120 s).
+// 2 s after any exit (kardianos' default waits 120 s). Self-update needs no
+// more than that: releases are staged in the state directory and the
+// installed binary launches them (agent/update). Exit status 75 is the
+// node asking for that restart after handing over to a new version; it is
+// not a failure.
 var systemdUnit = template.Must(template.New("unit").Parse(`[Unit]
 Description={{.Description}}
-Documentation=man:{{.Name}}(8)
 After=network-online.target
 Wants=network-online.target
 StartLimitIntervalSec=0
@@ -52,6 +55,8 @@ Group={{.RunAs}}
 {{- end}}
 Restart=always
 RestartSec=2s
+SuccessExitStatus={{.RestartExitCode}}
+RestartForceExitStatus={{.RestartExitCode}}
 {{- if .StateDirectory}}
 StateDirectory={{.StateDirectory}}
 StateDirectoryMode=0700
@@ -103,13 +108,14 @@ func unitFile(s Spec) (string, string) {
 		stateDirectory = filepath.Base(s.StateDir)
 	}
 	unit := render(systemdUnit, map[string]any{
-		"Name":           s.Name,
-		"Description":    s.Description,
-		"Exec":           strings.Join(args, " "),
-		"RunAs":          s.RunAs,
-		"StateDir":       s.StateDir,
-		"StateDirectory": stateDirectory,
-		"User":           s.User,
+		"Name":            s.Name,
+		"Description":     s.Description,
+		"Exec":            strings.Join(args, " "),
+		"RunAs":           s.RunAs,
+		"StateDir":        s.StateDir,
+		"StateDirectory":  stateDirectory,
+		"User":            s.User,
+		"RestartExitCode": RestartExitCode,
 	})
 	path := "/etc/systemd/system/" + s.Name + ".service"
 	if s.User {
@@ -117,6 +123,71 @@ func unitFile(s Spec) (string, string) {
 		path = filepath.Join(home, ".config", "systemd", "user", s.Name+".service")
 	}
 	return path, unit
+}
+
+// unitPaths are where a system unit of this name can be installed: by
+// `install` (/etc) or by a package (/usr/lib, /lib).
+func unitPaths(name string) []string {
+	return []string{"/etc/systemd/system/" + name + ".service", "/usr/lib/systemd/system/" + name + ".service", "/lib/systemd/system/" + name + ".service"}
+}
+
+// systemdRunning reports whether systemd manages this machine (sd_booted).
+func systemdRunning() bool {
+	_, err := os.Stat("/run/systemd/system")
+	return err == nil
+}
+
+// platformStatus answers Status for a system service from systemd itself:
+// no unit file is "not installed" (a foreground node, whatever the init
+// system), and a failed unit says why. handled is false for per-user
+// services, which kardianos answers.
+func platformStatus(s Spec) (state string, handled bool, err error) {
+	if s.User {
+		return "", false, nil
+	}
+	unit := ""
+	for _, p := range unitPaths(s.Name) {
+		if _, err := os.Stat(p); err == nil {
+			unit = p
+			break
+		}
+	}
+	if unit == "" {
+		return "not installed", true, nil
+	}
+	if !systemdRunning() {
+		return "unknown", true, fmt.Errorf("the unit %s is installed, but systemd is not running on this machine", unit)
+	}
+	out, _ := exec.Command("systemctl", "is-active", s.Name+".service").Output()
+	switch st := strings.TrimSpace(string(out)); st {
+	case "active", "activating", "reloading":
+		return "running", true, nil
+	case "inactive", "deactivating":
+		return "stopped", true, nil
+	case "failed":
+		res, _ := exec.Command("systemctl", "show", "-p", "Result", "--value", s.Name+".service").Output()
+		return "failed", true, fmt.Errorf("the service failed (result: %s); `journalctl -u %s` says why", strings.TrimSpace(string(res)), s.Name)
+	default:
+		return "unknown", true, fmt.Errorf("systemctl is-active %s: %q", s.Name, st)
+	}
+}
+
+// platformControl runs start, stop or restart through systemctl, so a
+// failure carries systemctl's own reason. handled is false when systemd
+// does not run the service (per-user services, other init systems).
+func platformControl(s Spec, action string) (handled bool, err error) {
+	if s.User || !systemdRunning() {
+		return false, nil
+	}
+	out, err := exec.Command("systemctl", action, s.Name+".service").CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg == "" {
+			msg = err.Error()
+		}
+		return true, fmt.Errorf("systemctl %s %s: %s", action, s.Name, msg)
+	}
+	return true, nil
 }
 
 func options(s Spec, unit string) service.KeyValue {

@@ -32,3 +32,7 @@ func managerCommands(s Spec) []string { return nil }
 func ensureAccount(name, home string) error { return nil }
 
 func chownTree(dir, account string) error { return nil }
+
+func platformStatus(Spec) (string, bool, error) { return "", false, nil }
+
+func platformControl(Spec, string) (bool, error) { return false, nil }

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Builds every package of a brand into dist/: .deb and .rpm for linux/amd64
-# and linux/arm64 (goreleaser + nfpm), archives and checksums for all
-# platforms, and the .msi for windows/amd64 (wixl). Installs goreleaser and
-# wixl when missing (Go module proxy and Debian packages only).
-#   BRAND (default initech), BRAND_DISPLAY, BRAND_VENDOR, VERSION (default
-#   from git), AUTHORITY_KEY, COMMAND_KEY, RELEASE_KEY, DEFAULT_HUB
+# Builds every package of a brand into dist/: .deb and .rpm of the agent and
+# of the hub for linux/amd64 and linux/arm64 (goreleaser + nfpm), archives
+# and checksums for all platforms, and the agent's .msi for windows/amd64
+# (wixl). Installs goreleaser and wixl when missing (Go module proxy and
+# Debian packages only).
+#   BRAND (default initech), BRAND_DISPLAY, BRAND_VENDOR, BRAND_MAINTAINER
+#   ("Name <email>", the packages' maintainer; default "<Vendor> Support
+#   <support@<brand>.example>", with a warning), VERSION (default: derived
+#   from git, see below), AUTHORITY_KEY, COMMAND_KEY, RELEASE_KEY, DEFAULT_HUB
+#   SINGLE_TARGET=1 builds only the host platform's packages (no MSI), for
+#   tests that install them.
+# Versions from git: a tag at HEAD is the version (v1.4.0); N commits after
+# tag v1.4.0 give v1.4.1-dev.N; no tag at all gives v0.0.1-dev.N with N the
+# number of commits, so successive builds upgrade each other in order.
 # Usage: [VAR=…] scripts/package.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +23,26 @@ case $BRAND in *[!a-z0-9-]*|"") echo "package.sh: BRAND=$BRAND: use lower-case l
 title="$(tr '[:lower:]' '[:upper:]' <<<"${BRAND:0:1}")${BRAND:1}"
 export BRAND_VENDOR=${BRAND_VENDOR:-$title}
 export BRAND_DISPLAY=${BRAND_DISPLAY:-"$BRAND_VENDOR Agent"}
-if [ -z "${VERSION:-}" ]; then
-  VERSION=$(git describe --tags --always 2>/dev/null || true)
-  case $VERSION in v[0-9]*) ;; *) VERSION=v0.0.0 ;; esac
+export BRAND_HUB_DISPLAY=${BRAND_HUB_DISPLAY:-"$BRAND_VENDOR Hub"}
+if [ -z "${BRAND_MAINTAINER:-}" ]; then
+  BRAND_MAINTAINER="$BRAND_VENDOR Support <support@$BRAND.example>"
+  echo "package.sh: BRAND_MAINTAINER is not set; the packages name \"$BRAND_MAINTAINER\"" >&2
 fi
+case $BRAND_MAINTAINER in *"<"*@*">"*) ;; *) echo "package.sh: BRAND_MAINTAINER=$BRAND_MAINTAINER: want \"Name <email>\"" >&2; exit 2;; esac
+export BRAND_MAINTAINER
+derive_version() {
+  local tag n
+  if tag=$(git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null); then echo "$tag"; return; fi
+  if tag=$(git describe --tags --abbrev=0 --match 'v[0-9]*' 2>/dev/null); then
+    n=$(git rev-list --count "$tag..HEAD")
+    IFS=. read -r ma mi pa <<<"${tag#v}"; pa=${pa%%-*}
+    echo "v$ma.$mi.$((pa + 1))-dev.$n"; return
+  fi
+  n=$(git rev-list --count HEAD 2>/dev/null || echo 0)
+  echo "v0.0.1-dev.$n"
+}
+VERSION=${VERSION:-$(derive_version)}
+case $VERSION in v[0-9]*.[0-9]*.[0-9]*) ;; *) echo "package.sh: VERSION=$VERSION: want vMAJOR.MINOR.PATCH[-PRE]" >&2; exit 2;; esac
 export VERSION
 
 need_apt=()
@@ -43,11 +67,24 @@ BRAND=$BRAND VERSION=$VERSION scripts/build.sh "$prep/bin" >/dev/null
 echo "installed by the $BRAND-agent package: the package manager owns the service" > "$prep/packaged"
 for s in preinstall postinstall preremove postremove; do
   sed -e "s/@NAME@/$BRAND-agent/g" -e "s/@DISPLAY@/$BRAND_DISPLAY/g" "packaging/linux/$s.sh" > "$prep/$s.sh"
-  chmod 0755 "$prep/$s.sh"
+  sed -e "s/@NAME@/$BRAND-hub/g" -e "s/@DISPLAY@/$BRAND_HUB_DISPLAY/g" "packaging/linux/$s.sh" > "$prep/hub-$s.sh"
+  chmod 0755 "$prep/$s.sh" "$prep/hub-$s.sh"
 done
+# The hub's own hardened unit.
+sed -e "s/@NAME@/$BRAND-hub/g" -e "s/@DISPLAY@/$BRAND_HUB_DISPLAY/g" packaging/linux/hub.service > "$prep/$BRAND-hub.service"
 
 # 2. goreleaser: binaries, archives, checksums, deb and rpm.
-goreleaser release --snapshot --clean --skip=publish,sign --config goreleaser.yaml
+config=goreleaser.yaml
+if [ "${SINGLE_TARGET:-}" = 1 ]; then
+  config=$prep/goreleaser-single.yaml
+  sed -e "s/^    goos: .*/    goos: [$(go env GOOS)]/" -e "s/^    goarch: .*/    goarch: [$(go env GOARCH)]/" goreleaser.yaml > "$config"
+fi
+goreleaser release --snapshot --clean --skip=publish,sign --config "$config"
+if [ "${SINGLE_TARGET:-}" = 1 ]; then
+  echo "packages in dist/ (host platform only):"
+  ls -1 dist/*.deb dist/*.rpm
+  exit 0
+fi
 
 # 3. The MSI for windows/amd64 with wixl (GoReleaser OSS has no MSI).
 guid() { # a stable GUID per brand and purpose

@@ -4,6 +4,9 @@
 // Package buildinfo reports the version, commit and date of the running
 // binary, stamped with -ldflags -X by scripts/build.sh and goreleaser, with
 // a fallback to the module build information for plain `go build`.
+// ReadVersion tells the version of another binary without running it
+// (`release publish` refuses a binary that is not the version it
+// publishes; the agent checks a downloaded release the same way).
 //
 // This package is a leaf (stdlib only) and may be imported by any package.
 package buildinfo

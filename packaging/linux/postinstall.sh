@@ -1,7 +1,8 @@
 #!/bin/sh
-# @NAME@ package: state directory, then enable the service. It idles until
-# a ticket is given: `@NAME@ install --ticket FILE`, or a ticket dropped at
-# /var/lib/@NAME@/enrollment.ticket (owner @NAME@, mode 0600).
+# @NAME@ package: state directory, then enable the service. The agent
+# idles until a ticket is given (`@NAME@ install --ticket FILE`, or a ticket
+# dropped at /var/lib/@NAME@/enrollment.ticket, owner @NAME@, mode 0600);
+# the hub starts once its directory is initialised (its unit's condition).
 # deb: $1 = configure [old-version]; rpm: $1 = 1 (install) or 2 (upgrade).
 set -e
 install -d -m 0700 -o @NAME@ -g @NAME@ /var/lib/@NAME@
