@@ -16,16 +16,12 @@ import (
 
 	"github.com/edgeportal/connect/agent/command"
 	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/agent/statedir"
+	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/policy"
 	wcommand "github.com/edgeportal/connect/wire/command"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/signed"
-)
-
-// Files of the command channel in the state directory.
-const (
-	CommandsFile = "commands.json" // last sequence, vendor outlets, recent outcomes
-	PausedFile   = "paused"        // present: the customer paused the node
 )
 
 // maxRecent bounds the outcomes kept to answer a redelivered command.
@@ -52,7 +48,7 @@ type outcome struct {
 
 func loadCmdState(dir string) (cmdState, error) {
 	var st cmdState
-	b, err := os.ReadFile(filepath.Join(dir, CommandsFile))
+	b, err := os.ReadFile(filepath.Join(dir, statedir.Commands))
 	if errors.Is(err, os.ErrNotExist) {
 		return st, nil
 	}
@@ -60,7 +56,7 @@ func loadCmdState(dir string) (cmdState, error) {
 		return st, err
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("%s: %w", CommandsFile, err)
+		return st, fmt.Errorf("%s: %w", statedir.Commands, err)
 	}
 	return st, nil
 }
@@ -75,12 +71,19 @@ func (n *Node) setupCommands() error {
 		}
 		n.allow = al
 	}
-	a, err := command.OpenAudit(n.opts.StateDir)
+	fwd, err := command.NewForwarder(n.cfg.Audit.Forward, brand.ServiceName())
 	if err != nil {
 		return err
 	}
+	a, err := command.OpenAuditWith(n.opts.StateDir, command.AuditOptions{Forward: fwd, Logger: n.log.With("component", "audit")})
+	if err != nil {
+		if fwd != nil {
+			fwd.Close()
+		}
+		return err
+	}
 	n.audit = a
-	if _, err := os.Stat(filepath.Join(n.opts.StateDir, PausedFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(n.opts.StateDir, statedir.Paused)); err == nil {
 		n.paused = true
 		n.log.Warn("node is paused by the customer: no outlet is served and vendor commands are refused until resumed")
 	}
@@ -200,7 +203,7 @@ func (n *Node) handleCommand(p control.CommandPush) (applied bool, reason string
 		next := st
 		next.LastSeq = c.Seq
 		next.Recent = remember(next.Recent, outcome{Seq: c.Seq, Applied: true})
-		if err := saveJSON(filepath.Join(n.opts.StateDir, CommandsFile), next); err != nil {
+		if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Commands), next); err != nil {
 			return n.refuse(entry, st, false, "could not persist: "+err.Error())
 		}
 		n.mu.Lock()
@@ -259,7 +262,7 @@ func (n *Node) handleCommand(p control.CommandPush) (applied bool, reason string
 	next.Recent = remember(next.Recent, outcome{Seq: c.Seq, Applied: true})
 	// Persist before applying and acknowledging: a crash never leaves an
 	// acknowledged command unapplied after restart.
-	if err := saveJSON(filepath.Join(n.opts.StateDir, CommandsFile), next); err != nil {
+	if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Commands), next); err != nil {
 		entry.Decision, entry.Reason = "refused", "could not persist: "+err.Error()
 		n.audit.Append(entry)
 		return false, entry.Reason, c.Seq
@@ -291,7 +294,7 @@ func (n *Node) refuse(entry command.Entry, st cmdState, advance bool, reason str
 		next := st
 		next.LastSeq = entry.Seq
 		next.Recent = remember(st.Recent, outcome{Seq: entry.Seq, Reason: reason})
-		if err := saveJSON(filepath.Join(n.opts.StateDir, CommandsFile), next); err == nil {
+		if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Commands), next); err == nil {
 			n.mu.Lock()
 			n.cmds = next
 			n.mu.Unlock()
@@ -324,7 +327,7 @@ func replaceOutlet(list []vendorOutlet, vo vendorOutlet) []vendorOutlet {
 
 // SetPaused implements localapi.Backend: the customer's kill switch.
 func (n *Node) SetPaused(ctx context.Context, paused bool) error {
-	path := filepath.Join(n.opts.StateDir, PausedFile)
+	path := filepath.Join(n.opts.StateDir, statedir.Paused)
 	if paused {
 		if err := os.WriteFile(path, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/key"
@@ -34,17 +35,17 @@ func Doctor(ctx context.Context, stateDir string, serviceState func() (string, e
 	add := func(ok bool, what, format string, args ...any) {
 		out = append(out, Check{OK: ok, What: what, Detail: fmt.Sprintf(format, args...)})
 	}
-	if err := CheckStateDir(stateDir, false); err != nil {
+	if err := statedir.Ensure(stateDir, false); err != nil {
 		add(false, "state directory", "%v", err)
 		return out
 	}
 	add(true, "state directory", "%s is private to this user", stateDir)
 	var static key.NodePrivate
-	if err := key.ReadFile(filepath.Join(stateDir, NodeKeyFile), &static); err != nil {
+	if err := key.ReadFile(filepath.Join(stateDir, statedir.NodeKey), &static); err != nil {
 		add(false, "identity", "no node identity (%v): run the agent once with a ticket", err)
 		return out
 	}
-	if err := checkPrivateFile(filepath.Join(stateDir, NodeKeyFile)); err != nil {
+	if err := statedir.CheckFile(filepath.Join(stateDir, statedir.NodeKey)); err != nil {
 		add(false, "identity", "%v", err)
 	} else {
 		add(true, "identity", "%s", static.Public().ID())

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/wire/control"
@@ -62,8 +63,15 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 				EnrolledAt:        time.Now().UTC(),
 				Credential:        cred,
 			}
-			if err := saveJSON(filepath.Join(n.opts.StateDir, EnrollmentFile), enr); err != nil {
+			if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Enrollment), enr); err != nil {
 				return nil, fmt.Errorf("save enrollment: %w", err)
+			}
+			if g.Uses == 1 {
+				// A redeemed one-time ticket is worth nothing, but it is a
+				// secret file: don't leave it lying around.
+				if err := os.Remove(n.opts.TicketFile); err == nil {
+					n.log.Info("deleted the redeemed one-time ticket", "ticket_file", n.opts.TicketFile)
+				}
 			}
 			c, _ := enroll.PeekCredential(cred)
 			n.log.Info("enrolled; the ticket has been redeemed and is no longer needed",
@@ -72,7 +80,10 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 		}
 		var ce *control.Error
 		var km *HubKeyMismatchError
-		switch {
+		wait := jitter(backoff)
+		switch d, slow := slowDown(err); {
+		case slow:
+			wait = max(wait, d) // the authority is busy: not a refusal
 		case errors.As(err, &ce):
 			return nil, fmt.Errorf("ticket %s refused by the authority: %s", g.TicketID, ce.Message)
 		case errors.As(err, &km):
@@ -80,7 +91,6 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		}
-		wait := jitter(backoff)
 		n.log.Warn("authority not reachable; retrying", "hubs", hubs, "err", err, "retry_in", wait.Round(time.Millisecond))
 		if sleepCtx(ctx, wait) != nil {
 			return nil, ctx.Err()

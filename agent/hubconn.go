@@ -109,3 +109,29 @@ func askAuthority(ctx context.Context, static key.NodePrivate, ak authorityKeys,
 	}
 	return fmt.Errorf("the authority could not be reached: %w", last)
 }
+
+// maxSlowDownWait bounds how long a caller waits when asked to slow down
+// before it gives up on the request.
+const maxSlowDownWait = 5 * time.Second
+
+// slowDown reports whether err asks to slow down, and for how long.
+func slowDown(err error) (time.Duration, bool) {
+	var ce *control.Error
+	if errors.As(err, &ce) && ce.Code == control.ErrCodeSlowDown {
+		return ce.RetryAfter(), true
+	}
+	return 0, false
+}
+
+// callPolitely is Call that honours a slow-down once: it waits as asked
+// (up to maxSlowDownWait) and asks again.
+func callPolitely(ctx context.Context, h *hubConn, t control.Type, req, resp any) error {
+	err := h.Call(ctx, t, req, resp)
+	if wait, ok := slowDown(err); ok && wait <= maxSlowDownWait {
+		if sleepCtx(ctx, wait) != nil {
+			return err
+		}
+		err = h.Call(ctx, t, req, resp)
+	}
+	return err
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/wire/control"
 )
@@ -101,7 +102,7 @@ func (n *Node) markRevoked(err error) {
 	enr.RevokedAt = &at
 	n.enr = &enr
 	n.mu.Unlock()
-	if err := saveJSON(filepath.Join(n.opts.StateDir, EnrollmentFile), &enr); err != nil {
+	if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Enrollment), &enr); err != nil {
 		n.log.Error("could not record the revocation", "err", err)
 	}
 }
@@ -185,9 +186,20 @@ func (n *Node) session(ctx context.Context, addr string) error {
 	if paused {
 		h.Call(ctx, control.TypeNodeState, control.NodeState{Paused: true}, nil)
 	}
-	n.goTracked(func() { n.finishUpdate(ctx, h) })
+	// An update on trial is confirmed once the node is up: connected and,
+	// if it has one, its relay registered.
+	finished := false
+	finish := func() {
+		if !finished {
+			finished = true
+			n.goTracked(func() { n.finishUpdate(ctx, h) })
+		}
+	}
+	if relay == "" {
+		finish()
+	}
 	n.log.Info("connected to hub", "hub", addr)
-	os.Remove(filepath.Join(n.opts.StateDir, LastErrorFile))
+	os.Remove(filepath.Join(n.opts.StateDir, statedir.LastError))
 
 	ping := time.NewTicker(keepalive)
 	defer ping.Stop()
@@ -209,9 +221,15 @@ func (n *Node) session(ctx context.Context, addr string) error {
 				if errors.Is(err, ErrRevoked) {
 					return err
 				}
-				relayRetry.Reset(jitter(relayBackoff))
+				wait := jitter(relayBackoff)
+				if d, ok := slowDown(err); ok {
+					wait = max(wait, d)
+				}
+				relayRetry.Reset(wait)
 				relayBackoff = min(2*relayBackoff, relayRetryMax)
+				continue
 			}
+			finish()
 		case <-ping.C:
 			refreshT.Stop()
 			pctx, cancel := context.WithTimeout(ctx, keepalive)
@@ -227,8 +245,12 @@ func (n *Node) session(ctx context.Context, addr string) error {
 			}
 			if err != nil {
 				// The credential is still valid for a while: try again.
-				n.log.Warn("could not refresh the credential; trying again in a minute", "err", err)
-				n.postponeRefresh(time.Minute)
+				wait := time.Minute
+				if d, ok := slowDown(err); ok {
+					wait = max(d, time.Second)
+				}
+				n.log.Warn("could not refresh the credential; trying again", "err", err, "retry_in", wait)
+				n.postponeRefresh(wait)
 				continue
 			}
 			if err := h.Call(ctx, control.TypeCredential, control.CredentialUpdate{Credential: n.credential()}, nil); err != nil {
@@ -295,7 +317,7 @@ func (n *Node) refreshCredential(ctx context.Context) error {
 	n.enr, n.cred = &enr, c
 	n.refreshNotBefore = time.Time{}
 	n.mu.Unlock()
-	if err := saveJSON(filepath.Join(n.opts.StateDir, EnrollmentFile), &enr); err != nil {
+	if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Enrollment), &enr); err != nil {
 		n.log.Error("could not save the refreshed credential; keeping it in memory", "err", err)
 	}
 	n.log.Debug("credential refreshed", "expires", c.Expires().UTC().Format(time.RFC3339))

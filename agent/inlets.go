@@ -144,7 +144,7 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 		early <- dialed{c, err}
 	}()
 	var resp control.OpenSessionResponse
-	if err := h.Call(ctx, control.TypeOpenSession, control.OpenSessionRequest{Relay: in.via}, &resp); err != nil {
+	if err := callPolitely(ctx, h, control.TypeOpenSession, control.OpenSessionRequest{Relay: in.via}, &resp); err != nil {
 		if d := <-early; d.c != nil {
 			d.c.Close()
 		}

@@ -14,18 +14,10 @@ import (
 	"time"
 
 	"github.com/edgeportal/connect/agent/config"
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/key"
-)
-
-// Files an installed node keeps beside its identity (see package installer,
-// which writes them; the names are shared by convention).
-const (
-	InstalledTicketFile    = "enrollment.ticket"
-	InstalledConfigFile    = "agent.yaml"
-	InstalledVariablesFile = "variables.json"
-	LastErrorFile          = "last-error"
 )
 
 // CheckTicket decodes a ticket offline and refuses an expired one, one
@@ -70,14 +62,14 @@ func Preflight(ctx context.Context, t *enroll.Ticket, relay string) error {
 // directory, with its saved variables (vars given on the command line
 // win). It returns nil when there is none.
 func LoadInstalledConfig(stateDir string, vars map[string]string) (*config.Config, error) {
-	path := filepath.Join(stateDir, InstalledConfigFile)
+	path := filepath.Join(stateDir, statedir.Config)
 	if _, err := os.Stat(path); err != nil {
 		return nil, nil
 	}
 	saved := map[string]string{}
-	if b, err := os.ReadFile(filepath.Join(stateDir, InstalledVariablesFile)); err == nil {
+	if b, err := os.ReadFile(filepath.Join(stateDir, statedir.Variables)); err == nil {
 		if err := json.Unmarshal(b, &saved); err != nil {
-			return nil, fmt.Errorf("%s: %w", InstalledVariablesFile, err)
+			return nil, fmt.Errorf("%s: %w", statedir.Variables, err)
 		}
 	}
 	for k, v := range vars {
@@ -95,19 +87,19 @@ func RecordError(stateDir string, err error) {
 	if _, serr := os.Stat(stateDir); serr != nil {
 		return
 	}
-	os.WriteFile(filepath.Join(stateDir, LastErrorFile), []byte(err.Error()+"\n"), 0o600)
+	os.WriteFile(filepath.Join(stateDir, statedir.LastError), []byte(err.Error()+"\n"), 0o600)
 }
 
 // LastError returns the recorded reason the node last stopped, or "".
 func LastError(stateDir string) string {
-	b, _ := os.ReadFile(filepath.Join(stateDir, LastErrorFile))
+	b, _ := os.ReadFile(filepath.Join(stateDir, statedir.LastError))
 	return strings.TrimSpace(string(b))
 }
 
 // Leave asks the authority to revoke this node's membership.
 func Leave(ctx context.Context, stateDir string) error {
 	var k key.NodePrivate
-	if err := key.ReadFile(filepath.Join(stateDir, NodeKeyFile), &k); err != nil {
+	if err := key.ReadFile(filepath.Join(stateDir, statedir.NodeKey), &k); err != nil {
 		return fmt.Errorf("node identity: %w", err)
 	}
 	enr, err := LoadEnrollment(stateDir)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/agent/update"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
@@ -35,7 +36,7 @@ func Launch(stateDir string, log *slog.Logger) {
 	// Only the state directory's owner may change it (a root shell on
 	// the service's directory would leave root-owned files behind); the
 	// node reports a bad state directory itself.
-	if CheckStateDir(stateDir, false) != nil {
+	if statedir.Ensure(stateDir, false) != nil {
 		return
 	}
 	enr, err := LoadEnrollment(stateDir)

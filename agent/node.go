@@ -41,6 +41,7 @@ import (
 	"github.com/edgeportal/connect/agent/command"
 	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
@@ -193,7 +194,7 @@ func (n *Node) run(ctx context.Context) error {
 	if dir == "" {
 		return errors.New("no state directory given")
 	}
-	if err := CheckStateDir(dir, true); err != nil {
+	if err := statedir.Ensure(dir, true); err != nil {
 		return err
 	}
 	static, created, err := loadOrCreateKey(dir)
@@ -211,6 +212,11 @@ func (n *Node) run(ctx context.Context) error {
 	enr, err := n.enrollment(ctx)
 	if err != nil || enr == nil {
 		return err
+	}
+	if enr.RevokedAt != nil {
+		// Sticky: this identity never works again; say so, not "not
+		// enrolled yet".
+		return &RevokedError{At: *enr.RevokedAt}
 	}
 	cred, err := enroll.PeekCredential(enr.Credential)
 	if err != nil {
@@ -244,6 +250,10 @@ func (n *Node) run(ctx context.Context) error {
 	if err := n.setupCommands(); err != nil {
 		return err
 	}
+	// The audit log's last records (coalesced denials) are written on
+	// every return path.
+	defer n.audit.Close()
+	n.goTracked(func() { n.audit.Run(ctx) })
 	n.goTracked(func() { n.commandWorker(ctx) })
 	n.goTracked(func() { n.autoUpdate(ctx) })
 	stopAPI, err := localapi.Serve(ctx, dir, n)
@@ -305,7 +315,7 @@ func (n *Node) enrollment(ctx context.Context) (*Enrollment, error) {
 	if err != nil {
 		return nil, err
 	}
-	installedTicket := filepath.Join(dir, InstalledTicketFile)
+	installedTicket := filepath.Join(dir, statedir.Ticket)
 	if enr != nil {
 		if n.opts.TicketFile != "" {
 			n.log.Info("already enrolled; the ticket is not needed any more and was not read", "ticket_file", n.opts.TicketFile)

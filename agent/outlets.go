@@ -12,6 +12,7 @@ import (
 	"github.com/edgeportal/connect/agent/command"
 	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/policy"
 	"github.com/edgeportal/connect/portal"
 	"github.com/edgeportal/connect/portal/pipe"
@@ -91,7 +92,7 @@ func (n *Node) savePortals() error {
 		}
 	}
 	n.mu.Unlock()
-	return saveJSON(filepath.Join(n.opts.StateDir, PortalsFile), p)
+	return saveJSON(filepath.Join(n.opts.StateDir, statedir.Portals), p)
 }
 
 // serveIncoming answers a session the hub announced: the outlet side.
@@ -106,6 +107,14 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 	req, err := portal.Receive(ctx, data, inc.Token, &n.self)
 	if err != nil {
 		log.Warn("incoming portal refused", "err", err)
+		return
+	}
+	if err := config.ValidName(req.Outlet); err != nil {
+		// A peer-chosen name that no outlet can have: refused before it
+		// reaches a log line or the audit log as anything but escaped.
+		log.Warn("portal refused: bad outlet name", "peer", req.Peer.ID, "outlet", command.Escape(req.Outlet))
+		portal.Reject(req.Conn, control.PortalUnknownOutlet, "not an outlet name")
+		n.audit.Append(command.Entry{Kind: "portal", Peer: req.Peer.ID, Outlet: req.Outlet, Decision: "denied", Reason: "not an outlet name"})
 		return
 	}
 	log = log.With("peer", req.Peer.ID, "outlet", req.Outlet)

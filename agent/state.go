@@ -11,17 +11,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/wire/key"
-)
-
-// Files in a node's state directory. All are written atomically with mode
-// 0600 in a 0700 directory.
-const (
-	NodeKeyFile    = "node.key"        // X25519 static key: the node's identity
-	EnrollmentFile = "enrollment.json" // hub, project keys and the current credential
-	PortalsFile    = "portals.json"    // outlets and inlets created from the CLI
 )
 
 // Enrollment is what a node keeps after redeeming its ticket: every key
@@ -61,34 +54,12 @@ func (e *RevokedError) Error() string {
 
 func (e *RevokedError) Unwrap() error { return ErrRevoked }
 
-// CheckStateDir makes sure dir exists (creating it 0700 when create) and
-// is private to the current user: owned by us, no group or other access.
-func CheckStateDir(dir string, create bool) error {
-	fi, err := os.Stat(dir)
-	if errors.Is(err, os.ErrNotExist) && create {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("state directory: %w", err)
-		}
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("state directory: %w", err)
-		}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("state directory %s is not a directory", dir)
-	}
-	return checkPrivate(dir, fi)
-}
-
 func loadOrCreateKey(dir string) (key.NodePrivate, bool, error) {
-	path := filepath.Join(dir, NodeKeyFile)
+	path := filepath.Join(dir, statedir.NodeKey)
 	var k key.NodePrivate
 	err := key.ReadFile(path, &k)
 	if err == nil {
-		if err := checkPrivateFile(path); err != nil {
+		if err := statedir.CheckFile(path); err != nil {
 			return k, false, err
 		}
 		return k, false, nil
@@ -106,7 +77,7 @@ func loadOrCreateKey(dir string) (key.NodePrivate, bool, error) {
 // LoadEnrollment reads the enrollment, or returns (nil, nil) when the node
 // has not enrolled yet.
 func LoadEnrollment(dir string) (*Enrollment, error) {
-	b, err := os.ReadFile(filepath.Join(dir, EnrollmentFile))
+	b, err := os.ReadFile(filepath.Join(dir, statedir.Enrollment))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -115,7 +86,7 @@ func LoadEnrollment(dir string) (*Enrollment, error) {
 	}
 	var e Enrollment
 	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, EnrollmentFile), err)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, statedir.Enrollment), err)
 	}
 	return &e, nil
 }
@@ -149,7 +120,7 @@ type savedInlet struct {
 
 func loadPortals(dir string) (savedPortals, error) {
 	var p savedPortals
-	b, err := os.ReadFile(filepath.Join(dir, PortalsFile))
+	b, err := os.ReadFile(filepath.Join(dir, statedir.Portals))
 	if errors.Is(err, os.ErrNotExist) {
 		return p, nil
 	}
@@ -157,7 +128,7 @@ func loadPortals(dir string) (savedPortals, error) {
 		return p, err
 	}
 	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("%s: %w", filepath.Join(dir, PortalsFile), err)
+		return p, fmt.Errorf("%s: %w", filepath.Join(dir, statedir.Portals), err)
 	}
 	return p, nil
 }

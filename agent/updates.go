@@ -6,7 +6,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,16 +15,13 @@ import (
 	"time"
 
 	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/agent/update"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/key"
 )
-
-// updateWorkDir is the update directory in the state directory: staged
-// releases and the launcher's state (package agent/update).
-const updateWorkDir = "update"
 
 // TrialTimeout bounds a new version's trial (reach the hub, register the
 // relay) before the previous version is put back. The environment variable
@@ -114,7 +110,7 @@ func (n *Node) updateDir() string { return UpdateDir(n.opts.StateDir) }
 // UpdateDir is the update directory of a state directory: staged releases
 // and update.LoadState's state (pending trial, failed releases, the last
 // result), for `doctor` and `status` to show.
-func UpdateDir(stateDir string) string { return filepath.Join(stateDir, updateWorkDir) }
+func UpdateDir(stateDir string) string { return filepath.Join(stateDir, statedir.UpdateDir) }
 
 func (n *Node) updateOptions(version string) (update.Options, error) {
 	exe, err := executable()
@@ -415,14 +411,8 @@ func (n *Node) autoUpdateEnabled() bool {
 		return *a
 	}
 	// Packaged installs defer to the package manager by default.
-	b, err := os.ReadFile(filepath.Join(n.opts.StateDir, "installed.json"))
-	if err == nil {
-		var m struct{ Packaged bool }
-		if json.Unmarshal(b, &m) == nil && m.Packaged {
-			return false
-		}
-	}
-	return true
+	m, err := statedir.ReadMarker(n.opts.StateDir)
+	return err != nil || m == nil || !m.Packaged
 }
 
 // window is a weekly maintenance window in local time.
@@ -486,7 +476,7 @@ func (w *window) contains(t time.Time) bool {
 // this node's identity, refresh the credential, register the relay, exit.
 func RunTrial(ctx context.Context, o Options) error {
 	n := New(o)
-	if err := CheckStateDir(o.StateDir, false); err != nil {
+	if err := statedir.Ensure(o.StateDir, false); err != nil {
 		return err
 	}
 	static, _, err := loadOrCreateKey(o.StateDir)

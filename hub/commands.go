@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgeportal/connect/internal/escape"
 	"github.com/edgeportal/connect/policy"
 	"github.com/edgeportal/connect/wire/command"
 	"github.com/edgeportal/connect/wire/control"
@@ -323,11 +324,12 @@ func handleCommandAck(ctx context.Context, s *Server, cc *controlConn, m control
 	if ack.Applied {
 		state = CommandApplied
 	}
-	rec, err := s.store.AckCommand(ctx, cc.id, ack.Seq, state, ack.Reason, s.now().Unix())
+	// The reason is the node's own words: kept bounded, shown escaped.
+	rec, err := s.store.AckCommand(ctx, cc.id, ack.Seq, state, escape.Clip(ack.Reason, MaxReason), s.now().Unix())
 	if err != nil {
 		return nil, err
 	}
-	cc.log.Info("command answered", "seq", ack.Seq, "state", rec.State, "reason", rec.Reason)
+	cc.log.Info("command answered", "seq", ack.Seq, "state", rec.State, "reason", escape.String(rec.Reason))
 	s.metrics.commands.WithLabelValues(rec.State).Inc()
 	s.waiters.answer(rec)
 	return nil, nil

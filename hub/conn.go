@@ -44,10 +44,11 @@ type controlConn struct {
 
 	role string // control.RoleMember or control.RoleAuthority; set before the read loop
 
-	mu     sync.Mutex         // guards cred, relay and paused
-	cred   *enroll.Credential // the member's current credential (members only)
-	relay  string             // the relay this connection registered, or ""
-	paused bool               // the customer paused the node
+	mu      sync.Mutex         // guards cred, credRaw, relay and paused
+	cred    *enroll.Credential // the member's current credential (members only)
+	credRaw []byte             // its signed bytes
+	relay   string             // the relay this connection registered, or ""
+	paused  bool               // the customer paused the node
 
 	cmdMu     sync.Mutex // serializes command delivery; guards delivered
 	delivered uint64     // highest command seq pushed on this connection
@@ -156,7 +157,8 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer,
 		TimeUnix: s.now().Unix(),
 	})
 	hsStart := time.Now()
-	nc, payload, err := noiseconn.Server(hctx, c, s.dir.RelayKey, wire.Prologue("control", offer, nil), hello)
+	nc, payload, err := noiseconn.Respond(hctx, c, &noiseconn.Config{Static: s.static, Prologue: wire.Prologue("control", offer, nil),
+		Mode: noiseconn.Hybrid, MaxMessage: MaxPreAuthMessage}, hello)
 	if err != nil {
 		s.metrics.rejected.WithLabelValues("handshake").Inc()
 		s.log.Debug("control handshake failed", "remote", c.RemoteAddr().String(), "err", err)
@@ -185,7 +187,7 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer,
 	slot.release()
 	cc := &controlConn{
 		s: s, nc: nc, peer: peer, id: string(peer.ID()), version: ch.Build, platform: ch.Platform,
-		role: role, cred: cred,
+		role: role, cred: cred, credRaw: ch.Credential,
 		out: make(chan []byte, OutboundQueue), done: make(chan struct{}),
 	}
 	cc.log = s.log.With("node", cc.id)

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgeportal/connect/internal/escape"
+	"github.com/edgeportal/connect/internal/ratelimit"
 	"github.com/edgeportal/connect/wire/control"
 )
 
@@ -43,15 +45,39 @@ func init() {
 	}
 }
 
+// memberLimits are how often one member may ask for each kind of
+// request (per identity, whatever its connections). A busy node's portals
+// and release downloads stay well inside them; a member that floods the
+// relay is told to slow down, and other members do not notice.
+var memberLimits = map[int]ratelimit.Rule{
+	int(control.TypePing):          {Every: 10, Per: time.Second, Burst: 20},
+	int(control.TypeCredential):    {Every: 6, Per: time.Minute, Burst: 6},
+	int(control.TypeRegisterRelay): {Every: 2, Per: time.Second, Burst: 10},
+	int(control.TypeOpenSession):   {Every: 100, Per: time.Second, Burst: 400},
+	int(control.TypeCommandAck):    {Every: 50, Per: time.Second, Burst: 200},
+	int(control.TypeNodeState):     {Every: 2, Per: time.Second, Burst: 10},
+	int(control.TypeReleaseCheck):  {Every: 2, Per: time.Second, Burst: 20},
+	int(control.TypeReleaseFetch):  {Every: 400, Per: time.Second, Burst: 800},
+	int(control.TypeUpdateResult):  {Every: 2, Per: time.Second, Burst: 10},
+}
+
 // dispatch answers m on cc's own queue. It returns an error only when the
 // connection is gone.
 func (s *Server) dispatch(ctx context.Context, cc *controlConn, m control.Msg) error {
 	h := handlers[cc.role][m.Type]
 	var resp any
 	var err error
-	if h == nil {
+	switch {
+	case h == nil:
 		err = &control.Error{Code: control.ErrCodeUnsupported, Message: fmt.Sprintf("unsupported control message type %d", m.Type)}
-	} else {
+	case cc.role == control.RoleMember:
+		if ok, wait := s.limits.Allow(cc.id, int(m.Type)); !ok {
+			s.metrics.slowDowns.Inc()
+			err = control.SlowDown(typeName(m.Type), wait)
+			break
+		}
+		fallthrough
+	default:
 		resp, err = h(ctx, s, cc, m)
 	}
 	var final *closeAfterReply
@@ -120,7 +146,7 @@ func handleCredential(ctx context.Context, s *Server, cc *controlConn, m control
 		return nil, refusal
 	}
 	cc.mu.Lock()
-	cc.cred = c
+	cc.cred, cc.credRaw = c, req.Credential
 	cc.mu.Unlock()
 	return nil, nil
 }
@@ -147,12 +173,39 @@ func handleUpdateResult(ctx context.Context, s *Server, cc *controlConn, m contr
 		return nil, err
 	}
 	s.metrics.updates.WithLabelValues(map[bool]string{true: "ok", false: "failed"}[req.OK]).Inc()
-	res := fmt.Sprintf("%s → %s ok", req.From, req.To)
+	// Every field is the node's own words: kept bounded, shown escaped.
+	from, to := escape.Clip(req.From, 64), escape.Clip(req.To, 64)
+	res := fmt.Sprintf("%s → %s ok", from, to)
 	if !req.OK {
-		res = fmt.Sprintf("%s → %s FAILED, rolled back: %s", req.From, req.To, req.Reason)
+		res = fmt.Sprintf("%s → %s FAILED, rolled back: %s", from, to, escape.Clip(req.Reason, MaxReason))
 	}
 	res += " at " + s.now().UTC().Format(time.RFC3339)
 	s.store.UpdateNode(ctx, cc.id, func(n *NodeRecord) { n.LastUpdate = res })
-	cc.log.Info("update result", "from", req.From, "to", req.To, "ok", req.OK, "reason", req.Reason)
+	cc.log.Info("update result", "from", escape.String(from), "to", escape.String(to), "ok", req.OK, "reason", escape.String(req.Reason))
 	return nil, nil
+}
+
+// typeName names a request type in a slow-down.
+func typeName(t control.Type) string {
+	switch t {
+	case control.TypePing:
+		return "ping"
+	case control.TypeCredential:
+		return "credential"
+	case control.TypeRegisterRelay:
+		return "register-relay"
+	case control.TypeOpenSession:
+		return "open-session"
+	case control.TypeCommandAck:
+		return "command-ack"
+	case control.TypeNodeState:
+		return "node-state"
+	case control.TypeReleaseCheck:
+		return "release-check"
+	case control.TypeReleaseFetch:
+		return "release-fetch"
+	case control.TypeUpdateResult:
+		return "update-result"
+	}
+	return fmt.Sprintf("type-%d", t)
 }

@@ -96,7 +96,7 @@ func (h *testHub) dial(t *testing.T, static key.NodePrivate, cred []byte) (*nois
 	hello, _ := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion, Credential: cred})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	nc, err := noiseconn.Client(ctx, c, static, wire.Prologue("control", wire.OurOffer, nil), func(peer key.NodePublic, _ []byte) ([]byte, error) {
+	nc, err := noiseconn.Initiate(ctx, c, hybrid(static, wire.Prologue("control", wire.OurOffer, nil)), func(peer key.NodePublic, _ []byte) ([]byte, error) {
 		if !peer.Equal(h.dir.RelayKey.Public()) {
 			return nil, fmt.Errorf("wrong relay key")
 		}
@@ -557,5 +557,40 @@ func TestPendingLimits(t *testing.T) {
 	// The handshake deadline frees them all.
 	for _, c := range conns[len(conns)-10:] {
 		expectClosed(t, c, 10*time.Second)
+	}
+}
+
+// hybrid is the Noise config the relay's control channel requires.
+func hybrid(k key.NodePrivate, prologue []byte) *noiseconn.Config {
+	st, err := noiseconn.NewStatic(k)
+	if err != nil {
+		panic(err)
+	}
+	return &noiseconn.Config{Static: st, Prologue: prologue, Mode: noiseconn.Hybrid}
+}
+
+// TestMemberRateLimits replays a member asking without limit: past its
+// bucket it is told to slow down (with how long), while another member is
+// served as usual.
+func TestMemberRateLimits(t *testing.T) {
+	h := startHub(t, 0)
+	flood := h.member(t, key.NewNodePrivate(), "")
+	calm := h.member(t, key.NewNodePrivate(), "")
+	var slowed *control.Error
+	for i := 0; i < 500 && slowed == nil; i++ {
+		if e := call(t, flood, control.TypeNodeState, control.NodeState{}, nil); e != nil {
+			slowed = e
+		}
+	}
+	if slowed == nil || slowed.Code != control.ErrCodeSlowDown || slowed.RetryAfter() <= 0 || !strings.Contains(slowed.Message, "node-state") {
+		t.Fatalf("500 node-state requests in a row: %+v", slowed)
+	}
+	if e := call(t, calm, control.TypeNodeState, control.NodeState{}, nil); e != nil {
+		t.Fatalf("another member was slowed down: %v", e)
+	}
+	// The flooder is still connected and served once it waits.
+	time.Sleep(slowed.RetryAfter())
+	if e := call(t, flood, control.TypeNodeState, control.NodeState{}, nil); e != nil {
+		t.Fatalf("after waiting as asked: %v", e)
 	}
 }

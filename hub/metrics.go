@@ -15,6 +15,7 @@ type hubMetrics struct {
 	commands       *prometheus.CounterVec
 	handshake      prometheus.Histogram
 	updates        *prometheus.CounterVec
+	slowDowns      prometheus.Counter
 }
 
 func newHubMetrics(s *Server, reg *prometheus.Registry) *hubMetrics {
@@ -24,12 +25,13 @@ func newHubMetrics(s *Server, reg *prometheus.Registry) *hubMetrics {
 		commands:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hub_commands_total", Help: "Vendor commands by outcome."}, []string{"state"}),
 		handshake: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hub_control_handshake_seconds", Help: "Control channel Noise handshakes.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 12)}),
-		updates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hub_update_results_total", Help: "Node self-update results."}, []string{"result"}),
+		updates:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hub_update_results_total", Help: "Node self-update results."}, []string{"result"}),
+		slowDowns: prometheus.NewCounter(prometheus.CounterOpts{Name: "hub_requests_slowed_total", Help: "Member requests refused with slow-down (rate limits)."}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.sessionsOpened, m.rejected, m.commands, m.handshake, m.updates,
+	reg.MustRegister(m.sessionsOpened, m.rejected, m.commands, m.handshake, m.updates, m.slowDowns,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_connected_nodes", Help: "Control connections up."},
 			func() float64 { return float64(s.stats.ControlConns.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_relays", Help: "Relays registered."},

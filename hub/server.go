@@ -16,7 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeportal/connect/internal/buildinfo"
+	"github.com/edgeportal/connect/internal/ratelimit"
 	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/noiseconn"
 )
 
 // Limits. Each is a named constant with a regression test.
@@ -48,6 +50,13 @@ const (
 	// long it lasts: the relay cannot tell a node from a stranger there.
 	AuthoritySessionBytes = 256 << 10
 	AuthoritySessionTime  = time.Minute
+	// MaxPreAuthMessage bounds every message a connection sends before
+	// its credential is verified (the handshake, whose last message
+	// carries the credential): a stranger costs the relay a few KiB.
+	MaxPreAuthMessage = 4 << 10
+	// MaxReason bounds what the relay keeps of a reason a node gives (a
+	// command refusal, an update failure).
+	MaxReason = 512
 	// CredentialCheckInterval is how often the relay closes connections
 	// whose credential expired without a refresh.
 	CredentialCheckInterval = 10 * time.Second
@@ -71,6 +80,7 @@ type Options struct {
 // verifying their credentials with the authority's public key.
 type Server struct {
 	dir          *Dir
+	static       *noiseconn.Static // the relay's Noise key, parsed once
 	store        Store
 	project      string
 	authorityKey key.SigningPublic
@@ -88,6 +98,7 @@ type Server struct {
 	waiters   commandWaiters
 	authority authoritySlot // the authority's control connection
 	revoked   revokedSet    // identities the authority revoked
+	limits    *ratelimit.Limiter
 
 	// wg tracks every goroutine the server starts (connections,
 	// revocations, the session janitor). Serve waits for it.
@@ -110,6 +121,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Dir.Config.AuthorityKey.IsZero() {
 		return nil, ErrNoAuthority
 	}
+	static, err := noiseconn.NewStatic(opts.Dir.RelayKey)
+	if err != nil {
+		return nil, fmt.Errorf("relay key: %w", err)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -120,6 +135,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		dir:              opts.Dir,
+		static:           static,
 		store:            opts.Store,
 		project:          opts.Dir.Project(),
 		authorityKey:     opts.Dir.Config.AuthorityKey,
@@ -138,6 +154,7 @@ func New(opts Options) (*Server, error) {
 	if err := s.revoked.load(context.Background(), opts.Store); err != nil {
 		return nil, fmt.Errorf("relay store: %w", err)
 	}
+	s.limits = ratelimit.New(memberLimits, now)
 	s.metrics = newHubMetrics(s, opts.Metrics)
 	return s, nil
 }

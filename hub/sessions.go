@@ -264,10 +264,18 @@ func (s *Server) serveData(c net.Conn, slot *pendingSlot) {
 	// token, useless once the session is paired).
 	s.log.Debug("portal spliced", "portal", fmt.Sprintf("%x", tok[:6]), "from", sess.from, "to", sess.to, "relay", sess.relay)
 	s.stats.ActiveSessions.Add(1)
-	splice(first, c)
+	if hostileSplice != nil {
+		hostileSplice(s, sess, first, c)
+	} else {
+		splice(first, c)
+	}
 	s.stats.ActiveSessions.Add(-1)
 	s.sessions.done(sess)
 }
+
+// hostileSplice, when set (only in a build with the hostilerelay tag, for
+// the tests of a compromised relay), replaces splicing.
+var hostileSplice func(s *Server, sess *session, a, b net.Conn)
 
 // splice copies both ways until both directions end, carrying half-close.
 // On Linux io.Copy between two *net.TCPConn uses splice(2): the bytes never

@@ -36,17 +36,9 @@ import (
 
 	"github.com/kardianos/service"
 
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/internal/brand"
-)
-
-// Files the installer places in the state directory. The agent's `run`
-// reads them when the matching flags are absent.
-const (
-	TicketFile    = "enrollment.ticket" // removed by the node once redeemed
-	ConfigFile    = "agent.yaml"
-	VariablesFile = "variables.json"
-	MarkerFile    = "installed.json"
 )
 
 // Spec describes the service to install.
@@ -208,11 +200,10 @@ func (p *Plan) WriteState() error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("state directory: %w", err)
+	// Private before anything is written into it (Windows: a protected
+	// DACL for SYSTEM and the Administrators, nothing inherited).
+	if err := statedir.Secure(dir); err != nil {
+		return err
 	}
 	for _, f := range p.Files {
 		if err := atomicfile.WriteFile(s.Rooted(f.Path), f.Data, f.Mode); err != nil {
@@ -224,7 +215,9 @@ func (p *Plan) WriteState() error {
 			return err
 		}
 	}
-	return nil
+	// Again, for the files just written (on Windows it hands them to the
+	// Administrators, which the service's start check requires).
+	return statedir.Secure(dir)
 }
 
 // WriteUnit writes the unit file (for --root installs and packages).
@@ -308,16 +301,6 @@ func New(s Spec, unit string) (service.Service, error) {
 
 // ErrNotInstalled means no service is installed.
 var ErrNotInstalled = errors.New("the service is not installed")
-
-// Marker is what the installer records in the state directory.
-type Marker struct {
-	Service   string `json:"service"`
-	User      bool   `json:"user"`
-	UnitPath  string `json:"unit_path,omitempty"`
-	Packaged  bool   `json:"packaged,omitempty"`
-	Installed string `json:"installed"`
-	Version   string `json:"version"`
-}
 
 // RestartExitCode is the agent's "restart me into the new version" exit
 // status (agent.RestartExitCode); the unit does not count it as a failure.

@@ -72,6 +72,7 @@ for s in preinstall postinstall preremove postremove; do
 done
 # The hub's own hardened unit.
 sed -e "s/@NAME@/$BRAND-hub/g" -e "s/@DISPLAY@/$BRAND_HUB_DISPLAY/g" packaging/linux/hub.service > "$prep/$BRAND-hub.service"
+sed -e "s/@NAME@/$BRAND-hub/g" -e "s/@DISPLAY@/$BRAND_HUB_DISPLAY/g" packaging/linux/hub-authority.service > "$prep/$BRAND-hub-authority.service"
 
 # 2. goreleaser: binaries, archives, checksums, deb and rpm.
 config=goreleaser.yaml

@@ -19,11 +19,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/internal/unixhttp"
 )
-
-// SocketName is the socket's file name inside the state directory.
-const SocketName = "agent.sock"
 
 // Status is what `status --json` prints.
 type Status struct {
@@ -117,7 +115,7 @@ type Backend interface {
 // called; requests carry ctx. The socket is owner-only (0600, in a 0700
 // directory).
 func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error) {
-	path := filepath.Join(stateDir, SocketName)
+	path := filepath.Join(stateDir, statedir.Socket)
 	decode := unixhttp.Decode
 	writeErr := unixhttp.WriteError
 	mux := http.NewServeMux()
@@ -219,7 +217,7 @@ type Client struct {
 // Dial returns a client for the node running with stateDir, or an error
 // wrapping ErrNotRunning.
 func Dial(stateDir string) (*Client, error) {
-	c, err := unixhttp.Dial(filepath.Join(stateDir, SocketName), "local control socket")
+	c, err := unixhttp.Dial(filepath.Join(stateDir, statedir.Socket), "local control socket")
 	if err != nil {
 		return nil, fmt.Errorf("%w with state directory %s%s", ErrNotRunning, stateDir, strings.TrimPrefix(err.Error(), unixhttp.ErrNotRunning.Error()))
 	}

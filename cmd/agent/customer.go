@@ -13,9 +13,9 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 
-	"github.com/edgeportal/connect/agent"
 	"github.com/edgeportal/connect/agent/command"
 	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/internal/cliutil"
 )
 
@@ -119,10 +119,10 @@ func cmdPause(ctx context.Context, pause bool, args []string, stdout io.Writer) 
 			return err
 		}
 	} else {
-		if err := agent.CheckStateDir(*dir, false); err != nil {
+		if err := statedir.Ensure(*dir, false); err != nil {
 			return err
 		}
-		path := filepath.Join(*dir, agent.PausedFile)
+		path := filepath.Join(*dir, statedir.Paused)
 		if pause {
 			if err := os.WriteFile(path, []byte("paused while stopped\n"), 0o600); err != nil {
 				return err

@@ -18,6 +18,7 @@ import (
 	"github.com/edgeportal/connect/agent"
 	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
+	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/installer"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
@@ -130,15 +131,15 @@ func cmdInstall(ctx context.Context, args []string, stdout io.Writer) error {
 	// 3. Place the files and install the service.
 	var files []installer.File
 	if ticketText != nil {
-		files = append(files, installer.File{Path: filepath.Join(spec.StateDir, installer.TicketFile), Mode: 0o600, Data: ticketText, Secret: true})
+		files = append(files, installer.File{Path: filepath.Join(spec.StateDir, statedir.Ticket), Mode: 0o600, Data: ticketText, Secret: true})
 	}
 	if cfgBytes != nil {
-		files = append(files, installer.File{Path: filepath.Join(spec.StateDir, installer.ConfigFile), Mode: 0o600, Data: cfgBytes})
+		files = append(files, installer.File{Path: filepath.Join(spec.StateDir, statedir.Config), Mode: 0o600, Data: cfgBytes})
 		vb, _ := json.Marshal(vm)
-		files = append(files, installer.File{Path: filepath.Join(spec.StateDir, installer.VariablesFile), Mode: 0o600, Data: vb, Secret: true})
+		files = append(files, installer.File{Path: filepath.Join(spec.StateDir, statedir.Variables), Mode: 0o600, Data: vb, Secret: true})
 	}
-	mb, _ := json.MarshalIndent(installer.Marker{Service: spec.Name, User: spec.User, Packaged: spec.Packaged, Installed: time.Now().UTC().Format(time.RFC3339), Version: buildinfo.Version()}, "", "  ")
-	files = append(files, installer.File{Path: filepath.Join(spec.StateDir, installer.MarkerFile), Mode: 0o600, Data: mb})
+	mb := statedir.Marker{Service: spec.Name, User: spec.User, Packaged: spec.Packaged, Installed: time.Now().UTC().Format(time.RFC3339), Version: buildinfo.Version()}.Encode()
+	files = append(files, installer.File{Path: filepath.Join(spec.StateDir, statedir.Installed), Mode: 0o600, Data: mb})
 	plan, err := installer.NewPlan(spec, files)
 	if err != nil {
 		return err

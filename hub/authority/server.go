@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/internal/buildinfo"
+	"github.com/edgeportal/connect/internal/ratelimit"
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/controlconn"
@@ -29,6 +30,9 @@ const (
 	RequestTimeout = 20 * time.Second
 	// MaxRequestsPerSession bounds what one channel may ask.
 	MaxRequestsPerSession = 16
+	// maxRequestMessage bounds a handshake message from a node: it has
+	// proven nothing yet.
+	maxRequestMessage = 4 << 10
 	// revocationBatch is how many notices go in one message to the relay.
 	revocationBatch = 256
 	// keepAlive is how often the authority pings the relay.
@@ -50,10 +54,13 @@ type Options struct {
 
 // Server is a running authority.
 type Server struct {
-	dir  *Dir
-	auth *enroll.Authority
-	log  *slog.Logger
-	dial func(ctx context.Context, addr string) (net.Conn, error)
+	dir    *Dir
+	static *noiseconn.Static // the authority's Noise key, parsed once
+	auth   *enroll.Authority
+	log    *slog.Logger
+	dial   func(ctx context.Context, addr string) (net.Conn, error)
+
+	limits, strangers *ratelimit.Limiter
 
 	mu    sync.Mutex        // guards relay
 	relay *controlconn.Conn // the control connection to the relay, or nil
@@ -82,7 +89,12 @@ func New(o Options) (*Server, error) {
 			return d.DialContext(ctx, "tcp", addr)
 		}
 	}
-	return &Server{dir: o.Dir, auth: a, log: log, dial: dial}, nil
+	static, err := noiseconn.NewStatic(o.Dir.NoiseKey)
+	if err != nil {
+		return nil, fmt.Errorf("authority Noise key: %w", err)
+	}
+	return &Server{dir: o.Dir, static: static, auth: a, log: log, dial: dial,
+		limits: ratelimit.New(nodeLimits, o.Now), strangers: ratelimit.New(strangersLimit, o.Now)}, nil
 }
 
 // Authority is the enrollment authority this server runs.
@@ -231,7 +243,8 @@ func (s *Server) serveNode(ctx context.Context, addr string, as control.Authorit
 		s.log.Info("node channel refused", "err", err)
 		return
 	}
-	nc, payload, err := noiseconn.Server(ctx, c, s.dir.NoiseKey, wire.Prologue("authority", offer, nil), nil)
+	nc, payload, err := noiseconn.Respond(ctx, c, &noiseconn.Config{Static: s.static, Prologue: wire.Prologue("authority", offer, nil),
+		Mode: noiseconn.Hybrid, MaxMessage: maxRequestMessage}, nil)
 	if err != nil {
 		s.log.Debug("node channel handshake failed", "err", err)
 		return
@@ -264,8 +277,30 @@ func (s *Server) serveNode(ctx context.Context, addr string, as control.Authorit
 	}
 }
 
+// nodeLimits are how often one identity may ask the authority for each
+// kind of request; strangersLimit bounds redemptions by anyone (each is a
+// signature and a database write), whatever key they come with.
+var (
+	nodeLimits = map[int]ratelimit.Rule{
+		int(control.TypePing):         {Every: 1, Per: time.Second, Burst: 10},
+		int(control.TypeRedeem):       {Every: 1, Per: time.Second, Burst: 5},
+		int(control.TypeRefresh):      {Every: 10, Per: time.Hour, Burst: 6},
+		int(control.TypeCreateTicket): {Every: 1, Per: time.Second, Burst: 10},
+		int(control.TypeLeave):        {Every: 1, Per: time.Minute, Burst: 3},
+	}
+	strangersLimit = map[int]ratelimit.Rule{int(control.TypeRedeem): {Every: 50, Per: time.Second, Burst: 200}}
+)
+
 // answer handles one request from a node.
 func (s *Server) answer(ctx context.Context, log *slog.Logger, peer key.NodePublic, hello control.ClientHello, m control.Msg) (any, error) {
+	if ok, wait := s.limits.Allow(string(peer.ID()), int(m.Type)); !ok {
+		log.Info("slowed down", "type", m.Type, "wait", wait)
+		return nil, control.SlowDown("authority", wait)
+	}
+	if ok, wait := s.strangers.Allow("*", int(m.Type)); !ok {
+		log.Warn("redemptions come faster than the authority allows; slowed down", "wait", wait)
+		return nil, control.SlowDown("redeem", wait)
+	}
 	switch m.Type {
 	case control.TypePing:
 		return control.Ping{TimeUnix: time.Now().Unix()}, nil

@@ -48,10 +48,7 @@ func Binaries(t testing.TB) (agentBin, hubBin string) {
 			return
 		}
 		for name, pkg := range map[string]string{"initech-agent": "./cmd/agent", "initech-hub": "./cmd/hub"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, name), pkg)
-			cmd.Dir = root
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", name, err, out)
+			if buildErr = goBuild(root, filepath.Join(buildDir, name), pkg); buildErr != nil {
 				return
 			}
 		}
@@ -60,6 +57,50 @@ func Binaries(t testing.TB) (agentBin, hubBin string) {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(buildDir, "initech-agent"), filepath.Join(buildDir, "initech-hub")
+}
+
+// raceBuilds says whether the binaries are built with the race detector:
+// when these tests are (race.go), or when E2E_RACE=1 (CI).
+func raceBuilds() bool { return raceEnabled || os.Getenv("E2E_RACE") == "1" }
+
+func goBuild(root, out, pkg string, flags ...string) error {
+	args := append([]string{"build", "-o", out}, flags...)
+	if raceBuilds() {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+var (
+	hostileOnce sync.Once
+	hostileBin  string
+	hostileErr  error
+)
+
+// HostileHubBinary builds (once) a hub with the hostilerelay test hook: a
+// relay that answers portals itself instead of splicing them, as a
+// compromised hub would. Never shipped.
+func HostileHubBinary(t testing.TB) string {
+	t.Helper()
+	Binaries(t)
+	hostileOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			hostileErr = err
+			return
+		}
+		hostileBin = filepath.Join(buildDir, "hostile-hub")
+		hostileErr = goBuild(root, hostileBin, "./cmd/hub", "-tags", "hostilerelay")
+	})
+	if hostileErr != nil {
+		t.Fatal(hostileErr)
+	}
+	return hostileBin
 }
 
 func moduleRoot() (string, error) {

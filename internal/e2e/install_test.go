@@ -333,7 +333,8 @@ func TestSystemdService(t *testing.T) {
 	w.githubWeb = HTTPServer(t, "customer github page\n")
 	saasYAML, customerYAML, inletAddr := examples(t, env)
 	w.hub = env.NewHub().Start()
-	w.saasTicket = w.hub.Ticket("saas.ticket", "--attribute", "outlet-to-saas", "--attribute", "inlet-from-saas", "--relay", "saas-relay", "--enroller")
+	w.saasTicket = w.hub.Ticket("saas.ticket", "--attribute", "outlet-to-saas", "--attribute", "inlet-from-saas", "--relay", "saas-relay", "--enroller",
+		"--enroller-may-grant", "inlet-to-saas,outlet-from-saas", "--enroller-relays", "acme-*")
 	w.saas = env.StartNode("saas", "--config", saasYAML, "--enrollment-ticket", w.saasTicket, "--variable", "SAAS_ADDRESS="+w.saasWeb)
 	w.saas.AwaitRelayUp()
 	r := w.saas.CLI([]string{"ticket", "create"}, "--attribute", "inlet-to-saas", "--attribute", "outlet-from-saas", "--relay", "acme-relay")

@@ -231,7 +231,8 @@ func TestSystemdPackages(t *testing.T) {
 	}
 	hubAddr := FreePort(t)
 	b.Must("runuser", "-u", "initech-hub", "--", "initech-hub", "init", "--dir", "/var/lib/initech-hub", "--addr", hubAddr)
-	b.Must("systemctl", "start", "initech-hub")
+	b.Must("runuser", "-u", "initech-hub", "--", "initech-hub", "authority", "init", "--dir", "/var/lib/initech-hub-authority", "--hub-dir", "/var/lib/initech-hub")
+	b.Must("systemctl", "start", "initech-hub", "initech-hub-authority")
 	Await(t, 20*time.Second, "the packaged hub listening on "+hubAddr, func() bool {
 		c, err := net.DialTimeout("tcp", hubAddr, time.Second)
 		if err == nil {
@@ -240,8 +241,9 @@ func TestSystemdPackages(t *testing.T) {
 		return err == nil
 	})
 	hubTicket := func() string {
-		out := b.Must("runuser", "-u", "initech-hub", "--", "initech-hub", "ticket", "create", "--dir", "/var/lib/initech-hub", "--relay", "acme-relay")
-		b.WriteFile("/root/t.ticket", []byte(out), 0o600)
+		b.Exec("rm", "-f", "/root/t.ticket")
+		b.Must("runuser", "-u", "initech-hub", "--", "initech-hub", "ticket", "create", "--dir", "/var/lib/initech-hub-authority", "--relay", "acme-relay", "--out", "/tmp/t.ticket")
+		b.Must("mv", "/tmp/t.ticket", "/root/t.ticket")
 		return "/root/t.ticket"
 	}
 
@@ -288,7 +290,10 @@ func TestSystemdPackages(t *testing.T) {
 		t.Error("dpkg --purge left the service account")
 	}
 
-	// rpm -i --nodeps: the same on rpm's side.
+	// rpm -i --nodeps: the same on rpm's side, as a new identity: the
+	// vendor frees the relay name the purged node owned (it is bound to
+	// that identity until then).
+	b.Must("runuser", "-u", "initech-hub", "--", "initech-hub", "relay", "release", "--dir", "/var/lib/initech-hub", "acme-relay")
 	if r := b.Exec("rpm", "-i", "--nodeps", "/root/agent-1.4.0.rpm"); r.Code != 0 {
 		t.Fatalf("rpm -i --nodeps: %s%s", r.Stdout, r.Stderr)
 	}

@@ -31,7 +31,13 @@ type pair struct {
 // (a proxy in front of the hub).
 func startPair(t *testing.T, customerYAML string, route func(hubAddr string) string) *pair {
 	t.Helper()
-	p := &pair{env: NewEnv(t)}
+	return startPairIn(t, NewEnv(t), customerYAML, route)
+}
+
+// startPairIn is startPair in a given Env (one with other binaries).
+func startPairIn(t *testing.T, env *Env, customerYAML string, route func(hubAddr string) string) *pair {
+	t.Helper()
+	p := &pair{env: env}
 	p.hub = p.env.NewHub().Start()
 	vt := p.hub.Ticket("vendor.ticket", "--attribute", "inlet-from-saas", "--relay", "saas-relay")
 	ct := p.hub.Ticket("customer.ticket", "--attribute", "outlet-from-saas", "--relay", "acme-relay")
@@ -390,4 +396,20 @@ func TestReconnect(t *testing.T) {
 	if !strings.Contains(p.customer.Proc.Logs(), "reconnecting") {
 		t.Error("customer did not log the reconnect")
 	}
+}
+
+// roundTrip connects to addr, sends msg, half-closes and reads the answer.
+func roundTrip(addr, msg string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return "", err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	return string(b), err
 }

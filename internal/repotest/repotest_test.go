@@ -104,32 +104,42 @@ type pkg struct {
 	Deps       []string
 }
 
-// badDeps says, for a package prefix, which imports are forbidden and why.
+// badDeps says, for a package prefix, which imports are forbidden and why
+// (except, when set, names the one package under dep that is allowed).
 var badDeps = []struct {
-	pkg, dep, why string
+	pkg, dep, why, except string
 }{
-	{"hub", "agent", "hub and agent never import each other"},
-	{"hub", "portal", "the hub must not even link the portal code: it cannot read portal traffic"},
-	{"hub", "installer", "the hub installs nothing"},
-	{"hub", "github.com/kardianos/service", "service management belongs to the agent's installer"},
-	{"hub", "github.com/minio/selfupdate", "the hub does not update itself"},
-	{"agent", "hub", "hub and agent never import each other"},
-	{"portal", "agent", "portal is below agent"},
-	{"portal", "hub", "portal knows nothing about the hub"},
-	{"enroll", "agent", "enroll is below agent"},
-	{"enroll", "hub", "enroll is below hub"},
-	{"enroll", "portal", "enroll is below portal"},
-	{"policy", module + "/", "policy is a leaf"},
-	{"wire", "enroll", "wire is the bottom layer"},
-	{"wire", "portal", "wire is the bottom layer"},
-	{"wire", "policy", "wire is the bottom layer"},
-	{"wire", "agent", "wire is the bottom layer"},
-	{"wire", "hub", "wire is the bottom layer"},
-	{"internal/brand", module + "/", "brand is a leaf"},
-	{"internal/buildinfo", module + "/", "buildinfo is a leaf"},
-	{"installer", "agent", "the installer installs a command line, not a node"},
-	{"installer", "hub", "the installer installs the agent"},
+	{"hub", "agent", "hub and agent never import each other", ""},
+	{"hub", "portal", "the hub must not even link the portal code: it cannot read portal traffic", ""},
+	{"hub", "installer", "the hub installs nothing", ""},
+	{"hub", "github.com/kardianos/service", "service management belongs to the agent's installer", ""},
+	{"hub", "github.com/minio/selfupdate", "the hub does not update itself", ""},
+	{"agent", "hub", "hub and agent never import each other", ""},
+	{"portal", "agent", "portal is below agent", ""},
+	{"portal", "hub", "portal knows nothing about the hub", ""},
+	{"enroll", "agent", "enroll is below agent", ""},
+	{"enroll", "hub", "enroll is below hub", ""},
+	{"enroll", "portal", "enroll is below portal", ""},
+	{"policy", module + "/", "policy is a leaf", ""},
+	{"wire", "enroll", "wire is the bottom layer", ""},
+	{"wire", "portal", "wire is the bottom layer", ""},
+	{"wire", "policy", "wire is the bottom layer", ""},
+	{"wire", "agent", "wire is the bottom layer", ""},
+	{"wire", "hub", "wire is the bottom layer", ""},
+	{"internal/brand", module + "/", "brand is a leaf", ""},
+	{"internal/buildinfo", module + "/", "buildinfo is a leaf", ""},
+	{"installer", "agent", "the installer installs a command line, not a node (it shares only the state directory's layout)", "agent/statedir"},
+	{"installer", "hub", "the installer installs the agent", ""},
+	{"agent/statedir", module + "/", "statedir is a leaf (file names, the install marker, privacy checks)", "internal/atomicfile"},
+	{"wire/outer", module + "/", "the outer TLS layer is a leaf", ""},
+	{"internal/unixhttp", module + "/", "unixhttp is a leaf", ""},
+	{"hub", "agent/statedir", "the hub knows nothing of a node's state directory", ""},
+	{"portal/mux", module + "/", "the multiplexer knows only its Noise channel", "wire/noiseconn"},
 }
+
+// binaries are the programs a user installs: nothing in them may link the
+// testing package (no test hook ships).
+var binaries = []string{"cmd/agent", "cmd/hub"}
 
 func TestDependencyDirection(t *testing.T) {
 	cmd := exec.Command("go", "list", "-json", "./...")
@@ -164,7 +174,20 @@ func TestDependencyDirection(t *testing.T) {
 				if strings.HasPrefix(d, module+"/"+b.pkg) {
 					continue // its own subpackages
 				}
+				if b.except != "" && (d == module+"/"+b.except || strings.HasPrefix(d, module+"/"+b.except+"/")) {
+					continue
+				}
 				t.Errorf("%s depends on %s: %s", rel, d, b.why)
+			}
+		}
+		for _, bin := range binaries {
+			if rel != bin {
+				continue
+			}
+			for _, d := range p.Deps {
+				if d == "testing" || strings.HasPrefix(d, module+"/internal/tstest") || strings.HasPrefix(d, module+"/internal/e2e") {
+					t.Errorf("the %s binary links %s: no test code ships", bin, d)
+				}
 			}
 		}
 	}

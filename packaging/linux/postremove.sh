@@ -4,7 +4,7 @@
 # deb: $1 = remove | purge | upgrade; rpm: $1 = 0 (erase) or 1 (upgrade).
 set -e
 if [ "$1" = purge ]; then
-  rm -rf /var/lib/@NAME@
+  rm -rf /var/lib/@NAME@ /var/lib/@NAME@-authority
   if getent passwd @NAME@ >/dev/null 2>&1; then
     userdel @NAME@ >/dev/null 2>&1 || true
   fi

@@ -6,6 +6,9 @@ case "$1" in
   remove|0)
     if [ -d /run/systemd/system ]; then
       systemctl disable --now @NAME@.service >/dev/null 2>&1 || true
+      if [ -f /usr/lib/systemd/system/@NAME@-authority.service ]; then
+        systemctl disable --now @NAME@-authority.service >/dev/null 2>&1 || true
+      fi
     fi
     ;;
 esac

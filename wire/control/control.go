@@ -30,6 +30,7 @@ package control
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -92,12 +93,29 @@ const (
 	ErrCodeCredentialOld   = "credential-expired" // refresh it with the authority, then connect again
 	ErrCodeOutsideScope    = "outside-scope"      // an enroller asked for more than its ticket lets it grant
 	ErrCodeNoAuthority     = "no-authority"       // the authority is not connected to the relay
+	ErrCodeSlowDown        = "slow-down"          // too many requests of this kind: wait RetryAfterMS, then ask again
 )
 
 // Error is a refusal from the other side.
 type Error struct {
 	Code    string `cbor:"1,keyasint"`
 	Message string `cbor:"2,keyasint"`
+	// RetryAfterMS, with ErrCodeSlowDown, is how long to wait.
+	RetryAfterMS int64 `cbor:"3,keyasint,omitempty"`
+}
+
+// RetryAfter is how long a slow-down asks to wait (0 for other errors).
+func (e *Error) RetryAfter() time.Duration {
+	if e.Code != ErrCodeSlowDown {
+		return 0
+	}
+	return time.Duration(e.RetryAfterMS) * time.Millisecond
+}
+
+// SlowDown is the refusal of a request that came too soon after others.
+func SlowDown(what string, wait time.Duration) *Error {
+	return &Error{Code: ErrCodeSlowDown, Message: fmt.Sprintf("slow down: too many %s requests; ask again in %s", what, wait.Round(time.Millisecond)),
+		RetryAfterMS: max(wait.Milliseconds(), 1)}
 }
 
 func (e *Error) Error() string { return e.Message }

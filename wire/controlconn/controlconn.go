@@ -147,8 +147,17 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		c.Close()
 		return nil, err
 	}
+	static, err := noiseconn.NewStatic(o.Static)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	var hello control.ServerHello
-	nc, err := noiseconn.Client(hctx, c, o.Static, wire.Prologue(purpose, wire.OurOffer, nil), func(peer key.NodePublic, p []byte) ([]byte, error) {
+	// Hybrid (X25519 + ML-KEM-768): the authority channel carries ticket
+	// secrets and credentials, which a recording today must not reveal to
+	// a quantum computer later.
+	cfg := &noiseconn.Config{Static: static, Prologue: wire.Prologue(purpose, wire.OurOffer, nil), Mode: noiseconn.Hybrid}
+	nc, err := noiseconn.Initiate(hctx, c, cfg, func(peer key.NodePublic, p []byte) ([]byte, error) {
 		if !peer.Equal(o.Peer) {
 			return nil, &KeyMismatchError{Addr: o.Addr, What: what, Got: peer, Want: o.Peer}
 		}

@@ -111,6 +111,10 @@ type Config struct {
 	Prologue []byte
 	// Mode is Hybrid (the zero value) or Classical; both sides must agree.
 	Mode Mode
+	// MaxMessage bounds each handshake message read from the peer (0:
+	// MaxFrame). A server that admits strangers keeps it to a few KiB, so
+	// a connection that has proven nothing costs it little memory.
+	MaxMessage int
 }
 
 // Test hooks (nil in production).
@@ -351,7 +355,7 @@ func Initiate(ctx context.Context, conn net.Conn, cfg *Config, answer func(peer 
 	if err := writeMsg(conn, msg1); err != nil {
 		return nil, ctxErr(ctx, err)
 	}
-	msg2, err := readMsg(conn)
+	msg2, err := readMsg(conn, cfg.MaxMessage)
 	if err != nil {
 		return nil, ctxErr(ctx, err)
 	}
@@ -399,7 +403,7 @@ func Respond(ctx context.Context, conn net.Conn, cfg *Config, payload2 []byte) (
 	}
 	defer h.wipe()
 	defer watchCtx(ctx, conn)()
-	msg1, err := readMsg(conn)
+	msg1, err := readMsg(conn, cfg.MaxMessage)
 	if err != nil {
 		return nil, nil, ctxErr(ctx, err)
 	}
@@ -425,7 +429,7 @@ func Respond(ctx context.Context, conn net.Conn, cfg *Config, payload2 []byte) (
 	if err := writeMsg(conn, msg2); err != nil {
 		return nil, nil, ctxErr(ctx, err)
 	}
-	msg3, err := readMsg(conn)
+	msg3, err := readMsg(conn, cfg.MaxMessage)
 	if err != nil {
 		return nil, nil, ctxErr(ctx, err)
 	}

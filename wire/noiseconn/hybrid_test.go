@@ -23,6 +23,7 @@ import (
 
 	"github.com/flynn/noise"
 
+	"github.com/edgeportal/connect/internal/testnet"
 	"github.com/edgeportal/connect/wire/key"
 )
 
@@ -177,7 +178,7 @@ func mitm(c, s net.Conn, edit func(i int, msg []byte) []byte) {
 			if i == 1 {
 				src, dst = s, c
 			}
-			msg, err := readMsg(src)
+			msg, err := readMsg(src, 0)
 			if err != nil {
 				return
 			}
@@ -492,5 +493,30 @@ func TestNewStaticSharesNothing(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestMaxMessage: a side with MaxMessage refuses a longer handshake
+// message from its header, before reading (or allocating) the body.
+func TestMaxMessage(t *testing.T) {
+	a, b := testnet.Pair(t)
+	st, err := NewStatic(key.NewNodePrivate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := Respond(context.Background(), b, &Config{Static: st, MaxMessage: 4096}, nil)
+		done <- err
+	}()
+	// A header claiming 65535 bytes, and none of them.
+	a.Write([]byte{0xff, 0xff})
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "exceeds this side's limit of 4096") {
+			t.Fatalf("Respond = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the responder waited for the body of an oversized message")
 	}
 }

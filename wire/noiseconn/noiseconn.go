@@ -156,12 +156,18 @@ func writeMsg(w io.Writer, msg []byte) error {
 	return err
 }
 
-func readMsg(r io.Reader) ([]byte, error) {
+// readMsg reads one handshake message of at most max bytes (0: MaxFrame);
+// a longer one is refused before anything is allocated for it.
+func readMsg(r io.Reader, max int) ([]byte, error) {
 	var h [2]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return nil, err
 	}
-	b := make([]byte, binary.BigEndian.Uint16(h[:]))
+	n := int(binary.BigEndian.Uint16(h[:]))
+	if max > 0 && n > max {
+		return nil, fmt.Errorf("handshake message of %d bytes exceeds this side's limit of %d", n, max)
+	}
+	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, err
 	}

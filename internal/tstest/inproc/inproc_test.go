@@ -255,7 +255,7 @@ func enrollRaw(t *testing.T, w *World, relay string, rcvbuf int) net.Conn {
 	c.(*net.TCPConn).SetReadBuffer(rcvbuf)
 	c.Write(wire.Preface(wire.KindControl))
 	hello, _ := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion, Credential: cr.Credential})
-	nc, err := noiseconn.Client(ctx, c, static, wire.Prologue("control", wire.OurOffer, nil), func(key.NodePublic, []byte) ([]byte, error) { return hello, nil })
+	nc, err := noiseconn.Initiate(ctx, c, hybrid(static, wire.Prologue("control", wire.OurOffer, nil)), func(key.NodePublic, []byte) ([]byte, error) { return hello, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,4 +296,60 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// hybrid is the Noise config the relay's control channel requires.
+func hybrid(k key.NodePrivate, prologue []byte) *noiseconn.Config {
+	st, err := noiseconn.NewStatic(k)
+	if err != nil {
+		panic(err)
+	}
+	return &noiseconn.Config{Static: st, Prologue: prologue, Mode: noiseconn.Hybrid}
+}
+
+// TestAuthorityRateLimits replays a member asking the authority for
+// credentials without limit (each is a signature and a database write):
+// past its bucket it is told to slow down; another member is not.
+func TestAuthorityRateLimits(t *testing.T) {
+	w := NewWorld(t)
+	w.StartHub()
+	redeem := func(name string) (key.NodePrivate, *enroll.Ticket) {
+		tk, _, err := enroll.ParseTicket(readFile(t, w.Ticket(name, enroll.TicketOptions{})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		static := key.NewNodePrivate()
+		ask(t, w, static, tk, control.TypeRedeem, control.RedeemRequest{Secret: tk.Secret})
+		return static, tk
+	}
+	flood, tk := redeem("flood")
+	calm, _ := redeem("calm")
+	var slowed *control.Error
+	for i := 0; i < 20 && slowed == nil; i++ {
+		if err := ask(t, w, flood, tk, control.TypeRefresh, control.RefreshRequest{}); err != nil {
+			if !errors.As(err, &slowed) {
+				t.Fatal(err)
+			}
+		}
+	}
+	if slowed == nil || slowed.Code != control.ErrCodeSlowDown || slowed.RetryAfter() <= 0 {
+		t.Fatalf("20 refreshes in a row: %v", slowed)
+	}
+	if err := ask(t, w, calm, tk, control.TypeRefresh, control.RefreshRequest{}); err != nil {
+		t.Fatalf("another member was slowed down: %v", err)
+	}
+}
+
+// ask makes one request on a fresh channel to the authority.
+func ask(t *testing.T, w *World, static key.NodePrivate, tk *enroll.Ticket, typ control.Type, req any) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ac, err := controlconn.Dial(ctx, controlconn.Options{Addr: w.Hub.Addr, Kind: wire.KindAuthority, Static: static,
+		Peer: tk.AuthorityNoisePublic(), Hello: control.ClientHello{Version: wire.ProtocolVersion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	return ac.Call(ctx, typ, req, nil)
 }
