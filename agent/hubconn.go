@@ -123,15 +123,19 @@ func slowDown(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// callPolitely is Call that honours a slow-down once: it waits as asked
-// (up to maxSlowDownWait) and asks again.
+// callPolitely is Call that honours slow-downs: it waits as asked and
+// asks again, for up to maxSlowDownWait in all.
 func callPolitely(ctx context.Context, h *hubConn, t control.Type, req, resp any) error {
-	err := h.Call(ctx, t, req, resp)
-	if wait, ok := slowDown(err); ok && wait <= maxSlowDownWait {
+	var waited time.Duration
+	for {
+		err := h.Call(ctx, t, req, resp)
+		wait, ok := slowDown(err)
+		if !ok || waited+wait > maxSlowDownWait {
+			return err
+		}
 		if sleepCtx(ctx, wait) != nil {
 			return err
 		}
-		err = h.Call(ctx, t, req, resp)
+		waited += wait
 	}
-	return err
 }

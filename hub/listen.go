@@ -79,7 +79,11 @@ func sourceIP(a net.Addr) string {
 func (s *Server) handleConn(ctx context.Context, c net.Conn, ip string) {
 	slot := &pendingSlot{a: &s.admission, ip: ip}
 	defer slot.release()
-	if tc, ok := c.(*net.TCPConn); ok {
+	raw := c
+	if nc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		raw = nc.NetConn() // inside the outer TLS
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	c.SetDeadline(time.Now().Add(s.handshakeTimeout))

@@ -27,6 +27,7 @@ import (
 	"github.com/edgeportal/connect/internal/metrics"
 	"github.com/edgeportal/connect/wire/command"
 	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/outer"
 )
 
 func dirFlag(c *cliutil.Call, what string) *string {
@@ -103,8 +104,13 @@ func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	format := fs.String("log-format", "text", "text or json")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on [HOST]:PORT (loopback when HOST is empty)")
 	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the relay's clock (tests of clock skew only; not for production)")
+	tlsCert := fs.String("tls-cert", "", "serve as TLS with this certificate (PEM, leaf first), for networks that let only TLS to 443 through; nodes still pin the relay's Noise key")
+	tlsKey := fs.String("tls-key", "", "the TLS certificate's private key (PEM)")
 	if err := c.Parse(0); err != nil {
 		return err
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return cliutil.Usagef("--tls-cert and --tls-key go together")
 	}
 	if err := requireDir(*dir); err != nil {
 		return err
@@ -150,6 +156,15 @@ func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	ln, err := net.Listen("tcp", d.Config.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if *tlsCert != "" {
+		cfg, err := outer.ServerConfig(*tlsCert, *tlsKey)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = outer.NewListener(ln, cfg)
+		log.Info("serving as TLS (the outer layer; the Noise key is what nodes trust)", "cert", *tlsCert)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,18 @@ func TestTicketCreateRefusals(t *testing.T) {
 }
 
 // runNode runs `agent run` expecting it to exit by itself.
+// copyTicket copies a ticket file, for a test that gives the same ticket
+// to several nodes (each deletes its file once it redeemed a one-time
+// ticket).
+func copyTicket(t *testing.T, env *Env, path, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, env, name, string(b))
+}
+
 func runNode(t *testing.T, env *Env, name string, args ...string) (Result, string) {
 	t.Helper()
 	dir := filepath.Join(env.Dir, name)
@@ -81,9 +94,14 @@ func TestBadTickets(t *testing.T) {
 	h := env.NewHub().Start()
 	good := h.Ticket("good.ticket", "--relay", "acme-relay")
 
-	// Used up: the first node takes it, the second is refused.
-	first := env.StartNode("first", "--enrollment-ticket", good)
+	// Used up: the first node takes it (and deletes its copy of the
+	// redeemed one-time ticket), the second is refused.
+	firstCopy := copyTicket(t, env, good, "first.ticket")
+	first := env.StartNode("first", "--enrollment-ticket", firstCopy)
 	first.AwaitRelayUp()
+	if _, err := os.Stat(firstCopy); err == nil {
+		t.Error("the node kept the one-time ticket it redeemed")
+	}
 	r, dir := runNode(t, env, "second", "--enrollment-ticket", good)
 	oneLine(t, "used-up ticket", r, "used up")
 	if _, err := os.Stat(filepath.Join(dir, "enrollment.json")); err == nil {
@@ -214,7 +232,7 @@ func TestConcurrentRedemption(t *testing.T) {
 			dir := filepath.Join(env.Dir, "racer", string(rune('a'+i)))
 			os.MkdirAll(filepath.Dir(dir), 0o700)
 			// Each racer stops itself once enrolled (or fails at once).
-			r := env.Run("timeout", "-s", "INT", "8", env.AgentBin, "run", "--state-dir", dir, "--enrollment-ticket", tk)
+			r := env.Run("timeout", "-s", "INT", "8", env.AgentBin, "run", "--state-dir", dir, "--enrollment-ticket", copyTicket(t, env, tk, fmt.Sprint("racer-", i, ".ticket")))
 			results[i] = r
 		}()
 	}

@@ -142,7 +142,7 @@ func TestInstallFlow(t *testing.T) {
 
 	// A used-up ticket fails the preflight and changes nothing.
 	used := h.Ticket("used.ticket")
-	env.StartNode("other", "--enrollment-ticket", used).AwaitHub()
+	env.StartNode("other", "--enrollment-ticket", copyTicket(t, env, used, "used-first.ticket")).AwaitHub()
 	r := env.agentEnv(fake, append([]string{"install", "--ticket", used}, base...)...)
 	oneLine(t, "used ticket", r, "preflight: the authority refuses this ticket: ticket is used up")
 	if _, err := os.Stat(state); err == nil {

@@ -308,7 +308,10 @@ func TestPortalDataPath(t *testing.T) {
 
 	t.Run("unknown outlet", func(t *testing.T) {
 		in := p.inlet(t, "nosuch")
-		c, _ := net.Dial("tcp", in)
+		c, err := net.Dial("tcp", in)
+		if err != nil {
+			t.Fatal(err)
+		}
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := c.Read(make([]byte, 1)); err == nil {
 			t.Fatal("unknown outlet answered")

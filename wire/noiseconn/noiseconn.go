@@ -520,8 +520,11 @@ func (c *Conn) endFrame() ([]byte, error) {
 	return out, nil
 }
 
-// CloseWrite sends the authenticated end of stream and half-closes the
-// transport when it can.
+// CloseWrite sends the authenticated end of stream; the peer's Read
+// returns io.EOF there. The transport itself is not half-closed: a FIN
+// through the relay or an HTTP proxy (squid tears a CONNECT tunnel down
+// both ways on one) would cut the other direction, which is still in use.
+// A transport that ends is therefore always the end of the connection.
 func (c *Conn) CloseWrite() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -539,9 +542,6 @@ func (c *Conn) CloseWrite() error {
 	if _, err := c.conn.Write(out); err != nil {
 		c.werr = err
 		return err
-	}
-	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
 	}
 	return nil
 }
