@@ -56,6 +56,7 @@ func (n *Node) Status(ctx context.Context) localapi.Status {
 		}
 		st.Inlets = append(st.Inlets, li)
 	}
+	st.Channels = n.channels.status() // takes only the channels' lock
 	sort.Slice(st.Outlets, func(i, j int) bool { return st.Outlets[i].Name < st.Outlets[j].Name })
 	sort.Slice(st.Inlets, func(i, j int) bool { return st.Inlets[i].From < st.Inlets[j].From })
 	return st

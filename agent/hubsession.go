@@ -129,7 +129,7 @@ func (n *Node) session(ctx context.Context, addr string) error {
 				n.log.Warn("bad incoming session push", "err", err)
 				return
 			}
-			n.goTracked(func() { n.serveIncoming(ctx, h.Addr(), in) })
+			n.goTracked(func() { n.channels.accept(ctx, h.Addr(), in) })
 		case control.TypeCommand:
 			var p control.CommandPush
 			if err := control.DecodeBody(m, &p); err != nil {
@@ -321,6 +321,8 @@ func (n *Node) refreshCredential(ctx context.Context) error {
 		n.log.Error("could not save the refreshed credential; keeping it in memory", "err", err)
 	}
 	n.log.Debug("credential refreshed", "expires", c.Expires().UTC().Format(time.RFC3339))
+	// Peers hear of it over the channels, which then outlive the old one.
+	n.goTracked(func() { n.channels.credentialRefreshed(ctx) })
 	return nil
 }
 

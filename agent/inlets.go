@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/policy"
 	"github.com/edgeportal/connect/portal"
+	"github.com/edgeportal/connect/portal/mux"
 	"github.com/edgeportal/connect/portal/pipe"
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/control"
@@ -117,78 +119,82 @@ func bindData(c net.Conn, token []byte) (net.Conn, error) {
 	return c, nil
 }
 
-// serveInlet carries one client connection through a portal.
+// serveInlet carries one client connection through a portal: a stream
+// of the channel to the relay's owner (opened first if none is up).
 func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 	start := time.Now()
 	log := n.log.With("inlet", in.from, "via", in.via, "outlet", in.to, "client", client.RemoteAddr().String())
 	fail := func(msg string, err error) {
+		reason := "error"
+		var rej *portal.Rejection
+		if errors.As(err, &rej) {
+			reason = rej.Code
+		}
+		n.metrics.denied.WithLabelValues("inlet", reason).Inc()
 		log.Warn(msg, "err", err)
 		if tc, ok := client.(*net.TCPConn); ok {
 			tc.SetLinger(0) // reset, as a refused direct connection would look
 		}
 		client.Close()
 	}
-	h, err := n.currentHub(ctx, 3*time.Second)
-	if err != nil {
-		fail("portal not opened", err)
-		return
+	var st *mux.Stream
+	var ch *portal.Channel
+	// A channel that ended just now is opened again, once.
+	for attempt := 0; ; attempt++ {
+		var err error
+		ch, err = n.channels.get(ctx, in.via)
+		if err != nil {
+			fail("portal not opened", err)
+			return
+		}
+		n.mu.Lock()
+		allow := in.effectiveAllow(n.cfg)
+		n.mu.Unlock()
+		if rej := portal.Check(allow, fmt.Sprintf("tcp-inlet %s", in.from), ch.Peer()); rej != nil {
+			fail("portal denied", rej)
+			return
+		}
+		st, err = ch.Open(ctx, in.to)
+		if err == nil {
+			break
+		}
+		if attempt > 0 || ctx.Err() != nil {
+			fail("portal not opened", err)
+			return
+		}
+		n.channels.forget(in.via, ch)
 	}
-	// Connect the data connection while the hub answers (saves a round trip).
-	type dialed struct {
-		c   net.Conn
-		err error
-	}
-	early := make(chan dialed, 1)
-	go func() {
-		c, err := n.connectData(ctx, h.Addr())
-		early <- dialed{c, err}
+	log = log.With("peer", ch.Peer().ID)
+	// The bytes flow at once; the portal counts as open once the outlet
+	// node accepts it (a refusal counts as a denial instead).
+	const pending, accepted, over = 0, 1, 2
+	var state atomic.Int32
+	st.OnAccept(func() {
+		if state.CompareAndSwap(pending, accepted) {
+			n.metrics.setup.Observe(time.Since(start).Seconds())
+			n.metrics.opened.WithLabelValues("inlet").Inc()
+			n.metrics.open.WithLabelValues("inlet").Inc()
+		}
+	})
+	defer func() {
+		if !state.CompareAndSwap(pending, over) {
+			n.metrics.open.WithLabelValues("inlet").Dec()
+		}
 	}()
-	var resp control.OpenSessionResponse
-	if err := callPolitely(ctx, h, control.TypeOpenSession, control.OpenSessionRequest{Relay: in.via}, &resp); err != nil {
-		if d := <-early; d.c != nil {
-			d.c.Close()
-		}
-		fail("portal not opened: hub refused the session", err)
-		return
-	}
-	d := <-early
-	if d.err != nil {
-		fail("portal not opened", d.err)
-		return
-	}
-	data, err := bindData(d.c, resp.Token)
-	if err != nil {
-		fail("portal not opened", err)
-		return
-	}
-	log = portal.LogAttrs(log, resp.Token)
-	n.mu.Lock()
-	allow := in.effectiveAllow(n.cfg)
-	n.mu.Unlock()
-	nc, peer, err := portal.Open(ctx, data, resp.Token, &n.self, in.via, resp.Peer, in.to, allow)
-	if err != nil {
-		var rej *portal.Rejection
-		reason := "error"
-		if errors.As(err, &rej) {
-			reason = rej.Code
-		}
-		n.metrics.denied.WithLabelValues("inlet", reason).Inc()
-		if reason == control.PortalDenied {
-			fail("portal denied", err)
-		} else {
-			fail("portal failed", err)
-		}
-		return
-	}
-	log = log.With("peer", peer.ID)
-	n.metrics.setup.Observe(time.Since(start).Seconds())
-	n.metrics.opened.WithLabelValues("inlet").Inc()
-	n.metrics.open.WithLabelValues("inlet").Inc()
-	defer n.metrics.open.WithLabelValues("inlet").Dec()
-	log.Debug("portal open", "setup", time.Since(start))
-	up, down, err := pipe.Pipe(ctx, client, nc)
+	log.Debug("portal opening", "channel_wait", time.Since(start))
+	up, down, err := pipe.Pipe(ctx, client, st)
 	n.metrics.bytes.WithLabelValues("inlet", "out").Add(float64(up))
 	n.metrics.bytes.WithLabelValues("inlet", "in").Add(float64(down))
+	if rej, ok := portal.Refused(err); ok {
+		// The outlet node refused it before any byte reached the target.
+		n.metrics.denied.WithLabelValues("inlet", rej.Code).Inc()
+		if rej.Code == control.PortalDenied {
+			log.Warn("portal denied", "err", rej)
+		} else {
+			log.Warn("portal failed", "err", rej)
+		}
+		return
+	}
 	log.Debug("portal closed", "bytes_out", up, "bytes_in", down, "duration", time.Since(start).Round(time.Millisecond), "err", err)
 }
 

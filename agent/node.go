@@ -12,6 +12,7 @@
 //	enrollment.go  redeeming the ticket, checking it against the build
 //	hubsession.go  the control session: reconnect, refresh, relay registration, keepalive
 //	hubconn.go     one control connection: calls and pushes
+//	channels.go    one end-to-end channel per peer node, portals as its streams
 //	inlets.go      inlets: listening, opening portals
 //	outlets.go     outlets: answering portals, checking policy, dialing targets
 //	commands.go    vendor commands: verify, judge against the allow-list, apply, audit
@@ -48,6 +49,7 @@ import (
 	"github.com/edgeportal/connect/policy"
 	"github.com/edgeportal/connect/portal"
 	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/noiseconn"
 )
 
 // Options configure a Node.
@@ -119,9 +121,10 @@ type Node struct {
 	cmdMu    sync.Mutex
 	cmdQueue chan queuedCommand
 
-	allow   *command.AllowList // nil: no remote outlets; set before goroutines start
-	audit   *command.Audit     // set before goroutines start
-	metrics *nodeMetrics
+	allow    *command.AllowList // nil: no remote outlets; set before goroutines start
+	audit    *command.Audit     // set before goroutines start
+	metrics  *nodeMetrics
+	channels *channels // the node's end-to-end channels to peers
 }
 
 type outlet struct {
@@ -162,6 +165,7 @@ func New(opts Options) *Node {
 		hubReady: make(chan struct{}),
 		cmdQueue: make(chan queuedCommand, 256),
 	}
+	n.channels = newChannels(n)
 	n.metrics = newNodeMetrics(n, opts.Metrics)
 	return n
 }
@@ -230,8 +234,12 @@ func (n *Node) run(ctx context.Context) error {
 		}
 		return fmt.Errorf("relay name %q refused: this node's credential allows %s", r, allowed)
 	}
+	ns, err := noiseconn.NewStatic(static)
+	if err != nil {
+		return fmt.Errorf("node key: %w", err)
+	}
 	n.self = portal.Self{
-		Static:     static,
+		Static:     ns,
 		Authority:  enr.AuthorityKey,
 		Credential: n.credential,
 	}
@@ -256,6 +264,9 @@ func (n *Node) run(ctx context.Context) error {
 	n.goTracked(func() { n.audit.Run(ctx) })
 	n.goTracked(func() { n.commandWorker(ctx) })
 	n.goTracked(func() { n.autoUpdate(ctx) })
+	n.goTracked(func() { n.channels.janitor(ctx) })
+	// Channels end with the node, and with them every portal in them.
+	defer n.channels.closeAll()
 	stopAPI, err := localapi.Serve(ctx, dir, n)
 	if err != nil {
 		return err

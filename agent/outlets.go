@@ -95,29 +95,42 @@ func (n *Node) savePortals() error {
 	return saveJSON(filepath.Join(n.opts.StateDir, statedir.Portals), p)
 }
 
-// serveIncoming answers a session the hub announced: the outlet side.
-func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incoming) {
+// serveStream answers one portal a peer opened on a channel: the
+// outlet's checks, then the target, then the bytes. Nothing reaches the
+// target before every check has passed.
+func (n *Node) serveStream(ctx context.Context, ch *portal.Channel, req *portal.Request) {
 	start := time.Now()
-	log := portal.LogAttrs(n.log, inc.Token).With("from", inc.From)
-	data, err := n.dialData(ctx, addr, inc.Token)
-	if err != nil {
-		log.Warn("incoming portal failed", "err", err)
-		return
-	}
-	req, err := portal.Receive(ctx, data, inc.Token, &n.self)
-	if err != nil {
-		log.Warn("incoming portal refused", "err", err)
-		return
+	peer := req.Peer
+	log := n.log.With("peer", peer.ID, "relay", ch.Relay())
+	entry := command.Entry{Kind: "portal", Peer: peer.ID, Outlet: req.Outlet}
+	// deny refuses the stream; a peer past its denial rate is still
+	// refused, but counted in the audit log's coalesced record only.
+	deny := func(code, reason string) {
+		n.metrics.denied.WithLabelValues("outlet", code).Inc()
+		req.Refuse(&portal.Rejection{Code: code, Message: reason})
+		if ok, _ := n.channels.rates.Allow(peer.ID, rateDenials); ok {
+			log.Warn("portal denied", "outlet", command.Escape(req.Outlet), "reason", reason)
+		}
+		entry.Decision, entry.Reason = "denied", reason
+		n.audit.Append(entry)
 	}
 	if err := config.ValidName(req.Outlet); err != nil {
-		// A peer-chosen name that no outlet can have: refused before it
-		// reaches a log line or the audit log as anything but escaped.
-		log.Warn("portal refused: bad outlet name", "peer", req.Peer.ID, "outlet", command.Escape(req.Outlet))
-		portal.Reject(req.Conn, control.PortalUnknownOutlet, "not an outlet name")
-		n.audit.Append(command.Entry{Kind: "portal", Peer: req.Peer.ID, Outlet: req.Outlet, Decision: "denied", Reason: "not an outlet name"})
+		// A peer-chosen name no outlet can have: refused before it reaches
+		// a log line or the audit log as anything but escaped.
+		deny(control.PortalUnknownOutlet, "not an outlet name")
 		return
 	}
-	log = log.With("peer", req.Peer.ID, "outlet", req.Outlet)
+	log = log.With("outlet", req.Outlet)
+	if ok, _ := n.channels.rates.Allow(peer.ID, ratePortals); !ok {
+		deny(control.PortalSlowDown, fmt.Sprintf("node %s opens portals faster than this node allows", peer.ID))
+		return
+	}
+	release, ok := n.channels.holdPortal(peer.ID)
+	if !ok {
+		deny(control.PortalSlowDown, fmt.Sprintf("node %s has %d portals open to this node, the most it may", peer.ID, MaxPortalsPerPeer))
+		return
+	}
+	defer release()
 	n.mu.Lock()
 	o := n.outlets[req.Outlet]
 	var allow policy.Expr
@@ -126,14 +139,6 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 	}
 	paused := n.paused
 	n.mu.Unlock()
-	entry := command.Entry{Kind: "portal", Peer: req.Peer.ID, Outlet: req.Outlet}
-	deny := func(code, reason string) {
-		n.metrics.denied.WithLabelValues("outlet", code).Inc()
-		log.Warn("portal denied", "reason", reason)
-		portal.Reject(req.Conn, code, reason)
-		entry.Decision, entry.Reason = "denied", reason
-		n.audit.Append(entry)
-	}
 	if paused {
 		deny(control.PortalPaused, "the node is paused by the customer")
 		return
@@ -142,7 +147,7 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 		deny(control.PortalUnknownOutlet, fmt.Sprintf("no outlet named %q on this node", req.Outlet))
 		return
 	}
-	if rej := portal.Check(allow, fmt.Sprintf("tcp-outlet %q", o.name), req.Peer); rej != nil {
+	if rej := portal.Check(allow, fmt.Sprintf("tcp-outlet %q", o.name), peer); rej != nil {
 		deny(rej.Code, rej.Message)
 		return
 	}
@@ -156,9 +161,9 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 		deny(rej.Code, rej.Message)
 		return
 	}
-	if err := portal.Accept(req.Conn); err != nil {
+	st, err := req.Accept()
+	if err != nil {
 		target.Close()
-		req.Conn.Close()
 		log.Warn("portal failed", "err", err)
 		return
 	}
@@ -166,7 +171,7 @@ func (n *Node) serveIncoming(ctx context.Context, addr string, inc control.Incom
 	n.metrics.opened.WithLabelValues("outlet").Inc()
 	n.metrics.open.WithLabelValues("outlet").Inc()
 	defer n.metrics.open.WithLabelValues("outlet").Dec()
-	in, out, err := pipe.Pipe(ctx, req.Conn, target)
+	in, out, err := pipe.Pipe(ctx, st, target)
 	n.metrics.bytes.WithLabelValues("outlet", "in").Add(float64(in))
 	n.metrics.bytes.WithLabelValues("outlet", "out").Add(float64(out))
 	d2 := time.Since(start)

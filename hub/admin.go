@@ -112,7 +112,7 @@ func (s *Server) Relays(ctx context.Context) ([]RelayStatus, error) {
 }
 
 // ReleaseRelay implements Admin: the binding goes, and the owner's live
-// registration with it.
+// registration and the channels to it with it.
 func (s *Server) ReleaseRelay(ctx context.Context, name string) (RelayBinding, error) {
 	b, err := releaseRelay(ctx, s.store, name)
 	if err != nil {
@@ -121,6 +121,9 @@ func (s *Server) ReleaseRelay(ctx context.Context, name string) (RelayBinding, e
 	if cc := s.relays.lookup(name); cc != nil {
 		s.relays.release(cc)
 		cc.close() // the node reconnects and claims it again if it may
+	}
+	for _, sess := range s.sessions.dropRelay(name) {
+		sess.close()
 	}
 	s.log.Info("relay released by the vendor", "relay", name, "owner", b.Owner)
 	return b, nil

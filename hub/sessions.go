@@ -156,6 +156,26 @@ func (t *sessionTable) dropMember(id string) []*session {
 	return out
 }
 
+// dropRelay removes and returns every session to a relay name (its
+// binding was released: channels to its old owner end).
+func (t *sessionTable) dropRelay(relay string) []*session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*session
+	for sess := range t.spliced {
+		if sess.peer == nil && sess.relay == relay {
+			out = append(out, sess)
+		}
+	}
+	for _, sess := range t.pending {
+		if sess.peer == nil && sess.relay == relay {
+			t.unpendLocked(sess)
+			out = append(out, sess)
+		}
+	}
+	return out
+}
+
 // closeAll closes every session and refuses new ones.
 func (t *sessionTable) closeAll() {
 	t.mu.Lock()
@@ -260,9 +280,9 @@ func (s *Server) serveData(c net.Conn, slot *pendingSlot) {
 	}
 	first.SetDeadline(time.Time{})
 	c.SetDeadline(time.Time{})
-	// The same portal id as the nodes log (first bytes of the one-time
+	// The same channel id as the nodes log (first bytes of the one-time
 	// token, useless once the session is paired).
-	s.log.Debug("portal spliced", "portal", fmt.Sprintf("%x", tok[:6]), "from", sess.from, "to", sess.to, "relay", sess.relay)
+	s.log.Debug("channel spliced", "channel", fmt.Sprintf("%x", tok[:6]), "from", sess.from, "to", sess.to, "relay", sess.relay)
 	s.stats.ActiveSessions.Add(1)
 	if hostileSplice != nil {
 		hostileSplice(s, sess, first, c)

@@ -1,22 +1,42 @@
 // Copyright 2026 The edgeportal authors.
 // SPDX-License-Identifier: Apache-2.0
 
-// Package portal carries one TCP connection from an inlet on one node to an
-// outlet on another, end to end encrypted and mutually authenticated.
+// Package portal carries TCP connections from inlets on one node to
+// outlets on another, end to end encrypted and mutually authenticated.
 //
-// A portal runs over a data connection the hub splices (the agent supplies
-// it through SessionDialer; this package knows nothing about the hub). The
-// inlet node is the Noise XX initiator, the outlet node the responder; the
-// prologue binds the session token. The outlet sends its credential in
-// handshake message 2, the inlet checks it (authority signature, bound to
-// the proven static key, owner of the relay it asked for, inlet policy)
-// and sends its own credential and the outlet name in message 3; the
-// outlet checks that credential and the outlet's policy, dials the target
-// and answers with a typed PortalResult (ok, denied, unknown outlet, target
-// refused…). Then bytes flow through portal/pipe with half-close.
+// # Channels
 //
-// Imports: wire, wire/key, wire/noiseconn, wire/control, enroll, policy,
-// portal/pipe. Imported by agent. Never imported by hub.
+// Two nodes share one channel: a hybrid post-quantum Noise session
+// (Noise_XXpsk3_25519+MLKEM768, wire/noiseconn) over one data connection
+// the relay splices (the agent supplies it; this package knows nothing
+// about the hub), carrying every portal between them as a stream of a
+// multiplexer (portal/mux) with its own flow control. The first portal
+// between two nodes opens the channel; every later one is a stream opened
+// without asking the relay and without waiting for an answer.
+//
+// The node behind the relay (the outlet side) is the Noise initiator: the
+// node that asked for the session (the inlet side) answers message 1 with
+// its static key and its credential, so it proves who it is before the
+// outlet side shows anything of itself. The outlet side checks that
+// credential (the authority's signature, bound to the proven key, valid
+// now, admitted by at least one of its outlets), then sends its own in
+// message 3; the inlet side checks it (the authority's signature, bound to
+// the key, the owner of the relay it asked for, the node the relay named).
+// A relay that answers either side itself has neither the keys nor a
+// credential the authority signed for its own key: both refuse.
+//
+// A credential refreshed while the channel is up is sent over it; either
+// side closes the channel when the peer's credential expires without one.
+//
+// # Streams
+//
+// A stream's open header names the outlet (StreamOpen); the opener's first
+// bytes ride with it. The outlet side checks its policy and dials the
+// target before any byte reaches it, then accepts; or refuses with a typed
+// code (denied, unknown outlet, target refused, …) that reaches the inlet
+// as a *Rejection.
+//
+// Imported by agent. Never imported by hub.
 package portal
 
 import (
@@ -29,25 +49,26 @@ import (
 
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/policy"
+	"github.com/edgeportal/connect/portal/mux"
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/key"
 	"github.com/edgeportal/connect/wire/noiseconn"
 )
 
-// Timeouts.
+// Timeouts and limits.
 const (
-	// HandshakeTimeout bounds the end-to-end handshake of one portal.
+	// HandshakeTimeout bounds a channel's end-to-end handshake.
 	HandshakeTimeout = 10 * time.Second
 	// TargetDialTimeout bounds the outlet's dial of its target.
 	TargetDialTimeout = 10 * time.Second
-	// MaxResultSize bounds the PortalResult message.
-	MaxResultSize = 4096
+	// MaxHandshakeMessage bounds each handshake message from the peer.
+	MaxHandshakeMessage = 8 << 10
 )
 
 // Self is this node's identity as portals need it.
 type Self struct {
-	Static     key.NodePrivate
+	Static     *noiseconn.Static // this node's Noise key, parsed once
 	Authority  key.SigningPublic // the project's authority key
 	Credential func() []byte     // current credential (refreshed by the agent)
 	Now        func() time.Time  // nil = time.Now
@@ -79,124 +100,128 @@ func Peer(c *enroll.Credential) policy.Peer {
 	return policy.Peer{Identifier: c.ID, Attributes: c.Attributes}
 }
 
-// prologue binds the session token; it names the oldest protocol version
-// this build speaks, which both nodes of a portal must share.
+// prologue binds the channel to its session token; it names the oldest
+// protocol version this build speaks, which both nodes must share.
 func prologue(token []byte) []byte {
-	return wire.Prologue("portal", wire.Offer{Min: wire.MinProtocolVersion, Max: wire.MinProtocolVersion}, token)
+	return wire.Prologue("channel", wire.Offer{Min: wire.MinProtocolVersion, Max: wire.MinProtocolVersion}, token)
 }
 
-// Open runs the inlet side of a portal over conn (a data connection already
-// bound to the session token). relay is the relay the inlet asked for and
-// peerID the node the hub says owns it; allow is the inlet's effective
-// policy (nil denies everything). On success the returned conn carries the
-// client's bytes to the outlet's target.
-func Open(ctx context.Context, conn net.Conn, token []byte, self *Self, relay, peerID, outlet string, allow policy.Expr) (*noiseconn.Conn, *enroll.Credential, error) {
+// muxConfig is the multiplexer's configuration for a channel. Every
+// stream the peer may have open may also wait to be accepted: a client
+// pool that opens hundreds of connections at once gets them all, not a
+// refusal for those past a shorter backlog.
+func muxConfig(log *slog.Logger, maxStreams int) *mux.Config {
+	if maxStreams == 0 {
+		maxStreams = mux.DefaultMaxStreams
+	}
+	return &mux.Config{Logger: log, MaxStreams: maxStreams, AcceptBacklog: maxStreams}
+}
+
+// DialOptions open the inlet side of a channel.
+type DialOptions struct {
+	Self   *Self
+	Token  []byte // the session token the relay gave both nodes
+	Relay  string // the relay this node asked for
+	PeerID string // the node the relay says owns it
+	Logger *slog.Logger
+	// MaxStreams bounds the streams the peer may open on this channel (0:
+	// the multiplexer's default).
+	MaxStreams int
+}
+
+// Dial runs the inlet side of a channel over conn (a data connection the
+// relay splices to the relay owner's). It answers the owner's first
+// message with this node's credential, then checks the owner's.
+func Dial(ctx context.Context, conn net.Conn, o DialOptions) (*Channel, error) {
 	ctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
 	defer cancel()
-	var peerCred *enroll.Credential
-	var denied *Rejection
-	nc, err := noiseconn.Client(ctx, conn, self.Static, prologue(token), func(peer key.NodePublic, payload []byte) ([]byte, error) {
-		var hello control.PortalHello
-		if err := wire.Unmarshal(payload, &hello); err != nil {
-			return nil, fmt.Errorf("outlet hello: %w", err)
-		}
-		c, err := enroll.VerifyCredential(self.Authority, hello.Credential, peer, self.now())
-		if err != nil {
-			denied = &Rejection{Code: control.PortalBadCredential, Message: "outlet node: " + err.Error()}
-			return nil, denied
-		}
-		if c.ID != peerID || c.Relay != relay {
-			denied = &Rejection{Code: control.PortalBadCredential, Message: fmt.Sprintf("outlet node %s does not own relay %q (credential relay %q, hub said %s)", c.ID, relay, c.Relay, peerID)}
-			return nil, denied
-		}
-		if allow == nil {
-			denied = &Rejection{Code: control.PortalDenied, Message: "inlet has no allow policy and no default for tcp-inlet: nothing is allowed"}
-			return nil, denied
-		}
-		if ok, why := policy.Explain(allow, Peer(c)); !ok {
-			denied = &Rejection{Code: control.PortalDenied, Message: fmt.Sprintf("inlet policy %q denies outlet node %s: %s", allow.String(), c.ID, why)}
-			return nil, denied
-		}
-		peerCred = c
-		return wire.Marshal(control.PortalOpen{Credential: self.Credential(), Outlet: outlet})
-	})
-	if err != nil {
-		conn.Close()
-		if denied != nil {
-			return nil, nil, denied
-		}
-		return nil, nil, fmt.Errorf("portal handshake: %w", err)
-	}
-	nc.SetReadDeadline(time.Now().Add(HandshakeTimeout + TargetDialTimeout))
-	b, err := wire.ReadMessage(nc)
-	nc.SetReadDeadline(time.Time{})
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("portal result: %w", err)
-	}
-	var res control.PortalResult
-	if len(b) > MaxResultSize {
-		nc.Close()
-		return nil, nil, errors.New("portal result too large")
-	}
-	if err := wire.Unmarshal(b, &res); err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("portal result: %w", err)
-	}
-	if res.Code != control.PortalOK {
-		nc.Close()
-		return nil, peerCred, &Rejection{Code: res.Code, Message: res.Message}
-	}
-	return nc, peerCred, nil
-}
-
-// Request is an incoming portal after its handshake: the verified peer and
-// the outlet it names. The caller decides and calls Accept or Reject.
-type Request struct {
-	Conn   *noiseconn.Conn
-	Peer   *enroll.Credential
-	Outlet string
-}
-
-// Receive runs the outlet side of the handshake over conn.
-func Receive(ctx context.Context, conn net.Conn, token []byte, self *Self) (*Request, error) {
-	ctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
-	defer cancel()
-	hello, err := wire.Marshal(control.PortalHello{Credential: self.Credential()})
+	hello, err := wire.Marshal(control.ChannelHello{Credential: o.Self.Credential()})
 	if err != nil {
 		return nil, err
 	}
-	nc, payload, err := noiseconn.Server(ctx, conn, self.Static, prologue(token), hello)
+	nc, payload, err := noiseconn.Respond(ctx, conn, &noiseconn.Config{Static: o.Self.Static, Prologue: prologue(o.Token),
+		Mode: noiseconn.Hybrid, MaxMessage: MaxHandshakeMessage}, hello)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("portal handshake: %w", err)
+		return nil, fmt.Errorf("channel handshake: %w", err)
 	}
-	var open control.PortalOpen
-	if err := wire.Unmarshal(payload, &open); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("portal open: %w", err)
+	var ans control.ChannelHello
+	if err := wire.Unmarshal(payload, &ans); err != nil {
+		nc.Reset()
+		return nil, fmt.Errorf("channel handshake: owner's answer: %w", err)
 	}
-	c, err := enroll.VerifyCredential(self.Authority, open.Credential, nc.Peer(), self.now())
+	c, err := enroll.VerifyCredential(o.Self.Authority, ans.Credential, nc.Peer(), o.Self.now())
 	if err != nil {
-		Reject(nc, control.PortalBadCredential, "inlet node credential: "+err.Error())
-		return nil, &Rejection{Code: control.PortalBadCredential, Message: "inlet node " + string(nc.Peer().ID()) + ": " + err.Error()}
+		nc.Reset()
+		return nil, &Rejection{Code: control.PortalBadCredential, Message: "outlet node: " + err.Error()}
 	}
-	return &Request{Conn: nc, Peer: c, Outlet: open.Outlet}, nil
+	if c.ID != o.PeerID || c.Relay != o.Relay {
+		nc.Reset()
+		return nil, &Rejection{Code: control.PortalBadCredential, Message: fmt.Sprintf("outlet node %s does not own relay %q (credential relay %q, the relay said %s)", c.ID, o.Relay, c.Relay, o.PeerID)}
+	}
+	sess, err := mux.Client(nc, muxConfig(o.Logger, o.MaxStreams))
+	if err != nil {
+		nc.Reset()
+		return nil, err
+	}
+	return newChannel(sess, nc, c, o.Relay, o.Self), nil
 }
 
-// Reject sends a typed refusal and closes the portal.
-func Reject(nc *noiseconn.Conn, code, msg string) {
-	b, _ := wire.Marshal(control.PortalResult{Code: code, Message: msg})
-	nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	wire.WriteMessage(nc, b)
-	nc.CloseWrite()
-	nc.Close()
+// AnswerOptions open the outlet side of a channel.
+type AnswerOptions struct {
+	Self  *Self
+	Token []byte
+	// Admit decides, from the asking node's verified credential, whether
+	// it may have a channel at all (some outlet of this node admits it);
+	// a Rejection ends the handshake before this node shows its own
+	// credential.
+	Admit  func(peer *enroll.Credential) *Rejection
+	Relay  string // this node's relay (for logs)
+	Logger *slog.Logger
+	// MaxStreams bounds the streams the peer may open (0: the default).
+	MaxStreams int
 }
 
-// Accept tells the inlet the portal is open.
-func Accept(nc *noiseconn.Conn) error {
-	b, _ := wire.Marshal(control.PortalResult{Code: control.PortalOK})
-	return wire.WriteMessage(nc, b)
+// Answer runs the outlet side of a channel over conn: it sends the first
+// message, checks the asking node's credential and only then sends its
+// own.
+func Answer(ctx context.Context, conn net.Conn, o AnswerOptions) (*Channel, error) {
+	ctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
+	defer cancel()
+	var peer *enroll.Credential
+	var refused *Rejection
+	nc, err := noiseconn.Initiate(ctx, conn, &noiseconn.Config{Static: o.Self.Static, Prologue: prologue(o.Token),
+		Mode: noiseconn.Hybrid, MaxMessage: MaxHandshakeMessage}, func(pk key.NodePublic, payload []byte) ([]byte, error) {
+		var hello control.ChannelHello
+		if err := wire.Unmarshal(payload, &hello); err != nil {
+			return nil, fmt.Errorf("inlet node's hello: %w", err)
+		}
+		c, err := enroll.VerifyCredential(o.Self.Authority, hello.Credential, pk, o.Self.now())
+		if err != nil {
+			refused = &Rejection{Code: control.PortalBadCredential, Message: "inlet node " + string(pk.ID()) + ": " + err.Error()}
+			return nil, refused
+		}
+		if o.Admit != nil {
+			if refused = o.Admit(c); refused != nil {
+				return nil, refused
+			}
+		}
+		peer = c
+		return wire.Marshal(control.ChannelHello{Credential: o.Self.Credential()})
+	})
+	if err != nil {
+		conn.Close()
+		if refused != nil {
+			return nil, refused
+		}
+		return nil, fmt.Errorf("channel handshake: %w", err)
+	}
+	sess, err := mux.Server(nc, muxConfig(o.Logger, o.MaxStreams))
+	if err != nil {
+		nc.Reset()
+		return nil, err
+	}
+	return newChannel(sess, nc, peer, o.Relay, o.Self), nil
 }
 
 // Check decides whether peer may use an outlet with the effective policy
@@ -212,14 +237,19 @@ func Check(allow policy.Expr, resource string, peer *enroll.Credential) *Rejecti
 }
 
 // DialTarget dials an outlet's target and maps failures to typed
-// rejections.
+// rejections: a name that does not resolve is said as such, not as a
+// refused connection.
 func DialTarget(ctx context.Context, d *net.Dialer, target string) (net.Conn, *Rejection) {
 	ctx, cancel := context.WithTimeout(ctx, TargetDialTimeout)
 	defer cancel()
 	c, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
+		var dns *net.DNSError
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.As(err, &dns):
+			return nil, &Rejection{Code: control.PortalTargetRefused, Message: fmt.Sprintf("target %s: its name does not resolve (%v)", target, dns)}
+		case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded):
 			return nil, &Rejection{Code: control.PortalTargetTimeout, Message: fmt.Sprintf("target %s did not answer within %s", target, TargetDialTimeout)}
 		}
 		return nil, &Rejection{Code: control.PortalTargetRefused, Message: fmt.Sprintf("target %s: %v", target, err)}
@@ -227,10 +257,10 @@ func DialTarget(ctx context.Context, d *net.Dialer, target string) (net.Conn, *R
 	return c, nil
 }
 
-// LogAttrs returns the log attributes of a portal.
+// LogAttrs returns the log attributes of a channel.
 func LogAttrs(log *slog.Logger, token []byte) *slog.Logger {
 	if len(token) >= 6 {
-		return log.With("portal", fmt.Sprintf("%x", token[:6]))
+		return log.With("channel", fmt.Sprintf("%x", token[:6]))
 	}
 	return log
 }

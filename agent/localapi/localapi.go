@@ -40,6 +40,18 @@ type Status struct {
 	Outlets           []Outlet          `json:"outlets"`
 	Inlets            []Inlet           `json:"inlets"`
 	Paused            bool              `json:"paused"`
+	Channels          []Channel         `json:"channels"`
+}
+
+// Channel is one end-to-end channel to a peer node.
+type Channel struct {
+	Peer      string    `json:"peer"`
+	Relay     string    `json:"relay"`
+	Direction string    `json:"direction"` // out: this node opened it (its inlets); in: a peer did (this node's outlets)
+	Suite     string    `json:"suite"`     // the Noise protocol, e.g. Noise_XXpsk3+MLKEM768_25519_AESGCM_SHA256
+	Streams   int       `json:"streams"`   // portals open in it now
+	Since     time.Time `json:"since"`
+	RTT       string    `json:"rtt,omitempty"` // last measured round trip
 }
 
 // RelayStatus is the node's relay registration.

@@ -138,7 +138,7 @@ func TestHostileRelay(t *testing.T) {
 	})
 	Await(t, 10*time.Second, "the outlet node to say why", func() bool {
 		l := p.customer.Proc.Logs()
-		return strings.Contains(l, "incoming portal refused") && strings.Contains(l, "signature does not verify")
+		return strings.Contains(l, "incoming channel refused") && strings.Contains(l, "signature does not verify")
 	})
 	if !strings.Contains(p.hub.Proc.Logs(), "HOSTILE RELAY") {
 		t.Fatal("the relay did not play hostile: this test proves nothing")

@@ -201,6 +201,7 @@ type frame struct {
 	payload []byte
 	st      *Stream // window update for st
 	req     *Stream // completes req.wdone
+	opens   *Stream // the open frame of opens (marks it out once written)
 	flushed chan struct{}
 }
 
@@ -551,6 +552,9 @@ func (s *Session) writeLoop() {
 				s.touch()
 			}
 			for i := range batch {
+				if batch[i].opens != nil && err == nil {
+					batch[i].opens.openOut.Store(true)
+				}
 				if batch[i].req != nil {
 					batch[i].req.wdone <- err
 				}
@@ -674,7 +678,7 @@ func (s *Session) Open(ctx context.Context, hdr, early []byte) (*Stream, error) 
 	st := newStream(s, id, true)
 	s.streams[id] = st
 	// Queued under mu, so open frames go out in id order.
-	err := s.enqueue(frame{h: header{typ: typeOpen, id: id, length: uint32(len(hdr))}, payload: append([]byte(nil), hdr...)}, false, len(early) == 0)
+	err := s.enqueue(frame{h: header{typ: typeOpen, id: id, length: uint32(len(hdr))}, payload: append([]byte(nil), hdr...), opens: st}, false, len(early) == 0)
 	s.mu.Unlock()
 	if err != nil {
 		return nil, err

@@ -676,3 +676,105 @@ func TestIdleMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(all)
 }
+
+// TestNoFrameBeforeItsOpen: a stream's window grant (a session that has
+// learned a large window) and its reset (a client that gave up at once)
+// must never reach the peer before the stream's open frame. One that did
+// would be a protocol violation that ends every other stream of the
+// channel.
+func TestNoFrameBeforeItsOpen(t *testing.T) {
+	cli, srv := sessions(t, nil)
+	cli.learnWindow(8 * InitialWindow)
+	srv.learnWindow(8 * InitialWindow)
+	// Keep the writer's fifo busy so prio frames have something to jump.
+	busy, _ := cli.Open(context.Background(), nil, nil)
+	bin, _ := accept(t, srv).Accept()
+	go io.Copy(io.Discard, bin)
+	stopBusy := make(chan struct{})
+	busyDone := make(chan struct{})
+	go func() {
+		defer close(busyDone)
+		buf := make([]byte, 64<<10)
+		for {
+			select {
+			case <-stopBusy:
+				return
+			default:
+			}
+			if _, err := busy.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			in, err := srv.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			if st, err := in.Accept(); err == nil {
+				st.Close()
+			}
+		}
+	}()
+	for i := range 500 {
+		st, err := cli.Open(context.Background(), []byte("x"), nil)
+		if err != nil {
+			t.Fatalf("open %d: %v (session: %v)", i, err, cli.Err())
+		}
+		if i%2 == 0 {
+			st.Reset()
+		} else {
+			st.Close()
+		}
+	}
+	close(stopBusy)
+	<-busyDone
+	if _, err := cli.Ping(context.Background()); err != nil {
+		t.Fatalf("the session died: %v / %v", err, srv.Err())
+	}
+	select {
+	case <-srv.Done():
+		t.Fatalf("the server ended the session: %v", srv.Err())
+	default:
+	}
+	cli.Close()
+	srv.Close()
+	<-accepted
+}
+
+func TestOnAccept(t *testing.T) {
+	cli, srv := sessions(t, nil)
+	ran := make(chan string, 4)
+	a, _ := cli.Open(context.Background(), []byte("a"), nil)
+	a.OnAccept(func() { ran <- "a" })
+	if _, err := accept(t, srv).Accept(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := cli.Open(context.Background(), []byte("r"), nil)
+	r.OnAccept(func() { ran <- "r" })
+	accept(t, srv).Refuse("denied", "no")
+	r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a refused stream read")
+	}
+	select {
+	case got := <-ran:
+		if got != "a" {
+			t.Fatalf("OnAccept ran for %s", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnAccept did not run for the accepted stream")
+	}
+	// Set after the accept: runs at once.
+	late := make(chan struct{})
+	a.OnAccept(func() { close(late) })
+	<-late
+	select {
+	case got := <-ran:
+		t.Fatalf("OnAccept ran for %s", got)
+	default:
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -115,6 +116,11 @@ type Stream struct {
 	sess   *Session
 	id     uint32
 	opener bool
+	// openOut is set once the stream's open frame is on the wire (at
+	// once for a stream the peer opened). Until then its control frames
+	// (window, reset) queue behind the open frame instead of jumping the
+	// queue: the peer must never hear of a stream before its open.
+	openOut atomic.Bool
 
 	// wmu serializes writers, so data frames keep their order.
 	wmu sync.Mutex
@@ -128,17 +134,18 @@ type Stream struct {
 	window     uint64 // current receive window (auto-tuned)
 	epochStart time.Time
 	epochOff   uint64
-	wupQueued  bool  // a window update is queued
-	remoteFin  bool  // the peer's FIN arrived
-	sendWindow int64 // bytes this side may still send
-	localFin   bool  // this side's FIN is queued
-	isAccepted bool  // opener: the peer accepted; acceptor: Accept called
-	answered   bool  // acceptor: Accept or Refuse called
-	closed     bool  // Close called
-	resetSent  bool  // a reset went out after Close
-	err        error // terminal error of both directions
-	readBusy   bool  // WriteTo is writing from buf without mu
-	freeLater  bool  // free buf when WriteTo is done
+	wupQueued  bool   // a window update is queued
+	remoteFin  bool   // the peer's FIN arrived
+	sendWindow int64  // bytes this side may still send
+	localFin   bool   // this side's FIN is queued
+	isAccepted bool   // opener: the peer accepted; acceptor: Accept called
+	onAccept   func() // opener: runs when the peer accepts (OnAccept)
+	answered   bool   // acceptor: Accept or Refuse called
+	closed     bool   // Close called
+	resetSent  bool   // a reset went out after Close
+	err        error  // terminal error of both directions
+	readBusy   bool   // WriteTo is writing from buf without mu
+	freeLater  bool   // free buf when WriteTo is done
 	rdl, wdl   time.Time
 	readCh     chan struct{} // data, end or error arrived; deadline moved
 	writeCh    chan struct{} // window opened, error; deadline moved
@@ -146,7 +153,7 @@ type Stream struct {
 }
 
 func newStream(s *Session, id uint32, opener bool) *Stream {
-	return &Stream{
+	st := &Stream{
 		sess:       s,
 		id:         id,
 		opener:     opener,
@@ -157,7 +164,13 @@ func newStream(s *Session, id uint32, opener bool) *Stream {
 		writeCh:    make(chan struct{}, 1),
 		wdone:      make(chan error, 1),
 	}
+	st.openOut.Store(!opener)
+	return st
 }
+
+// urgent reports whether the stream's control frames may go before
+// queued stream frames (its open frame is out).
+func (st *Stream) urgent() bool { return st.openOut.Load() }
 
 func notify(ch chan struct{}) {
 	select {
@@ -279,7 +292,26 @@ func (st *Stream) addSendWindow(inc uint32) error {
 func (st *Stream) accepted() {
 	st.mu.Lock()
 	st.isAccepted = true
+	f := st.onAccept
+	st.onAccept = nil
 	st.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// OnAccept makes f run once the peer accepts this stream (which this
+// side opened), or at once if it has: f never runs for a stream the peer
+// refused. f runs on the session's reader and must not block.
+func (st *Stream) OnAccept(f func()) {
+	st.mu.Lock()
+	if !st.isAccepted {
+		st.onAccept = f
+		st.mu.Unlock()
+		return
+	}
+	st.mu.Unlock()
+	f()
 }
 
 func (st *Stream) refused(code, msg string) {
@@ -305,7 +337,7 @@ func (st *Stream) consumedLocked(n int) {
 	}
 	if st.recvLimit-st.consumed <= st.window/2 {
 		st.wupQueued = true
-		st.sess.enqueue(frame{h: header{typ: typeWindow, id: st.id}, st: st}, true, true)
+		st.sess.enqueue(frame{h: header{typ: typeWindow, id: st.id}, st: st}, st.urgent(), true)
 	}
 }
 
@@ -315,7 +347,7 @@ func (st *Stream) consumedLocked(n int) {
 func (st *Stream) grantLearned() {
 	if st.window > InitialWindow && !st.wupQueued {
 		st.wupQueued = true
-		st.sess.enqueue(frame{h: header{typ: typeWindow, id: st.id}, st: st}, true, true)
+		st.sess.enqueue(frame{h: header{typ: typeWindow, id: st.id}, st: st}, st.urgent(), true)
 	}
 }
 
@@ -591,7 +623,7 @@ func (st *Stream) Close() error {
 // sendReset queues a reset frame. mu held.
 func (st *Stream) sendReset(code string) {
 	p := encodeReason(code, "")
-	st.sess.enqueue(frame{h: header{typ: typeReset, id: st.id, length: uint32(len(p))}, payload: p}, true, true)
+	st.sess.enqueue(frame{h: header{typ: typeReset, id: st.id, length: uint32(len(p))}, payload: p}, st.urgent(), true)
 }
 
 // Reset aborts the stream in both directions: the peer's Read and Write

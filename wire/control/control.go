@@ -18,8 +18,9 @@
 //	1: hello, redeem, refresh, register-relay, open-session, incoming,
 //	   create-ticket, ping, revoked, leave, command, command-ack, node-state,
 //	   release-check, release-fetch, update-result.
-//	2: the credential rides in the client hello and the relay answers with
-//	   welcome; credential (a refreshed one, to the relay); revocations and
+//	2: node pairs share one channel (hybrid Noise, channel-hello, portals
+//	   as streams opened with stream-open); the credential rides in the
+//	   client hello and the relay answers with welcome; credential (a refreshed one, to the relay); revocations and
 //	   live-status (authority → relay); authority-session (relay →
 //	   authority). Redeem, refresh, create-ticket and leave go to the
 //	   authority over the node's end-to-end channel with it, never to the
@@ -292,18 +293,22 @@ type Ping struct {
 	TimeUnix int64 `cbor:"1,keyasint"`
 }
 
-// PortalHello is the outlet node's Noise message-2 payload in a portal.
-type PortalHello struct {
+// ChannelHello is each node's handshake payload on a channel between two
+// nodes: the inlet node's in Noise message 2, the outlet node's in
+// message 3.
+type ChannelHello struct {
 	Credential []byte `cbor:"1,keyasint"`
 }
 
-// PortalOpen is the inlet node's Noise message-3 payload in a portal.
-type PortalOpen struct {
-	Credential []byte `cbor:"1,keyasint"`
-	Outlet     string `cbor:"2,keyasint"`
+// StreamOpen is the open header of a stream in a channel: a portal to an
+// outlet, or (Kind "credential") a refreshed credential.
+type StreamOpen struct {
+	Outlet     string `cbor:"1,keyasint,omitempty"`
+	Kind       string `cbor:"2,keyasint,omitempty"`
+	Credential []byte `cbor:"3,keyasint,omitempty"`
 }
 
-// Portal result codes.
+// Portal refusal codes: a refused stream carries one to the inlet node.
 const (
 	PortalOK            = "ok"
 	PortalDenied        = "denied"
@@ -312,14 +317,10 @@ const (
 	PortalTargetTimeout = "target-timeout"
 	PortalPaused        = "paused"
 	PortalBadCredential = "bad-credential"
+	// PortalSlowDown: the peer opens portals faster than this node's
+	// per-peer limits allow, or has too many open.
+	PortalSlowDown = "slow-down"
 )
-
-// PortalResult is the first message the outlet node sends after the portal
-// handshake, before any data.
-type PortalResult struct {
-	Code    string `cbor:"1,keyasint"`
-	Message string `cbor:"2,keyasint,omitempty"`
-}
 
 // CommandPush carries a signed command (agent/command) to its node.
 type CommandPush struct {

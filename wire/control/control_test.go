@@ -56,7 +56,7 @@ func FuzzDecode(f *testing.F) {
 		DecodeBody(m, &in)
 		var cr CreateTicketRequest
 		DecodeBody(m, &cr)
-		var po PortalOpen
-		DecodeBody(m, &po)
+		var so StreamOpen
+		DecodeBody(m, &so)
 	})
 }
