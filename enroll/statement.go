@@ -61,14 +61,14 @@ type Revocation struct {
 func VerifyRevocation(authority key.SigningPublic, project string, data []byte) (Revocation, error) {
 	var r Revocation
 	if err := signed.Verify(authority, signed.ContextRevocation, data, &r); err != nil {
-		return r, fmt.Errorf("revocation notice: %w", err)
+		return Revocation{}, fmt.Errorf("revocation notice: %w", err)
 	}
 	if r.Project != project {
-		return r, errors.New("revocation notice is for another project")
+		return Revocation{}, errors.New("revocation notice is for another project")
 	}
 	k, _ := key.NodePublicFromRaw32(r.NodeKey[:])
 	if string(k.ID()) != r.ID {
-		return r, errors.New("revocation notice: identifier does not match the node key")
+		return Revocation{}, errors.New("revocation notice: identifier does not match the node key")
 	}
 	return r, nil
 }

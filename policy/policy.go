@@ -122,11 +122,13 @@ func quote(v string) string {
 	}
 	var b strings.Builder
 	b.WriteByte('"')
-	for _, r := range v {
-		if r == '"' || r == '\\' {
+	// Bytes, not runes: a value that is not valid UTF-8 shows as itself,
+	// not as U+FFFD (another value).
+	for _, c := range []byte(v) {
+		if c == '"' || c == '\\' {
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(c)
 	}
 	b.WriteByte('"')
 	return b.String()

@@ -4,6 +4,9 @@
 package policy
 
 import (
+	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -273,28 +276,178 @@ func TestValidAttributeName(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
-	for _, s := range []string{"a", "a and (b or not c)", `t = "x\"y"`, "identifier = I0", "((", "a = ", "not not a"} {
-		f.Add(s)
+// TestStringKeepsValueBytes: the canonical form of an expression compares
+// the same values as the expression. A quoted value may hold any bytes,
+// and String must write them back as they are.
+//
+// This test fails today: quote ranges over runes and writes each invalid
+// UTF-8 byte as U+FFFD, so `tier != "\xff"` is shown (in status and logs)
+// as a policy that compares another value. Found by FuzzParse; see the
+// fuzz report for the fix.
+func TestStringKeepsValueBytes(t *testing.T) {
+	for _, in := range []string{"tier != \"\xff\"", "a = \"x\x80y\"", "a = \"\xc3\""} {
+		e := mustParse(t, in)
+		again, err := Parse(e.String())
+		if err != nil {
+			t.Fatalf("String() %q of %q: %v", e.String(), in, err)
+		}
+		if got, want := again.(*CmpExpr).Value, e.(*CmpExpr).Value; got != want {
+			t.Errorf("%q: String() %q compares %q, the expression %q", in, e.String(), got, want)
+		}
 	}
-	f.Fuzz(func(t *testing.T, s string) {
+}
+
+// atoms lists the attribute comparisons in e: each name with the value
+// it is compared with ("true" for a bare name).
+func atoms(e Expr) (names, values []string) {
+	switch e := e.(type) {
+	case *AttrExpr:
+		return []string{e.Name}, []string{"true"}
+	case *CmpExpr:
+		return []string{e.Name}, []string{e.Value}
+	case *NotExpr:
+		return atoms(e.X)
+	case *AndExpr:
+		n1, v1 := atoms(e.X)
+		n2, v2 := atoms(e.Y)
+		return append(n1, n2...), append(v1, v2...)
+	case *OrExpr:
+		n1, v1 := atoms(e.X)
+		n2, v2 := atoms(e.Y)
+		return append(n1, n2...), append(v1, v2...)
+	}
+	return nil, nil
+}
+
+func depth(e Expr) int {
+	switch e := e.(type) {
+	case *NotExpr:
+		return 1 + depth(e.X)
+	case *AndExpr:
+		return max(depth(e.X), depth(e.Y))
+	case *OrExpr:
+		return max(depth(e.X), depth(e.Y))
+	}
+	return 1
+}
+
+// peerFrom builds a peer from the expression's own atoms, choosing with
+// the bits of seed which attributes it has and which value each takes.
+func peerFrom(names, values []string, seed string) Peer {
+	p := Peer{Attributes: map[string]string{}}
+	for i, n := range names {
+		c := byte(i)
+		if len(seed) > 0 {
+			c = seed[i%len(seed)] >> (i % 3)
+		}
+		var v string
+		switch c % 4 {
+		case 0:
+			continue // absent
+		case 1:
+			v = values[i]
+		case 2:
+			v = "true"
+		case 3:
+			v = "false"
+		}
+		if n == identifierName {
+			p.Identifier = v
+		} else {
+			p.Attributes[n] = v
+		}
+	}
+	return p
+}
+
+// FuzzParse: Parse refuses input over MaxExprLen and returns nothing but
+// a SyntaxError (one line, offset inside the input) when it refuses; an
+// accepted expression stays within the nesting and name limits, and its
+// canonical String parses back to the same expression, which decides
+// every peer the same way. Explain agrees with Eval, and a missing
+// attribute never grants: an allowed peer stays allowed whatever value
+// any of its missing attributes is given.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"a", "a and (b or not c)", `t = "x\"y"`, "identifier = I0", "((", "a = ", "not not a",
+		"a != b or not (c and d = \"e f\")", `v = "é"`, strings.Repeat("(", MaxDepth+1) + "a" + strings.Repeat(")", MaxDepth+1),
+		strings.Repeat("a or ", MaxExprLen/5) + "a", "tier != trial and not x"} {
+		f.Add(s, "\x05\x06\x07")
+	}
+	f.Fuzz(func(t *testing.T, s, seed string) {
 		e, err := Parse(s)
 		if err != nil {
 			if e != nil {
 				t.Fatal("expression and error")
 			}
+			var se *SyntaxError
+			if !errors.As(err, &se) || se.Offset < 0 || se.Offset > max(len(s), MaxExprLen) {
+				t.Fatalf("Parse(%q) error %v is not a SyntaxError inside the input", s, err)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error is not one line: %q", err)
+			}
 			return
 		}
-		again, err := Parse(e.String())
-		if err != nil {
-			t.Fatalf("String() %q of %q does not parse: %v", e.String(), s, err)
+		if len(s) > MaxExprLen {
+			t.Fatalf("accepted an expression of %d bytes (limit %d)", len(s), MaxExprLen)
 		}
-		if again.String() != e.String() {
-			t.Fatalf("round trip changed %q to %q", e.String(), again.String())
+		if d := depth(e); d > MaxDepth+1 {
+			t.Fatalf("accepted nesting %d (limit %d)", d, MaxDepth)
 		}
-		for _, peer := range []Peer{{Attributes: map[string]string{"a": "true"}}, {Identifier: "I0", Attributes: map[string]string{"b": "x", "c": "false"}}} {
-			if ok, why := Explain(e, peer); ok != Eval(e, peer) || why == "" {
+		names, values := atoms(e)
+		for _, n := range names {
+			// Names are words within the limit. (The parser also takes
+			// names ValidAttributeName refuses, such as "-x": no ticket
+			// can grant them, so they never match.)
+			if n == "" || len(n) > maxNameLen || !isWord(n) || isKeyword(n) {
+				t.Fatalf("accepted attribute name %q", n)
+			}
+		}
+		canon := e.String()
+		again, err := Parse(canon)
+		switch {
+		case err != nil && len(canon) > MaxExprLen:
+			// The canonical form spells operators with spaces, so an
+			// input near the limit can grow past it. It is only shown.
+			again = nil
+		case err != nil:
+			t.Fatalf("String() %q of %q does not parse: %v", canon, s, err)
+		case again.String() != canon:
+			t.Fatalf("round trip changed %q to %q", canon, again.String())
+		}
+		if again != nil {
+			if n2, v2 := atoms(again); !slices.Equal(names, n2) || !slices.Equal(values, v2) {
+				t.Fatalf("String() %q of %q compares other values: %q %q, want %q %q", canon, s, n2, v2, names, values)
+			}
+		}
+		peers := []Peer{{}, {Attributes: map[string]string{"a": "true"}}, {Identifier: "I0", Attributes: map[string]string{"b": "x", "c": "false"}},
+			peerFrom(names, values, seed), peerFrom(names, values, seed+"\x01"), peerFrom(names, values, "")}
+		for _, peer := range peers {
+			ok, why := Explain(e, peer)
+			if ok != Eval(e, peer) || why == "" {
 				t.Fatalf("Explain(%q) = %v %q disagrees with Eval", e, ok, why)
+			}
+			if again != nil && Eval(again, peer) != ok {
+				t.Fatalf("%q and its String() %q decide %+v differently", s, canon, peer)
+			}
+			if !ok {
+				continue
+			}
+			for i, n := range names {
+				if _, has := peer.lookup(n); has {
+					continue
+				}
+				for _, v := range []string{values[i], "true", "false", ""} {
+					more := Peer{Identifier: peer.Identifier, Attributes: maps.Clone(peer.Attributes)}
+					if n == identifierName {
+						more.Identifier = v
+					} else {
+						more.Attributes[n] = v
+					}
+					if !Eval(e, more) {
+						t.Fatalf("%q allows %+v but not %+v: a missing attribute granted access", s, peer, more)
+					}
+				}
 			}
 		}
 	})

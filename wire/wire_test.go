@@ -146,14 +146,36 @@ func TestCBORLimits(t *testing.T) {
 	}
 }
 
+// FuzzReadMessage: a message is returned only whole and within the
+// limit, with nothing on error, and writing it back gives exactly the
+// bytes it was read from (the framing has one encoding).
 func FuzzReadMessage(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 3, 'a', 'b', 'c'})
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte{0, 0, 0, 3, 'a', 'b', 'c', 'd'})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x00, 0x10, 0x00, 0x01}) // MaxMessageSize+1
 	f.Add([]byte{0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ReadMessage(bytes.NewReader(b))
-		if err == nil && len(m) > MaxMessageSize {
-			t.Fatal("oversized message returned")
+		if err != nil {
+			if m != nil {
+				t.Fatalf("ReadMessage returned %d bytes with error %v", len(m), err)
+			}
+			if len(b) >= 4 && binary.BigEndian.Uint32(b) > MaxMessageSize && !errors.Is(err, ErrMessageTooLarge) {
+				t.Fatalf("oversized header refused with %v, want ErrMessageTooLarge", err)
+			}
+			return
+		}
+		if len(m) > MaxMessageSize {
+			t.Fatalf("message of %d bytes returned (limit %d)", len(m), MaxMessageSize)
+		}
+		var buf bytes.Buffer
+		if err := WriteMessage(&buf, m); err != nil {
+			t.Fatalf("WriteMessage of a message ReadMessage returned: %v", err)
+		}
+		if !bytes.Equal(buf.Bytes(), b[:4+len(m)]) {
+			t.Fatalf("re-framed %x, read from %x", buf.Bytes(), b[:4+len(m)])
 		}
 	})
 }

@@ -538,7 +538,13 @@ func VerifyAudit(dir string) (int, error) {
 	// The head is written just after each line, so a live node may be one
 	// record ahead of it; fewer records than the head means a cut.
 	if uint64(len(entries)) < h.N || h.N > 0 && entries[h.N-1].Hash != h.Hash {
-		return len(entries), fmt.Errorf("audit log ends at record %d but its head says %d: records were cut off", len(entries), h.N)
+		return len(entries), fmt.Errorf("%w: audit log ends at record %d but its head says %d: records were cut off", ErrAuditTampered, len(entries), h.N)
+	}
+	// More than one record past the head (or a head that names no record
+	// but has a hash) is a damaged head: the cut-off check above would
+	// not see a cut.
+	if uint64(len(entries)) > h.N+1 || h.N == 0 && h.Hash != "" {
+		return len(entries), fmt.Errorf("%w: audit log ends at record %d, past its head's %d", ErrAuditTampered, len(entries), h.N)
 	}
 	return len(entries), nil
 }

@@ -4,16 +4,27 @@
 package command
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/edgeportal/connect/agent/config"
+	"github.com/edgeportal/connect/policy"
 	wc "github.com/edgeportal/connect/wire/command"
 	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/signed"
 )
 
 func TestVerify(t *testing.T) {
@@ -140,35 +151,189 @@ func TestAudit(t *testing.T) {
 	}
 }
 
-func FuzzVerify(f *testing.F) {
-	k := key.NewSigningPrivate()
-	b, _ := wc.Sign(k, wc.Command{Project: "P", Target: "I1", Seq: 1, ExpiresAt: 1 << 40, Op: wc.OpOutletRemove, Outlet: &wc.OutletArgs{Name: "x"}})
-	f.Add(b)
-	f.Add([]byte{0xa0})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		Verify(k.Public(), "P", "I1", data, 0, time.Unix(0, 0))
-	})
+// fixedSigning builds a key from a seed: the byte b repeated 32 times
+// (0x02 is the golden vectors' command key; see wire/key).
+func fixedSigning(tb testing.TB, b byte) key.SigningPrivate {
+	tb.Helper()
+	var k key.SigningPrivate
+	if err := k.UnmarshalText([]byte("sigpriv:" + strings.Repeat(hex.EncodeToString([]byte{b}), 32))); err != nil {
+		tb.Fatal(err)
+	}
+	return k
 }
 
-func FuzzParseAllowList(f *testing.F) {
-	f.Add("github.local:80")
-	f.Add("[fd00::/8]:*")
-	f.Add("*.x:1")
-	f.Fuzz(func(t *testing.T, s string) {
-		al, err := ParseAllowList([]string{s})
-		if err == nil {
-			al.CheckDestination("a.b:1", nil)
+// FuzzVerify: the node's Verify returns only commands the command key
+// signed, decoded exactly; one it accepts is for this project and node,
+// unexpired, newer than lastSeq, well formed, and its allow expression
+// parses; one it refuses but returns (for the audit log) fails one of
+// those; garbage and bad signatures return no command.
+func FuzzVerify(f *testing.F) {
+	k := fixedSigning(f, 0x02)
+	base := wc.Command{Project: "P", Target: "I1", Seq: 5, IssuedAt: 1_800_000_000, ExpiresAt: 1_800_003_600,
+		Op: wc.OpOutletAdd, Outlet: &wc.OutletArgs{Name: "jira", To: "jira.local:443", Allow: "inlet-from-saas and not guest"}}
+	known := map[string]wc.Command{}
+	for _, mod := range []func(*wc.Command){
+		func(c *wc.Command) {},
+		func(c *wc.Command) { c.Outlet = &wc.OutletArgs{Name: "x", To: "x:1", Allow: "a and ("} },
+		func(c *wc.Command) { c.Op, c.Outlet = wc.OpOutletRemove, &wc.OutletArgs{Name: "jira"} },
+		func(c *wc.Command) { c.Op, c.Outlet = wc.OpUpdateCheck, nil },
+		func(c *wc.Command) { c.Target = "I2" },
+	} {
+		c := base
+		mod(&c)
+		b, err := wc.Sign(k, c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		env, _ := signed.Open(b)
+		known[string(env.Payload)] = c
+		f.Add(b, uint64(4), int64(1_800_000_060))
+		f.Add(b, uint64(5), int64(1_800_000_060))
+		f.Add(b, uint64(0), int64(1_800_003_601))
+	}
+	other, _ := wc.Sign(fixedSigning(f, 0x01), base)
+	f.Add(other, uint64(0), int64(1_800_000_060))
+	f.Add([]byte{0xa0}, uint64(0), int64(0))
+	f.Fuzz(func(t *testing.T, data []byte, lastSeq uint64, now int64) {
+		at := time.Unix(now%(1<<40), 0)
+		c, err := Verify(k.Public(), "P", "I1", data, lastSeq, at)
+		if c == nil {
+			if err == nil {
+				t.Fatal("no command and no error")
+			}
+			return
+		}
+		env, _ := signed.Open(data)
+		want, ok := known[string(env.Payload)]
+		if !ok {
+			t.Fatalf("returned a command nobody signed: %+v", c)
+		}
+		if !reflect.DeepEqual(*c, want) {
+			t.Fatalf("decoded %+v, signed %+v", *c, want)
+		}
+		good := c.Project == "P" && c.Target == "I1" && at.Unix() <= c.ExpiresAt && c.Seq > lastSeq && c.Validate() == nil
+		if good && c.Outlet != nil && c.Outlet.Allow != "" {
+			_, perr := policy.Parse(c.Outlet.Allow)
+			good = perr == nil
+		}
+		if (err == nil) != good {
+			t.Fatalf("Verify(%+v, last %d, at %d) = %v", *c, lastSeq, at.Unix(), err)
 		}
 	})
 }
 
+// FuzzParseAllowList: an entry the config accepts is one the node can
+// load; a refusal returns no list and one line; an accepted entry allows
+// the destination it names and refuses it on another port (unless it
+// allows any port); and whatever CheckDestination allows, DialControl
+// lets the node dial.
+func FuzzParseAllowList(f *testing.F) {
+	for _, s := range []string{"github.local:80", "[fd00::/8]:*", "*.x:1", "10.20.0.0/16:5432", "192.0.2.7:22", "GitHub.Local.:443",
+		"[::ffff:10.0.0.1]:9", "*.:1", ":80", "a:0", "a:+80", "[fe80::1%eth0]:22", "1.2.3.4/33:1"} {
+		f.Add(s, "github.local:80")
+	}
+	f.Fuzz(func(t *testing.T, s, dest string) {
+		al, err := ParseAllowList([]string{s})
+		if cerr := config.ValidateAllowEntry(s); cerr == nil && err != nil {
+			t.Fatalf("the config accepts %q but the node refuses it: %v", s, err)
+		}
+		if err != nil {
+			if al != nil {
+				t.Fatalf("ParseAllowList returned a list with error %v", err)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		if len(al.entries) != 1 {
+			t.Fatalf("%d entries for one item", len(al.entries))
+		}
+		e := al.entries[0]
+		port := e.port
+		if e.anyPort {
+			port = 443
+		}
+		var own string
+		switch {
+		case e.prefix.IsValid():
+			own = netip.AddrPortFrom(e.prefix.Addr(), uint16(port)).String()
+		case e.suffix != "":
+			own = net.JoinHostPort("host"+e.suffix, strconv.Itoa(port))
+		default:
+			own = net.JoinHostPort(e.host, strconv.Itoa(port))
+		}
+		if config.ValidateAllowEntry(s) == nil {
+			if err := al.CheckDestination(own, nil); err != nil {
+				t.Fatalf("entry %q does not allow %s: %v", s, own, err)
+			}
+			if !e.anyPort {
+				h, _, _ := net.SplitHostPort(own)
+				other := net.JoinHostPort(h, strconv.Itoa(port%65535+1))
+				if err := al.CheckDestination(other, nil); !errors.Is(err, ErrNotAllowed) {
+					t.Fatalf("entry %q allows %s on another port: %v", s, other, err)
+				}
+			}
+		}
+		if al.CheckDestination(dest, nil) == nil {
+			// The dialer hands DialControl the address in canonical form.
+			h, p, _ := net.SplitHostPort(dest)
+			n, _ := strconv.Atoi(p)
+			address := net.JoinHostPort("192.0.2.1", p) // what a name might resolve to
+			if a, err := netip.ParseAddr(h); err == nil {
+				address = netip.AddrPortFrom(a, uint16(n)).String()
+			}
+			if err := al.DialControl(dest)("tcp", address, nil); err != nil {
+				t.Fatalf("%s is allowed but dialling it at %s is refused: %v", dest, address, err)
+			}
+		}
+		var none *AllowList
+		if none.CheckDestination(dest, nil) == nil {
+			t.Fatal("a nil allow-list allowed a destination")
+		}
+	})
+}
+
+// FuzzReadAudit: the reader returns one record per line, each exactly as
+// its JSON says (written back and read again, the records are the same);
+// on a bad line it names the line and returns only the records before it.
 func FuzzReadAudit(f *testing.F) {
 	f.Add([]byte(`{"n":1,"time":"t","kind":"portal","decision":"allowed","prev":"","hash":"x"}` + "\n"))
-	f.Add([]byte("not json\n"))
+	f.Add([]byte(`{"n":1,"kind":"portal"}` + "\n" + `{"n":2}`))
+	f.Add([]byte(`{"n":1}` + "\nnot json\n"))
+	f.Add([]byte("\n\n"))
+	f.Add([]byte(`{"n":1,"N":2}` + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		entries, err := readEntries(strings.NewReader(string(b)))
-		if err == nil && len(entries) > strings.Count(string(b), "\n")+1 {
-			t.Fatal("more records than lines")
+		entries, err := readEntries(bytes.NewReader(b))
+		lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		if len(b) == 0 {
+			lines = nil
+		}
+		if err != nil {
+			var line int
+			if _, serr := fmt.Sscanf(err.Error(), "audit log line %d:", &line); serr == nil {
+				if line != len(entries)+1 {
+					t.Fatalf("error at line %d after %d records: %v", line, len(entries), err)
+				}
+			} else if !errors.Is(err, bufio.ErrTooLong) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		if len(entries) != len(lines) {
+			t.Fatalf("%d records from %d lines", len(entries), len(lines))
+		}
+		var buf bytes.Buffer
+		for _, e := range entries {
+			line, err := json.Marshal(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf.Write(append(line, '\n'))
+		}
+		again, err := readEntries(&buf)
+		if err != nil || !reflect.DeepEqual(again, entries) {
+			t.Fatalf("records written back read as %+v, %v; want %+v", again, err, entries)
 		}
 	})
 }

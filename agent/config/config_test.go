@@ -6,8 +6,11 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/edgeportal/connect/policy"
 )
 
 func example(t *testing.T, name string) []byte {
@@ -160,6 +163,82 @@ func TestParseVariables(t *testing.T) {
 	}
 }
 
+// checkConfig checks what Load promises of a config it accepts: every
+// name, address and expression is valid (validating it again changes
+// nothing), names are unique, the allow expressions are parsed from the
+// allow text, and the agent-only keys hold known values.
+func checkConfig(t *testing.T, c *Config) {
+	t.Helper()
+	if c.Relay != "" && ValidName(c.Relay) != nil {
+		t.Fatalf("accepted relay %q", c.Relay)
+	}
+	sameExpr := func(what, allow string, e policy.Expr) {
+		if (allow == "") != (e == nil) {
+			t.Fatalf("%s: allow %q parsed as %v", what, allow, e)
+		}
+		if e != nil {
+			p, err := policy.Parse(allow)
+			if err != nil || p.String() != e.String() {
+				t.Fatalf("%s: allow %q parsed as %q (%v)", what, allow, e, err)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, o := range c.Outlets {
+		again := Outlet{From: o.From, To: o.To, Allow: o.Allow}
+		if err := ValidateOutlet(&again); err != nil || seen[o.From] {
+			t.Fatalf("accepted outlet %+v (%v, duplicate %v)", o, err, seen[o.From])
+		}
+		seen[o.From] = true
+		sameExpr("tcp-outlet "+o.From, o.Allow, o.AllowExpr)
+	}
+	seen = map[string]bool{}
+	for _, in := range c.Inlets {
+		again := Inlet{From: in.From, Via: in.Via, To: in.To, Allow: in.Allow}
+		if err := ValidateInlet(&again); err != nil || seen[in.From] {
+			t.Fatalf("accepted inlet %+v (%v, duplicate %v)", in, err, seen[in.From])
+		}
+		seen[in.From] = true
+		sameExpr("tcp-inlet "+in.From, in.Allow, in.AllowExpr)
+	}
+	seen = map[string]bool{}
+	for _, p := range c.Policies {
+		if !policy.ValidResourceType(p.ResourceType) || seen[p.ResourceType] || p.AllowExpr == nil {
+			t.Fatalf("accepted policy %+v", p)
+		}
+		seen[p.ResourceType] = true
+		sameExpr("policy "+p.ResourceType, p.Allow, p.AllowExpr)
+	}
+	if c.RemoteOutlets != nil {
+		for _, a := range c.RemoteOutlets.Allow {
+			if err := ValidateAllowEntry(a); err != nil {
+				t.Fatalf("accepted remote-outlets entry %q: %v", a, err)
+			}
+		}
+	}
+	if c.Update.CheckEvery < 0 {
+		t.Fatalf("accepted update check-every %s", c.Update.CheckEvery)
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		t.Fatalf("accepted log level %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		t.Fatalf("accepted log format %q", c.Log.Format)
+	}
+	switch c.Audit.Forward {
+	case "", ForwardJournal, ForwardSyslog, ForwardEventLog:
+	default:
+		t.Fatalf("accepted audit forward %q", c.Audit.Forward)
+	}
+}
+
+// FuzzLoad: Load returns a config or a one-line error naming the config,
+// never both; an accepted config keeps Load's promises (checkConfig) and
+// loading the same bytes again gives the same config.
 func FuzzLoad(f *testing.F) {
 	for _, name := range []string{"saas.yaml", "customer.yaml"} {
 		b, _ := os.ReadFile(filepath.Join("..", "..", "examples", name))
@@ -167,10 +246,59 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add([]byte("tcp-outlet: [{from: a, to: 'b:1', allow: 'x or (y and not z)'}]"))
 	f.Add([]byte("a: &x [1]\nb: *x\n"))
+	f.Add([]byte("tcp-inlet:\n  - {from: '127.0.0.1:0', via: r, to: o, allow: a}\n  - {from: '[::1]:7', via: r, to: o}\n"))
+	f.Add([]byte("policy: {resource-type: tcp-outlet, allow: 'tier != trial'}\nremote-outlets: {allow: ['*.acme.internal:443', '10.0.0.0/8:*']}\n"))
+	f.Add([]byte("update: {auto: yes, check-every: 6h, channel: beta, pin: v1.2.3, window: '02:00-04:00'}\nlog: {level: debug, format: json}\naudit: {forward: syslog}\n"))
+	f.Add([]byte("relay: ${RELAY}\ntcp-outlet: {from: $$x, to: $GITHUB_ADDRESS}\n"))
+	f.Add([]byte("relay: [a, b]\n"))
+	f.Add([]byte("\t- x"))
+	vars := map[string]string{"RELAY": "r", "GITHUB_ADDRESS": "g:1", "SAAS_ADDRESS": "s:1"}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := Load(b, map[string]string{"RELAY": "r", "GITHUB_ADDRESS": "g:1", "SAAS_ADDRESS": "s:1"})
-		if err == nil && c == nil {
+		c, err := Load(b, vars)
+		if err != nil {
+			if c != nil {
+				t.Fatalf("Load returned %+v with error %v", c, err)
+			}
+			if !strings.HasPrefix(err.Error(), "config: ") {
+				t.Fatalf("error %q does not name the config", err)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		if c == nil {
 			t.Fatal("nil config without error")
+		}
+		checkConfig(t, c)
+		again, err := Load(b, vars)
+		if err != nil || !reflect.DeepEqual(again, c) {
+			t.Fatalf("loading again gave %+v, %v; first %+v", again, err, c)
+		}
+	})
+}
+
+// FuzzVariables: a --variable value is only ever a value. Substituted
+// into a scalar it arrives byte for byte (never parsed as YAML, never
+// interpolated again), or the config is refused with one line.
+func FuzzVariables(f *testing.F) {
+	f.Add("acme-relay", "github.local:80")
+	f.Add("x\ny: z", "a:1\ntcp-inlet: {}")
+	f.Add("$RELAY", "${TO}:80")
+	f.Add("", "'quoted':1")
+	f.Add("r", "[::1]:22")
+	const doc = "relay: $R\ntcp-outlet:\n  from: o\n  to: ${TO}\n  allow: 'tag = \"$R\"'\n"
+	f.Fuzz(func(t *testing.T, relay, to string) {
+		c, err := Load([]byte(doc), map[string]string{"R": relay, "TO": to})
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		checkConfig(t, c)
+		if c.Relay != relay || len(c.Outlets) != 1 || c.Outlets[0].To != to || c.Outlets[0].Allow != `tag = "`+relay+`"` {
+			t.Fatalf("variables %q %q gave %+v", relay, to, c)
 		}
 	})
 }

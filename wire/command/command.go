@@ -51,6 +51,11 @@ type OutletArgs struct {
 
 // Summary is a one-line description for lists and logs.
 func (c *Command) Summary() string {
+	if c.Outlet == nil && c.Op != OpUpdateCheck {
+		// An authentic command Validate refuses is still summarized for
+		// the audit log: never dereference what it lacks.
+		return c.Op + " (no outlet arguments)"
+	}
 	switch c.Op {
 	case OpOutletAdd:
 		s := fmt.Sprintf("outlet add %s → %s", c.Outlet.Name, c.Outlet.To)

@@ -300,7 +300,7 @@ func parseHex32(what, prefix, s string, dst []byte) error {
 	s = strings.TrimSpace(s)
 	if !strings.HasPrefix(s, prefix) {
 		got := s
-		if i := strings.IndexByte(s, ':'); i >= 0 {
+		if i := strings.IndexByte(s, ':'); i >= 0 && i < 16 { // a short prefix, not a secret that happens to precede a colon
 			got = s[:i+1]
 		} else if len(got) > 8 {
 			got = got[:8] + "…"

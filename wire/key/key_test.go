@@ -4,8 +4,10 @@
 package key
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -85,21 +87,127 @@ func TestKeyFiles(t *testing.T) {
 	}
 }
 
+// textKey is one kind of key with a text form.
+type textKey interface {
+	UnmarshalText([]byte) error
+	MarshalText() ([]byte, error)
+	IsZero() bool
+}
+
+// FuzzUnmarshalText: each key kind accepts only its own prefix and 64 hex
+// digits (so no string is two kinds of key), gives back its canonical
+// form, leaves the key zero when it refuses, and refuses with one line
+// that echoes at most a few bytes of the input (a private key pasted in
+// the wrong place must not end up in an error message or a log).
 func FuzzUnmarshalText(f *testing.F) {
-	p := NewNodePrivate()
-	b, _ := p.MarshalText()
+	np, sp := fixedNode(f, 0x06), fixedSigning(f, 0x01)
+	b, _ := np.MarshalText()
 	f.Add(string(b))
-	f.Add(p.Public().String())
-	f.Add(NewSigningPrivate().Public().String())
+	f.Add(np.Public().String())
+	f.Add(sp.Public().String())
+	b, _ = sp.MarshalText()
+	f.Add(string(b))
+	f.Add("  " + strings.ToUpper(np.Public().String()[:8]) + strings.ToUpper(np.Public().String()[8:]) + "\n")
 	f.Add("nodekey:zz")
+	f.Add("nodekey:" + strings.Repeat("0", 63))
+	f.Add(strings.Repeat("ab", 32))
+	f.Add(strings.Repeat("ab", 32) + ":")
 	f.Fuzz(func(t *testing.T, s string) {
-		var a NodePublic
-		var b NodePrivate
-		var c SigningPublic
-		var d SigningPrivate
-		a.UnmarshalText([]byte(s))
-		b.UnmarshalText([]byte(s))
-		c.UnmarshalText([]byte(s))
-		d.UnmarshalText([]byte(s))
+		kinds := []struct {
+			name, prefix string
+			k            textKey
+		}{
+			{"node public", nodePublicPrefix, new(NodePublic)},
+			{"node private", nodePrivatePrefix, new(NodePrivate)},
+			{"signing public", signingPublicPrefix, new(SigningPublic)},
+			{"signing private", signingPrivatePrefix, new(SigningPrivate)},
+		}
+		accepted := 0
+		for _, kd := range kinds {
+			err := kd.k.UnmarshalText([]byte(s))
+			if err != nil {
+				if !kd.k.IsZero() {
+					t.Fatalf("%s: refused %q (%v) but the key is no longer zero", kd.name, s, err)
+				}
+				msg := err.Error()
+				if strings.ContainsAny(msg, "\n\r") {
+					t.Fatalf("%s: error for %q is not one line: %q", kd.name, s, msg)
+				}
+				if w := echoed(msg, strings.TrimSpace(s), 17); w != "" {
+					t.Fatalf("%s: error %q echoes %q of the input", kd.name, msg, w)
+				}
+				continue
+			}
+			accepted++
+			text, err := kd.k.MarshalText()
+			if err != nil {
+				t.Fatalf("%s: MarshalText after accepting %q: %v", kd.name, s, err)
+			}
+			trimmed := strings.TrimSpace(s)
+			if !strings.HasPrefix(trimmed, kd.prefix) || !strings.EqualFold(trimmed, string(text)) ||
+				string(text) != kd.prefix+strings.ToLower(trimmed[len(kd.prefix):]) || len(text) != len(kd.prefix)+64 {
+				t.Fatalf("%s: accepted %q, canonical form %q", kd.name, s, text)
+			}
+			again := reflect.New(reflect.TypeOf(kd.k).Elem()).Interface().(textKey)
+			if err := again.UnmarshalText(text); err != nil {
+				t.Fatalf("%s: canonical form %q refused: %v", kd.name, text, err)
+			}
+			if text2, _ := again.MarshalText(); string(text2) != string(text) {
+				t.Fatalf("%s: round trip %q → %q", kd.name, text, text2)
+			}
+			if str := fmt.Sprint(kd.k); strings.Contains(kd.prefix, "priv") && strings.Contains(str, string(text[len(kd.prefix):])) {
+				t.Fatalf("%s: String() reveals the key: %q", kd.name, str)
+			}
+		}
+		if accepted > 1 {
+			t.Fatalf("%q is %d kinds of key", s, accepted)
+		}
 	})
+}
+
+// echoed returns the first n-byte window of in that msg contains, or "".
+func echoed(msg, in string, n int) string {
+	for i := 0; i+n <= len(in); i++ {
+		if strings.Contains(msg, in[i:i+n]) {
+			return in[i : i+n]
+		}
+	}
+	return ""
+}
+
+// FuzzParseNodeID: an identifier is accepted only in its one canonical
+// form ("I" and 32 lowercase hex digits), and a refusal is one line.
+func FuzzParseNodeID(f *testing.F) {
+	id := fixedNode(f, 0x06).Public().ID()
+	f.Add(string(id))
+	f.Add(strings.ToUpper(string(id)))
+	f.Add(string(id) + "0")
+	f.Add("I")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseNodeID(s)
+		if err != nil {
+			if got != "" || strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("ParseNodeID(%q) = %q, %q", s, got, err)
+			}
+			return
+		}
+		if string(got) != s || len(s) != 33 || s[0] != 'I' || strings.Trim(s[1:], "0123456789abcdef") != "" {
+			t.Fatalf("ParseNodeID accepted %q as %q", s, got)
+		}
+	})
+}
+
+// TestWrongPrefixEchoesNoSecret: a private key's digits that happen to
+// precede a colon are not copied into the error (the fuzzer found that
+// the text up to the first colon was echoed whatever its length).
+func TestWrongPrefixEchoesNoSecret(t *testing.T) {
+	secret := strings.Repeat("5a", 32)
+	for _, in := range []string{secret + ":", secret + "\nprivkey:" + secret, "key: " + secret} {
+		var k NodePrivate
+		err := k.UnmarshalText([]byte(in))
+		if err == nil || strings.Contains(err.Error(), secret[:16]) {
+			t.Errorf("UnmarshalText(%.20q…) = %v", in, err)
+		}
+	}
 }

@@ -250,14 +250,27 @@ func Client(ctx context.Context, conn net.Conn, cfg *tls.Config, host string) (*
 	}
 	stop := deadlineOnCancel(ctx, conn)
 	err := c.upgrade(host)
-	if stopped := stop(); !stopped || err != nil && ctx.Err() != nil {
-		// ctx ended (its deadline may have hit the connection first).
-		return nil, fmt.Errorf("outer TLS upgrade: %w", context.Cause(ctx))
+	if stopped := stop(); !stopped || err != nil && (ctx.Err() != nil || pastDeadline(ctx, err)) {
+		// ctx ended (its deadline may have hit the connection before
+		// ctx's own timer fired).
+		cause := context.Cause(ctx)
+		if cause == nil {
+			cause = context.DeadlineExceeded
+		}
+		return nil, fmt.Errorf("outer TLS upgrade: %w", cause)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// pastDeadline reports whether err is the connection's timeout from
+// ctx's deadline, which can come a moment before ctx itself is done.
+func pastDeadline(ctx context.Context, err error) bool {
+	d, ok := ctx.Deadline()
+	var ne net.Error
+	return ok && !time.Now().Before(d) && errors.As(err, &ne) && ne.Timeout()
 }
 
 // deadlineOnCancel bounds I/O on c by ctx's deadline and makes blocked I/O

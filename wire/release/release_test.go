@@ -4,10 +4,13 @@
 package release
 
 import (
+	"crypto/ed25519"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/signed"
 )
 
 func TestVersions(t *testing.T) {
@@ -124,14 +127,50 @@ func TestSignVerify(t *testing.T) {
 	}
 }
 
+// FuzzVerify: only manifests the release key signed verify, decoded
+// exactly as signed and with a version ParseVersion accepts; anything
+// else returns no manifest.
 func FuzzVerify(f *testing.F) {
-	k := key.NewSigningPrivate()
-	data, _ := Sign(k, Manifest{Project: "P", Version: "v1.0.0", Channel: "stable", Files: map[string]File{"linux/amd64": {Size: 1}}})
-	f.Add(data)
+	k := fixedSigning(f, 0x03)
+	known := map[string]Manifest{}
+	for _, m := range []Manifest{
+		goldenManifest(f),
+		{Project: "P", Version: "v1.0.0-rc.1+b.2", Channel: "beta", Files: map[string]File{"linux/amd64": {Size: 1}, "windows/amd64": {Size: 2}}},
+		{Project: "P", Version: "latest", Channel: "stable"}, // signed, but not a version: refused
+		{Project: "P", Version: "v1.0.0/../../x", Channel: "stable"},
+	} {
+		data, err := Sign(k, m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		env, _ := signed.Open(data)
+		known[string(env.Payload)] = m
+		f.Add(data)
+	}
+	other, _ := Sign(fixedSigning(f, 0x01), goldenManifest(f))
+	f.Add(other)
 	f.Add([]byte{0xa0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if m, err := Verify(k.Public(), b); err == nil && m == nil {
+		m, err := Verify(k.Public(), b)
+		if err != nil {
+			if m != nil {
+				t.Fatalf("Verify returned %+v with error %v", m, err)
+			}
+			return
+		}
+		if m == nil {
 			t.Fatal("nil manifest without error")
+		}
+		env, _ := signed.Open(b)
+		want, ok := known[string(env.Payload)]
+		if !ok || !ed25519.Verify(k.Public().Ed25519(), append([]byte(signed.ContextManifest+"\x00"), env.Payload...), env.Sig) {
+			t.Fatalf("verified a manifest the release key never signed: %+v", m)
+		}
+		if !reflect.DeepEqual(*m, want) {
+			t.Fatalf("decoded %+v, signed %+v", *m, want)
+		}
+		if _, err := ParseVersion(m.Version); err != nil {
+			t.Fatalf("verified a manifest with version %q: %v", m.Version, err)
 		}
 	})
 }
