@@ -274,14 +274,11 @@ func cmdTicketList(ctx context.Context, c *cliutil.Call) error {
 
 func cmdTicketRevoke(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "authority")
-	if err := c.Parse(1); err != nil {
+	if err := c.ParseExact(1, "the TICKET identifier (ticket list shows it)"); err != nil {
 		return err
 	}
 	if err := requireDir(*dir); err != nil {
 		return err
-	}
-	if c.Flags().NArg() != 1 {
-		return cliutil.Usagef("usage: %s ticket revoke --dir AUTH TICKET", brand.HubBinary())
 	}
 	a, done, err := authorityAdmin(*dir)
 	if err != nil {
@@ -355,14 +352,11 @@ func cmdMembersList(ctx context.Context, c *cliutil.Call) error {
 
 func cmdMembersRevoke(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "authority")
-	if err := c.Parse(1); err != nil {
+	if err := c.ParseExact(1, "the member's IDENTIFIER (members list shows it)"); err != nil {
 		return err
 	}
 	if err := requireDir(*dir); err != nil {
 		return err
-	}
-	if c.Flags().NArg() != 1 {
-		return cliutil.Usagef("usage: %s members revoke --dir AUTH IDENTIFIER", brand.HubBinary())
 	}
 	a, done, err := authorityAdmin(*dir)
 	if err != nil {

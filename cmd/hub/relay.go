@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -55,6 +56,9 @@ func cmdInit(ctx context.Context, c *cliutil.Call) error {
 		return cliutil.Usagef("--addr is required")
 	}
 	d, err := hub.Init(*dir, *addr, public)
+	if errors.Is(err, hub.ErrUnspecifiedAddr) {
+		return cliutil.Usagef("--addr %s listens on all interfaces, which cannot go into tickets: give the address nodes dial with --public HOST:PORT", *addr)
+	}
 	if err != nil {
 		return err
 	}
@@ -211,14 +215,11 @@ func cmdRelayList(ctx context.Context, c *cliutil.Call) error {
 
 func cmdRelayRelease(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	if err := c.Parse(1); err != nil {
+	if err := c.ParseExact(1, "the relay NAME"); err != nil {
 		return err
 	}
 	if err := requireDir(*dir); err != nil {
 		return err
-	}
-	if c.Flags().NArg() != 1 {
-		return cliutil.Usagef("usage: %s relay release --dir HUB NAME", brand.HubBinary())
 	}
 	a, done, err := relayAdmin(*dir)
 	if err != nil {
@@ -409,6 +410,31 @@ func cmdReleasePublish(ctx context.Context, c *cliutil.Call) error {
 	if *keyFile == "" {
 		return cliutil.Usagef("--release-key FILE is required: releases are signed on the admin's side")
 	}
+	if *version == "" {
+		return cliutil.Usagef("--version V is required")
+	}
+	if len(files) == 0 {
+		return cliutil.Usagef("--file OS/ARCH=PATH is required (repeatable)")
+	}
+	m := map[string]string{}
+	for _, f := range files {
+		p, path, ok := strings.Cut(f, "=")
+		if !ok || p == "" || path == "" {
+			return cliutil.Usagef("--file %q: want OS/ARCH=PATH", f)
+		}
+		if _, dup := m[p]; dup {
+			return cliutil.Usagef("--file %q: platform %s given twice", f, p)
+		}
+		m[p] = path
+	}
+	// A binary that reports another version than the one published makes
+	// every auto-updating node "update" into the same version again and
+	// again: refuse it before anything is written.
+	for _, f := range files {
+		if err := checkBinaryVersion(f, *version); err != nil {
+			return err
+		}
+	}
 	k, err := vendor.LoadPrivate(*keyFile)
 	if err != nil {
 		return err
@@ -416,14 +442,6 @@ func cmdReleasePublish(ctx context.Context, c *cliutil.Call) error {
 	d, err := hub.LoadDir(*dir)
 	if err != nil {
 		return err
-	}
-	m := map[string]string{}
-	for _, f := range files {
-		p, path, ok := strings.Cut(f, "=")
-		if !ok {
-			return cliutil.Usagef("--file %q: want OS/ARCH=PATH", f)
-		}
-		m[p] = path
 	}
 	man, err := d.Publish(hub.PublishOptions{Version: *version, Channel: *channel, Files: m, Key: k})
 	if err != nil {
@@ -433,6 +451,26 @@ func cmdReleasePublish(ctx context.Context, c *cliutil.Call) error {
 	for _, p := range sortedKeys(man.Files) {
 		f := man.Files[p]
 		fmt.Fprintf(c.Stdout, "  %-14s %10d bytes  sha256 %x\n", p, f.Size, f.SHA256)
+	}
+	return nil
+}
+
+// checkBinaryVersion refuses the binary of --file spec (OS/ARCH=PATH)
+// unless the version embedded in it is version.
+func checkBinaryVersion(spec, version string) error {
+	_, path, _ := strings.Cut(spec, "=")
+	if fi, err := os.Stat(path); err != nil {
+		return fmt.Errorf("--file %s: %w", spec, errors.Unwrap(err))
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("--file %s: not a regular file", spec)
+	}
+	v, src, err := buildinfo.ReadVersion(path)
+	if err != nil {
+		// ReadVersion's errors start with the path; say it once.
+		return fmt.Errorf("--file %s: %s; refusing to publish it", spec, strings.TrimPrefix(err.Error(), path+": "))
+	}
+	if v != version {
+		return fmt.Errorf("--file %s: the binary says it is %s (%s), not %s; refusing to publish it", spec, v, src, version)
 	}
 	return nil
 }
