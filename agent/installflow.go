@@ -92,6 +92,8 @@ var (
 	ErrVariablesWithoutConfig = errors.New("variables need a config file")
 	// ErrNotInstalled: a reconfiguration found no installed node.
 	ErrNotInstalled = errors.New("no installed node to reconfigure")
+	// ErrAlreadyRunning: another node runs on the state directory.
+	ErrAlreadyRunning = errors.New("another node is already running with this state directory")
 )
 
 // InstallOptions say what to install.
@@ -321,12 +323,17 @@ func listenErr(err error) error {
 	return err
 }
 
-// CheckFirstStart checks, offline, what a node's first start would redeem
-// its ticket with: the ticket file (or the one an install placed in the
-// state directory), the relay name cfg asks for, and the inlet ports. It
-// does nothing for a node that is enrolled already (the ticket is not
-// read then). Refusals are *InstallError, naming the ticket or config.
-func CheckFirstStart(stateDir, ticketFile string, cfg *config.Config) error {
+// CheckStart checks, before a node starts on stateDir, what would make it
+// fail after it changed something: another node already running there
+// (ErrAlreadyRunning: the running node's files stay untouched), and, for
+// a first start, what the ticket is redeemed with: the ticket file (or
+// the one an install placed in the state directory), the relay name cfg
+// asks for, and the inlet ports. The ticket is not read for a node that
+// is enrolled already. Refusals are *InstallError.
+func CheckStart(stateDir, ticketFile string, cfg *config.Config) error {
+	if _, err := localapi.Dial(stateDir); err == nil {
+		return &InstallError{Field: FieldStateDir, Path: stateDir, Err: ErrAlreadyRunning}
+	}
 	if enr, err := LoadEnrollment(stateDir); err != nil || enr != nil {
 		return nil // enrolled, or a state directory the node reports on itself
 	}

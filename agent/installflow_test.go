@@ -195,7 +195,7 @@ func TestInstallAlreadyInstalled(t *testing.T) {
 	}
 }
 
-func TestCheckFirstStart(t *testing.T) {
+func TestCheckStart(t *testing.T) {
 	tmp := t.TempDir()
 	hub := unreachable(t)
 	good := testTicket(t, tmp, "good.ticket", hub, enroll.TicketOptions{Relay: "r1"})
@@ -208,20 +208,20 @@ func TestCheckFirstStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := filepath.Join(tmp, "fresh")
-	if err := CheckFirstStart(fresh, good, nil); err != nil {
+	if err := CheckStart(fresh, good, nil); err != nil {
 		t.Errorf("good ticket: %v", err)
 	}
-	if err := CheckFirstStart(fresh, expired, nil); err == nil || !strings.Contains(err.Error(), "expired") {
+	if err := CheckStart(fresh, expired, nil); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Errorf("expired ticket: %v", err)
 	}
-	if err := CheckFirstStart(fresh, good, cfg); err == nil || !strings.Contains(err.Error(), "cannot listen") {
+	if err := CheckStart(fresh, good, cfg); err == nil || !strings.Contains(err.Error(), "cannot listen") {
 		t.Errorf("busy inlet: %v", err)
 	}
 	// An enrolled node does not read its ticket.
 	enrolled := filepath.Join(tmp, "enrolled")
 	os.Mkdir(enrolled, 0o700)
 	os.WriteFile(filepath.Join(enrolled, EnrollmentFile), []byte(`{}`), 0o600)
-	if err := CheckFirstStart(enrolled, expired, nil); err != nil {
+	if err := CheckStart(enrolled, expired, nil); err != nil {
 		t.Errorf("enrolled: %v", err)
 	}
 	// The ticket an install placed counts too.
@@ -229,11 +229,22 @@ func TestCheckFirstStart(t *testing.T) {
 	os.Mkdir(placed, 0o700)
 	b, _ := os.ReadFile(expired)
 	os.WriteFile(filepath.Join(placed, statedir.Ticket), b, 0o600)
-	if err := CheckFirstStart(placed, "", nil); err == nil {
+	if err := CheckStart(placed, "", nil); err == nil {
 		t.Error("an expired installed ticket passed")
 	}
 	if _, err := os.Stat(fresh); err == nil {
 		t.Error("the check created the state directory")
+	}
+	// Another node answers on the state directory's socket.
+	running := filepath.Join(tmp, "running")
+	os.Mkdir(running, 0o700)
+	ln, err := net.Listen("unix", filepath.Join(running, statedir.Socket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := CheckStart(running, "", nil); !errors.Is(err, ErrAlreadyRunning) {
+		t.Errorf("running node: %v", err)
 	}
 }
 
