@@ -66,6 +66,10 @@ func cmdRun(ctx context.Context, c *cliutil.Call) error {
 		}
 	}
 	cfg, err := agent.LoadConfig(dir, *cfgPath, vm, config.LoadOptions{EnvPrefix: brand.EnvPrefix(), Environ: os.Environ(), Flags: overrides})
+	var le *config.LineError
+	if errors.As(err, &le) && strings.HasPrefix(le.Source, "--") {
+		return cliutil.Usagef("%v", err) // a flag's value
+	}
 	if err != nil {
 		return installErr(err, "--enrollment-ticket")
 	}
