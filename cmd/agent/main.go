@@ -48,7 +48,7 @@ func program() *cliutil.Program {
 		Commands: []*cliutil.Command{
 			{Name: "run", Synopsis: "[--state-dir DIR] [--enrollment-ticket FILE] [--config FILE] [--variable NAME=VALUE]... [flags]", Run: cmdRun,
 				Summary: "run the node in the foreground (the service runs this too)",
-				Example: "run --state-dir ~/.initech --enrollment-ticket acme.ticket --config customer.yaml --variable GITHUB_ADDRESS=github.local:80"},
+				Example: "run --state-dir ~/." + brand.Name() + " --enrollment-ticket acme.ticket --config customer.yaml --variable GITHUB_ADDRESS=github.local:80"},
 			{Name: "status", Synopsis: "[--state-dir DIR] [--json]", Run: cmdStatus,
 				Summary: "show the running node: identity, hub, relay, outlets and inlets",
 				Example: "status --json"},
