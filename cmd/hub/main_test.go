@@ -63,8 +63,8 @@ func TestEveryCommandHelp(t *testing.T) {
 					t.Errorf("flag --%s is not in the help", f.Name)
 					return
 				}
-				if rest := text[i:]; !strings.Contains(strings.SplitN(rest, "\n  --", 2)[0], "(default") {
-					t.Errorf("flag --%s has no default in the help", f.Name)
+				if rest := strings.SplitN(text[i:], "\n  --", 2)[0]; !strings.Contains(rest, "(default") && !strings.Contains(rest, "(required)") {
+					t.Errorf("flag --%s has neither a default nor \"(required)\" in the help", f.Name)
 				}
 			})
 		})

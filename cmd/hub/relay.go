@@ -30,8 +30,28 @@ import (
 	"github.com/edgeportal/connect/wire/key"
 )
 
+// dirFlag defines the --dir flag every command has: the relay's,
+// the authority's or the vendor keys' directory.
 func dirFlag(c *cliutil.Call, what string) *string {
-	return c.Flags().String("dir", "", what+" directory (required)")
+	return c.Flags().String("dir", "", "the "+what+" directory `DIR` (required)")
+}
+
+// parseDir is how every command starts: parse its flags (at most maxArgs
+// positional arguments) and require --dir.
+func parseDir(c *cliutil.Call, dir *string, maxArgs int) error {
+	if err := c.Parse(maxArgs); err != nil {
+		return err
+	}
+	return requireDir(*dir)
+}
+
+// parseDirExact is parseDir for a command with exactly one positional
+// argument, named by what.
+func parseDirExact(c *cliutil.Call, dir *string, what string) error {
+	if err := c.ParseExact(1, what); err != nil {
+		return err
+	}
+	return requireDir(*dir)
 }
 
 func requireDir(dir string) error {
@@ -43,13 +63,10 @@ func requireDir(dir string) error {
 
 func cmdInit(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	addr := c.Flags().String("addr", "", "address to listen on, host:port")
+	addr := c.Flags().String("addr", "", "`HOST:PORT` to listen on")
 	var public cliutil.Strings
-	c.Flags().Var(&public, "public", "address nodes dial (written into tickets); repeatable; default --addr, required when --addr is 0.0.0.0")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	c.Flags().Var(&public, "public", "`HOST:PORT` nodes dial (written into tickets); repeatable; required when --addr is 0.0.0.0 (default: --addr)")
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	if *addr == "" {
@@ -71,11 +88,8 @@ func cmdInit(ctx context.Context, c *cliutil.Call) error {
 func cmdTrust(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
 	ak := c.Flags().String("authority-key", "", "the authority's public key (sigkey:…), as `authority init` printed it")
-	vdir := c.Flags().String("vendor-dir", "", "a directory with the vendor's public keys (command.pub, release.pub)")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	vdir := c.Flags().String("vendor-dir", "", "a directory `VENDOR` with the vendor's public keys (command.pub, release.pub)")
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	k, err := key.ParseSigningPublic(*ak)
@@ -102,15 +116,12 @@ func cmdTrust(ctx context.Context, c *cliutil.Call) error {
 func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	fs := c.Flags()
 	dir := dirFlag(c, "relay")
-	listen := fs.String("addr", "", "override the listen address from hub.json")
+	listen := fs.String("addr", "", "override the listen `HOST:PORT` from hub.json (default: hub.json's)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
-	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on [HOST]:PORT (loopback when HOST is empty)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `[HOST]:PORT` (loopback when HOST is empty)")
 	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the relay's clock (tests of clock skew only; not for production)")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	maddr, err := metrics.ListenAddr(*metricsAddr)
@@ -187,10 +198,7 @@ func relayAdmin(dir string) (hub.Admin, func(), error) {
 func cmdRelayList(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
 	asJSON := c.Flags().Bool("json", false, "print JSON")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	a, done, err := relayAdmin(*dir)
@@ -215,10 +223,7 @@ func cmdRelayList(ctx context.Context, c *cliutil.Call) error {
 
 func cmdRelayRelease(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	if err := c.ParseExact(1, "the relay NAME"); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDirExact(c, dir, "the relay NAME"); err != nil {
 		return err
 	}
 	a, done, err := relayAdmin(*dir)
@@ -244,8 +249,8 @@ func addPushFlags(c *cliutil.Call) pushFlags {
 	fs := c.Flags()
 	return pushFlags{
 		dir:     dirFlag(c, "relay"),
-		keyFile: fs.String("command-key", "", "the vendor's command key file (keys create wrote it; it never goes to the relay)"),
-		relay:   fs.String("relay", "", "the relay of the node to command"),
+		keyFile: fs.String("command-key", "", "the vendor's command key `FILE` (keys create wrote it; it never goes to the relay)"),
+		relay:   fs.String("relay", "", "the `RELAY` of the node to command"),
 		wait:    fs.Duration("wait", 0, "wait this long for the node's answer (0: just queue)"),
 	}
 }
@@ -296,9 +301,9 @@ func printPush(c *cliutil.Call, res hub.PushResult, wait time.Duration) error {
 
 func cmdOutletPush(ctx context.Context, c *cliutil.Call) error {
 	f := addPushFlags(c)
-	from := c.Flags().String("from", "", "outlet name")
-	to := c.Flags().String("to", "", "target host:port")
-	allow := c.Flags().String("allow", "", "policy expression; the customer's policy still applies on top of it")
+	from := c.Flags().String("from", "", "outlet `NAME`")
+	to := c.Flags().String("to", "", "target `HOST:PORT`")
+	allow := c.Flags().String("allow", "", "policy `EXPR`ession; the customer's policy still applies on top of it")
 	if err := c.Parse(0); err != nil {
 		return err
 	}
@@ -310,7 +315,7 @@ func cmdOutletPush(ctx context.Context, c *cliutil.Call) error {
 
 func cmdOutletRemove(ctx context.Context, c *cliutil.Call) error {
 	f := addPushFlags(c)
-	from := c.Flags().String("from", "", "outlet name")
+	from := c.Flags().String("from", "", "outlet `NAME`")
 	if err := c.Parse(0); err != nil {
 		return err
 	}
@@ -330,12 +335,9 @@ func cmdUpdatePush(ctx context.Context, c *cliutil.Call) error {
 
 func cmdCommandsList(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	relay := c.Flags().String("relay", "", "only commands for this relay")
+	relay := c.Flags().String("relay", "", "only commands for this `RELAY`")
 	asJSON := c.Flags().Bool("json", false, "print JSON")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	a, done, err := relayAdmin(*dir)
@@ -362,13 +364,10 @@ func cmdCommandsList(ctx context.Context, c *cliutil.Call) error {
 // to check that a node refuses tampered, replayed or foreign commands.
 func cmdSendRaw(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	relay := c.Flags().String("relay", "", "the relay of the node")
-	file := c.Flags().String("file", "", "the bytes to deliver")
+	relay := c.Flags().String("relay", "", "the `RELAY` of the node")
+	file := c.Flags().String("file", "", "the `FILE` whose bytes to deliver")
 	wait := c.Flags().Duration("wait", 0, "wait this long for the node's answer")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	if *relay == "" || *file == "" {
@@ -396,15 +395,12 @@ func cmdSendRaw(ctx context.Context, c *cliutil.Call) error {
 
 func cmdReleasePublish(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	keyFile := c.Flags().String("release-key", "", "the vendor's release key file (keys create wrote it; it never goes to the relay)")
-	version := c.Flags().String("version", "", "release version (vMAJOR.MINOR.PATCH)")
-	channel := c.Flags().String("channel", "stable", "release channel")
+	keyFile := c.Flags().String("release-key", "", "the vendor's release key `FILE` (keys create wrote it; it never goes to the relay)")
+	version := c.Flags().String("version", "", "release `VERSION` (vMAJOR.MINOR.PATCH); each binary must say it is this version")
+	channel := c.Flags().String("channel", "stable", "release `CHANNEL`")
 	var files cliutil.Strings
-	c.Flags().Var(&files, "file", "OS/ARCH=PATH of a binary; repeatable")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	c.Flags().Var(&files, "file", "`OS/ARCH=PATH` of a binary; repeatable")
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	if *keyFile == "" {
@@ -477,10 +473,7 @@ func checkBinaryVersion(spec, version string) error {
 
 func cmdReleaseList(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	d, err := hub.LoadDir(*dir)

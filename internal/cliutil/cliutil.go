@@ -132,7 +132,8 @@ func Parse(fs *flag.FlagSet, args []string, maxArgs int) error {
 
 // PrintDefaults writes every flag of fs, in the --name form the docs
 // use, with its usage text and its default ("none" for an empty one). A
-// usage text that already says "(default…" keeps its own words. A name in
+// usage text that already says "(default…" or "(required)" keeps its own
+// words. A name in
 // `backquotes` in the usage text names the flag's value.
 func PrintDefaults(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
@@ -145,7 +146,7 @@ func PrintDefaults(w io.Writer, fs *flag.FlagSet) {
 		if def == "" || def == "[]" {
 			def = "none"
 		}
-		if !strings.Contains(usage, "(default") {
+		if !strings.Contains(usage, "(default") && !strings.Contains(usage, "(required)") {
 			usage += " (default: " + def + ")"
 		}
 		fmt.Fprintf(w, "%s\n      %s\n", line, usage)
