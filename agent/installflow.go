@@ -204,7 +204,8 @@ func Install(ctx context.Context, o InstallOptions) (*InstallResult, error) {
 	if err := installer.CheckManager(s); err != nil {
 		return nil, &InstallError{Field: FieldService, Err: err}
 	}
-	if s.Root == "" {
+	if s.Root == "" && enr == nil {
+		// (A reconfigured node holds its inlet ports itself.)
 		if err := CheckInlets(cfg); err != nil {
 			return nil, &InstallError{Field: FieldConfig, Path: o.ConfigFile, Err: err}
 		}
