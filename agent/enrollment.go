@@ -75,7 +75,7 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 			}
 			c, _ := enroll.PeekCredential(cred)
 			n.log.Info("enrolled; the ticket has been redeemed and is no longer needed",
-				"ticket", g.TicketID, "attributes", c.Attributes, "relay", c.Relay, "enroller", c.Enroller)
+				"ticket", g.TicketID, "attributes", attrsValue(c.Attributes), "relay", c.Relay, "enroller", c.Enroller)
 			return enr, nil
 		}
 		var ce *control.Error

@@ -5,7 +5,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -56,26 +55,6 @@ func Preflight(ctx context.Context, t *enroll.Ticket, relay string) error {
 		return fmt.Errorf("the authority refuses this ticket: %s", ce.Message)
 	}
 	return err
-}
-
-// LoadInstalledConfig loads the config an installer placed in the state
-// directory, with its saved variables (vars given on the command line
-// win). It returns nil when there is none.
-func LoadInstalledConfig(stateDir string, vars map[string]string) (*config.Config, error) {
-	path := filepath.Join(stateDir, statedir.Config)
-	if _, err := os.Stat(path); err != nil {
-		return nil, nil
-	}
-	saved := map[string]string{}
-	if b, err := os.ReadFile(filepath.Join(stateDir, statedir.Variables)); err == nil {
-		if err := json.Unmarshal(b, &saved); err != nil {
-			return nil, fmt.Errorf("%s: %w", statedir.Variables, err)
-		}
-	}
-	for k, v := range vars {
-		saved[k] = v
-	}
-	return config.LoadFile(path, saved)
 }
 
 // RecordError writes the reason a node stopped to the state directory, so

@@ -10,10 +10,22 @@
 // `$NAME` and `${NAME}` in scalar values are interpolated from --variable
 // values after parsing (so a value can never inject YAML structure), and an
 // unset variable is an error naming it; allow expressions are parsed with
-// the policy package when the config loads. The checked tree is then loaded
-// through koanf, where the environment may override log and update keys.
+// the policy package when the config loads.
 //
-// Imports: policy, koanf, yaml. Imported by agent and cmd.
+// # Sources
+//
+// The checked tree is loaded through koanf, which merges three sources,
+// later ones winning: the file, then the environment, then flags
+// (LoadOptions). The environment may set every single-valued key that is
+// not in a list (relay, update.*, log.*, audit.*), named by the brand's
+// prefix, the section and the key in capitals with '_' for '-' and '.':
+// INITECH_LOG_LEVEL, INITECH_UPDATE_CHECK_EVERY, INITECH_RELAY
+// (EnvName). Every value is validated once merged, whatever its source,
+// and an error names where the value came from: the file's line, the
+// environment variable, or the flag.
+//
+// Imports: policy, wire/release (version syntax), koanf, yaml. Imported
+// by agent and cmd.
 package config
 
 import (
@@ -30,10 +42,12 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/v2"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/edgeportal/connect/policy"
+	"github.com/edgeportal/connect/wire/release"
 )
 
 // Config is a loaded, validated node config.
@@ -77,7 +91,9 @@ type Update struct {
 	Channel    string
 	CheckEvery time.Duration
 	Pin        string
-	Window     string
+	Window     string // as written; MaintenanceWindow is its parsed form
+	// MaintenanceWindow is when scheduled checks may run (nil: any time).
+	MaintenanceWindow *Window
 }
 
 // Log configures logging.
@@ -118,17 +134,28 @@ func (c *Config) DefaultAllow(resourceType string) policy.Expr {
 	return nil
 }
 
-// LineError is a config error at a line.
+// LineError is a config error at a line of the file, or in a value from
+// another source (an environment variable, a flag).
 type LineError struct {
-	Line int
-	Msg  string
+	Line   int    // in the file; 0 when the value came from elsewhere
+	Source string // "environment variable INITECH_LOG_LEVEL", "--log-level"; "" for the file
+	Msg    string
 }
 
 func (e *LineError) Error() string {
-	if e.Line > 0 {
+	switch {
+	case e.Source != "":
+		return "config: " + e.Source + ": " + e.Msg
+	case e.Line > 0:
 		return fmt.Sprintf("config: line %d: %s", e.Line, e.Msg)
 	}
 	return "config: " + e.Msg
+}
+
+// fromFile reports whether err concerns the file (not another source).
+func fromFile(err error) bool {
+	var le *LineError
+	return !errors.As(err, &le) || le.Source == ""
 }
 
 type field struct {
@@ -180,8 +207,17 @@ func interpolate(s string, line int, vars map[string]string) (string, error) {
 }
 
 type walker struct {
-	vars  map[string]string
-	lines map[string]int // koanf path → line
+	vars    map[string]string
+	lines   map[string]int    // koanf path → line in the file
+	sources map[string]string // koanf path → the source that set it last, when not the file
+}
+
+// at returns a LineError for the value at koanf path p, naming its source.
+func (w *walker) at(p, msg string) *LineError {
+	if src, ok := w.sources[p]; ok {
+		return &LineError{Source: src, Msg: msg}
+	}
+	return &LineError{Line: w.lines[p], Msg: msg}
 }
 
 // walk checks n against f, interpolates scalars and returns the plain value.
@@ -267,11 +303,22 @@ func (w *walker) walk(n *yaml.Node, f field, path, what string) (any, error) {
 	return nil, errors.New("config: bad schema")
 }
 
-// LoadOptions adjust Load.
+// LoadOptions add the sources beyond the file (see the package doc).
 type LoadOptions struct {
-	// EnvPrefix, when set, lets environment variables like
-	// <PREFIX>LOG__LEVEL override log.* and update.* keys.
+	// EnvPrefix is the brand's prefix of environment variables
+	// ("INITECH_"); with Environ, EnvName(EnvPrefix, key) overrides key.
 	EnvPrefix string
+	// Environ is the environment to read (os.Environ()); nil reads none.
+	Environ []string
+	// Flags override the file and the environment.
+	Flags []Override
+}
+
+// Override is a value given outside the file, on the command line.
+type Override struct {
+	Key    string // the config key: "log.level"
+	Value  string
+	Source string // names it in errors: "--log-level"
 }
 
 // Load parses and validates a config.
@@ -281,15 +328,56 @@ func Load(data []byte, vars map[string]string) (*Config, error) {
 
 // LoadFile is Load on a file; errors name the file.
 func LoadFile(path string, vars map[string]string) (*Config, error) {
+	return LoadFileWith(path, vars, LoadOptions{})
+}
+
+// LoadFileWith is LoadWith on a file; errors about the file name it.
+func LoadFileWith(path string, vars map[string]string, opts LoadOptions) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Load(b, vars)
-	if err != nil {
+	c, err := LoadWith(b, vars, opts)
+	if err != nil && fromFile(err) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return c, nil
+	return c, err
+}
+
+// envKeys are the keys the environment may set: every scalar that is
+// not in a list.
+func envKeys() []string {
+	var out []string
+	for name, f := range schema.keys {
+		switch f.kind {
+		case "scalar":
+			out = append(out, name)
+		case "object":
+			for sub, sf := range f.keys {
+				if sf.kind == "scalar" {
+					out = append(out, name+"."+sub)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// EnvName is the environment variable that sets key: the prefix, then the
+// key in capitals with '_' for '.' and '-' ("INITECH_UPDATE_CHECK_EVERY").
+func EnvName(prefix, key string) string {
+	return prefix + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key))
+}
+
+// EnvNames lists, for prefix, every environment variable the config
+// reads, with the key it sets.
+func EnvNames(prefix string) map[string]string {
+	m := map[string]string{}
+	for _, k := range envKeys() {
+		m[EnvName(prefix, k)] = k
+	}
+	return m
 }
 
 type rawConfig struct {
@@ -330,13 +418,13 @@ type rawRemote struct {
 	Allow []string `koanf:"allow"`
 }
 
-// LoadWith is Load with options.
+// LoadWith is Load with the environment and flags of opts over the file.
 func LoadWith(data []byte, vars map[string]string, opts LoadOptions) (*Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	w := &walker{vars: vars, lines: map[string]int{}}
+	w := &walker{vars: vars, lines: map[string]int{}, sources: map[string]string{}}
 	tree := map[string]any{}
 	if len(doc.Content) > 0 && !(doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null") {
 		v, err := w.walk(doc.Content[0], schema, "", "")
@@ -349,25 +437,35 @@ func LoadWith(data []byte, vars map[string]string, opts LoadOptions) (*Config, e
 	if err := k.Load(confmap.Provider(tree, "."), nil); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if opts.EnvPrefix != "" {
-		env := map[string]any{}
-		for _, kv := range os.Environ() {
-			name, val, _ := strings.Cut(kv, "=")
-			if !strings.HasPrefix(name, opts.EnvPrefix) {
-				continue
-			}
-			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, opts.EnvPrefix), "__", "."))
-			key = strings.ReplaceAll(key, "_", "-")
-			sec, sub, ok := strings.Cut(key, ".")
-			if !ok || (sec != "log" && sec != "update") {
-				continue
-			}
-			if f, ok := schema.keys[sec].keys[sub]; ok && f.kind == "scalar" {
-				env[key] = val
-			}
-		}
-		if err := k.Load(confmap.Provider(env, "."), nil); err != nil {
+	if opts.Environ != nil && opts.EnvPrefix != "" {
+		names := EnvNames(opts.EnvPrefix)
+		p := env.Provider(".", env.Opt{
+			Prefix:      opts.EnvPrefix,
+			EnvironFunc: func() []string { return opts.Environ },
+			TransformFunc: func(name, v string) (string, any) {
+				key, ok := names[name]
+				if !ok {
+					return "", nil // another of the brand's variables
+				}
+				w.sources[key] = "environment variable " + name
+				return key, v
+			},
+		})
+		if err := k.Load(p, nil); err != nil {
 			return nil, fmt.Errorf("config: environment: %w", err)
+		}
+	}
+	if len(opts.Flags) > 0 {
+		m := map[string]any{}
+		for _, f := range opts.Flags {
+			if !slicesContains(envKeys(), f.Key) {
+				return nil, fmt.Errorf("config: %s: %q is not a single-valued config key", f.Source, f.Key)
+			}
+			m[f.Key] = f.Value
+			w.sources[f.Key] = f.Source
+		}
+		if err := k.Load(confmap.Provider(m, "."), nil); err != nil {
+			return nil, fmt.Errorf("config: flags: %w", err)
 		}
 	}
 	var raw rawConfig
@@ -378,6 +476,15 @@ func LoadWith(data []byte, vars map[string]string, opts LoadOptions) (*Config, e
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return w.validate(&raw)
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // MaxNameLen bounds a name: an outlet or relay name in the config, from
@@ -412,20 +519,19 @@ func quoteName(s string) string {
 }
 
 func (w *walker) validate(raw *rawConfig) (*Config, error) {
-	line := func(p string) int { return w.lines[p] }
 	c := &Config{Relay: raw.Relay, Log: Log{Level: raw.Log.Level, Format: raw.Log.Format}}
 	if c.Relay != "" && ValidName(c.Relay) != nil {
-		return nil, &LineError{Line: line("relay"), Msg: fmt.Sprintf("relay %q: use letters, digits, '.', '_' and '-', at most 64", c.Relay)}
+		return nil, w.at("relay", fmt.Sprintf("relay %q: use letters, digits, '.', '_' and '-', at most 64", c.Relay))
 	}
 	seenOut := map[string]bool{}
 	for i, ro := range raw.Outlets {
 		o := Outlet{From: ro.From, To: ro.To, Allow: ro.Allow}
 		p := fmt.Sprintf("tcp-outlet[%d]", i)
 		if err := ValidateOutlet(&o); err != nil {
-			return nil, &LineError{Line: line(p), Msg: err.Error()}
+			return nil, w.at(p, err.Error())
 		}
 		if seenOut[o.From] {
-			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("tcp-outlet %q defined twice", o.From)}
+			return nil, w.at(p, fmt.Sprintf("tcp-outlet %q defined twice", o.From))
 		}
 		seenOut[o.From] = true
 		c.Outlets = append(c.Outlets, o)
@@ -435,10 +541,10 @@ func (w *walker) validate(raw *rawConfig) (*Config, error) {
 		in := Inlet{From: ri.From, Via: ri.Via, To: ri.To, Allow: ri.Allow}
 		p := fmt.Sprintf("tcp-inlet[%d]", i)
 		if err := ValidateInlet(&in); err != nil {
-			return nil, &LineError{Line: line(p), Msg: err.Error()}
+			return nil, w.at(p, err.Error())
 		}
 		if seenIn[in.From] {
-			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("two tcp-inlets listen on %s", in.From)}
+			return nil, w.at(p, fmt.Sprintf("two tcp-inlets listen on %s", in.From))
 		}
 		seenIn[in.From] = true
 		c.Inlets = append(c.Inlets, in)
@@ -447,15 +553,15 @@ func (w *walker) validate(raw *rawConfig) (*Config, error) {
 	for i, rp := range raw.Policy {
 		p := fmt.Sprintf("policy[%d]", i)
 		if !policy.ValidResourceType(rp.ResourceType) {
-			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("policy resource-type %q: want %s or %s", rp.ResourceType, policy.TCPInlet, policy.TCPOutlet)}
+			return nil, w.at(p, fmt.Sprintf("policy resource-type %q: want %s or %s", rp.ResourceType, policy.TCPInlet, policy.TCPOutlet))
 		}
 		if seenType[rp.ResourceType] {
-			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("two policies for resource-type %s", rp.ResourceType)}
+			return nil, w.at(p, fmt.Sprintf("two policies for resource-type %s", rp.ResourceType))
 		}
 		seenType[rp.ResourceType] = true
 		e, err := policy.Parse(rp.Allow)
 		if err != nil {
-			return nil, &LineError{Line: line(p), Msg: fmt.Sprintf("policy %s: allow: %v", rp.ResourceType, err)}
+			return nil, w.at(p, fmt.Sprintf("policy %s: allow: %v", rp.ResourceType, err))
 		}
 		c.Policies = append(c.Policies, Policy{ResourceType: rp.ResourceType, Allow: rp.Allow, AllowExpr: e})
 	}
@@ -463,53 +569,157 @@ func (w *walker) validate(raw *rawConfig) (*Config, error) {
 		c.RemoteOutlets = &RemoteOutlets{}
 		for i, a := range raw.Remote.Allow {
 			if err := ValidateAllowEntry(a); err != nil {
-				return nil, &LineError{Line: line(fmt.Sprintf("remote-outlets.allow[%d]", i)), Msg: "remote-outlets allow: " + err.Error()}
+				return nil, w.at(fmt.Sprintf("remote-outlets.allow[%d]", i), "remote-outlets allow: "+err.Error())
 			}
 			c.RemoteOutlets.Allow = append(c.RemoteOutlets.Allow, a)
 		}
 	}
 	for key, v := range raw.Update {
 		s := fmt.Sprint(v)
-		ln := line("update." + key)
+		at := func(msg string, args ...any) error { return w.at("update."+key, fmt.Sprintf(msg, args...)) }
 		switch key {
 		case "auto":
 			b, err := strconv.ParseBool(s)
 			if err != nil {
-				return nil, &LineError{Line: ln, Msg: fmt.Sprintf("update auto %q: want true or false", s)}
+				return nil, at("update auto %q: want true or false", s)
 			}
 			c.Update.Auto = &b
 		case "channel":
+			if s != "" && !channelRE.MatchString(s) {
+				return nil, at("update channel %q: use lower-case letters, digits and '-', at most 32", s)
+			}
 			c.Update.Channel = s
 		case "check-every":
 			d, err := time.ParseDuration(s)
 			if err != nil || d <= 0 {
-				return nil, &LineError{Line: ln, Msg: fmt.Sprintf("update check-every %q: want a positive duration like 6h", s)}
+				return nil, at("update check-every %q: want a positive duration like 6h", s)
+			}
+			if d < MinCheckEvery {
+				return nil, at("update check-every %q: at least %s", s, MinCheckEvery)
 			}
 			c.Update.CheckEvery = d
 		case "pin":
+			if s != "" {
+				if _, err := release.ParseVersion(s); err != nil {
+					return nil, at("update pin %q: %v", s, err)
+				}
+			}
 			c.Update.Pin = s
 		case "window":
-			c.Update.Window = s
+			win, err := ParseWindow(s)
+			if err != nil {
+				return nil, at("update window %q: %v", s, err)
+			}
+			c.Update.Window, c.Update.MaintenanceWindow = s, win
 		}
 	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:
-		return nil, &LineError{Line: line("log.level"), Msg: fmt.Sprintf("log level %q: want debug, info, warn or error", c.Log.Level)}
+		return nil, w.at("log.level", fmt.Sprintf("log level %q: want debug, info, warn or error", c.Log.Level))
 	}
 	switch c.Log.Format {
 	case "", "text", "json":
 	default:
-		return nil, &LineError{Line: line("log.format"), Msg: fmt.Sprintf("log format %q: want text or json", c.Log.Format)}
+		return nil, w.at("log.format", fmt.Sprintf("log format %q: want text or json", c.Log.Format))
 	}
 	switch f := raw.Audit.Forward; f {
 	case "", ForwardNone:
 	case ForwardJournal, ForwardSyslog, ForwardEventLog:
 		c.Audit.Forward = f
 	default:
-		return nil, &LineError{Line: line("audit.forward"), Msg: fmt.Sprintf("audit forward %q: want %s, %s, %s or %s", f, ForwardJournal, ForwardSyslog, ForwardEventLog, ForwardNone)}
+		return nil, w.at("audit.forward", fmt.Sprintf("audit forward %q: want %s, %s, %s or %s", f, ForwardJournal, ForwardSyslog, ForwardEventLog, ForwardNone))
 	}
 	return c, nil
+}
+
+// MinCheckEvery is the shortest update.check-every: a node does not ask
+// the hub for releases more often than this.
+const MinCheckEvery = time.Minute
+
+// channelRE is a release channel's name: the hub's rule for the channels
+// it publishes on (hub/releases.go).
+var channelRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// Window is a weekly maintenance window in local time: on Day (or every
+// day when AnyDay) from Start to End, in minutes after midnight. An End
+// before Start runs over midnight.
+type Window struct {
+	Day        time.Weekday
+	AnyDay     bool
+	Start, End int
+}
+
+var weekdays = map[string]time.Weekday{
+	"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
+	"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday,
+}
+
+// ParseWindow parses "[DAY] HH:MM-HH:MM" (DAY: Mon…Sun, or the whole
+// name, in any case); "" is no window (nil). The error says which part
+// is wrong.
+func ParseWindow(s string) (*Window, error) {
+	fields := strings.Fields(s)
+	if len(fields) == 0 {
+		return nil, nil
+	}
+	w := &Window{AnyDay: true}
+	if len(fields) == 2 {
+		day := strings.ToLower(fields[0])
+		d, ok := weekdays[day]
+		if !ok && len(day) > 3 {
+			if d, ok = weekdays[day[:3]]; ok && day != strings.ToLower(d.String()) {
+				ok = false
+			}
+		}
+		if !ok {
+			return nil, fmt.Errorf("unknown day %q (want Mon, Tue, … Sun)", fields[0])
+		}
+		w.Day, w.AnyDay = d, false
+		fields = fields[1:]
+	}
+	if len(fields) != 1 {
+		return nil, errors.New("want [DAY] HH:MM-HH:MM, e.g. Sat 02:00-04:00")
+	}
+	a, b, ok := strings.Cut(fields[0], "-")
+	if !ok {
+		return nil, errors.New("want [DAY] HH:MM-HH:MM, e.g. Sat 02:00-04:00")
+	}
+	var err error
+	if w.Start, err = clockMinutes(a); err != nil {
+		return nil, err
+	}
+	if w.End, err = clockMinutes(b); err != nil {
+		return nil, err
+	}
+	if w.Start == w.End {
+		return nil, errors.New("the window is empty: it starts when it ends")
+	}
+	return w, nil
+}
+
+func clockMinutes(s string) (int, error) {
+	t, err := time.Parse("15:04", s)
+	if err != nil {
+		return 0, fmt.Errorf("bad time %q (want HH:MM, 00:00 to 23:59)", s)
+	}
+	return t.Hour()*60 + t.Minute(), nil
+}
+
+// Contains reports whether t (in its location) falls inside the window.
+// A window over midnight belongs to the day it starts on.
+func (w *Window) Contains(t time.Time) bool {
+	m := t.Hour()*60 + t.Minute()
+	if w.End > w.Start {
+		return w.Start <= m && m < w.End && (w.AnyDay || t.Weekday() == w.Day)
+	}
+	switch {
+	case m >= w.Start:
+		return w.AnyDay || t.Weekday() == w.Day
+	case m < w.End:
+		return w.AnyDay || t.Weekday() == (w.Day+1)%7
+	}
+	return false
 }
 
 func validHostPort(s string, listen bool) error {

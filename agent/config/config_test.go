@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgeportal/connect/policy"
 )
@@ -88,6 +89,24 @@ func TestLoad(t *testing.T) {
 		{name: "audit bad forward", yaml: "relay: r\naudit:\n  forward: splunk\n", wantErr: `config: line 3: audit forward "splunk": want journal, syslog, eventlog or none`},
 		{name: "audit unknown key", yaml: "audit:\n  forwrd: journal\n", wantErr: `config: line 2: unknown key "forwrd" in audit (known: forward)`},
 		{name: "audit not a mapping", yaml: "audit: journal\n", wantErr: "audit must be a mapping of keys (known: forward)"},
+		{name: "window", yaml: "update:\n  window: Sat 02:00-04:00\n", check: func(c *Config) bool {
+			w := c.Update.MaintenanceWindow
+			return c.Update.Window == "Sat 02:00-04:00" && w != nil && !w.AnyDay && w.Day == time.Saturday && w.Start == 120 && w.End == 240
+		}},
+		{name: "window any day", yaml: "update: {window: '22:00-01:30'}\n", check: func(c *Config) bool {
+			w := c.Update.MaintenanceWindow
+			return w != nil && w.AnyDay && w.Start == 22*60 && w.End == 90
+		}},
+		{name: "no window", yaml: "update: {auto: true}\n", check: func(c *Config) bool { return c.Update.MaintenanceWindow == nil }},
+		{name: "bad window day", yaml: "relay: r\nupdate:\n  window: Caturday 02:00-04:00\n", wantErr: `config: line 3: update window "Caturday 02:00-04:00": unknown day "Caturday"`},
+		{name: "bad window time", yaml: "update:\n  window: 25:00-26:00\n", wantErr: `config: line 2: update window "25:00-26:00": bad time "25:00"`},
+		{name: "bad window form", yaml: "update:\n  window: weekends\n", wantErr: `config: line 2: update window "weekends": want [DAY] HH:MM-HH:MM`},
+		{name: "empty window", yaml: "update:\n  window: 02:00-02:00\n", wantErr: "the window is empty"},
+		{name: "bad pin", yaml: "update:\n  pin: latest\n", wantErr: `config: line 2: update pin "latest"`},
+		{name: "pin", yaml: "update:\n  pin: v1.4.0\n", check: func(c *Config) bool { return c.Update.Pin == "v1.4.0" }},
+		{name: "bad channel", yaml: "update:\n  channel: Stable!\n", wantErr: `config: line 2: update channel "Stable!"`},
+		{name: "check too often", yaml: "update:\n  check-every: 1s\n", wantErr: `config: line 2: update check-every "1s": at least 1m0s`},
+		{name: "bad auto", yaml: "update:\n  auto: sometimes\n", wantErr: `config: line 2: update auto "sometimes": want true or false`},
 	}
 	vars := map[string]string{"HOST": "h.local", "R": "x\ny: z"}
 	for _, tt := range tests {
@@ -142,12 +161,133 @@ func TestValidName(t *testing.T) {
 	}
 }
 
-func TestEnvOverride(t *testing.T) {
-	t.Setenv("TESTX_LOG__LEVEL", "debug")
-	t.Setenv("TESTX_BOGUS", "ignored")
-	c, err := LoadWith([]byte("log:\n  level: info\n"), nil, LoadOptions{EnvPrefix: "TESTX_"})
-	if err != nil || c.Log.Level != "debug" {
-		t.Fatalf("env override: %+v %v", c, err)
+func TestSources(t *testing.T) {
+	file := []byte("relay: file-relay\nlog:\n  level: info\n  format: json\nupdate:\n  channel: stable\n")
+	environ := []string{
+		"TESTX_LOG_LEVEL=warn", "TESTX_UPDATE_CHECK_EVERY=2h", "TESTX_RELAY=env-relay",
+		// The brand's other variables are not config: ignored.
+		"TESTX_STATE_DIR=/x", "TESTX_UPDATE_LAUNCHER=1", "TESTX_BOGUS=1", "OTHER_LOG_LEVEL=error",
+	}
+	tests := []struct {
+		name    string
+		opts    LoadOptions
+		wantErr string
+		check   func(*Config) bool
+	}{
+		{name: "file only", check: func(c *Config) bool {
+			return c.Relay == "file-relay" && c.Log.Level == "info" && c.Log.Format == "json" && c.Update.CheckEvery == 0
+		}},
+		{name: "environment over the file", opts: LoadOptions{EnvPrefix: "TESTX_", Environ: environ}, check: func(c *Config) bool {
+			return c.Relay == "env-relay" && c.Log.Level == "warn" && c.Log.Format == "json" && c.Update.CheckEvery == 2*time.Hour && c.Update.Channel == "stable"
+		}},
+		{name: "no environ, no environment", opts: LoadOptions{EnvPrefix: "TESTX_"}, check: func(c *Config) bool { return c.Log.Level == "info" }},
+		{name: "flags over the environment", opts: LoadOptions{EnvPrefix: "TESTX_", Environ: environ,
+			Flags: []Override{{Key: "log.level", Value: "debug", Source: "--log-level"}}},
+			check: func(c *Config) bool { return c.Log.Level == "debug" && c.Relay == "env-relay" }},
+		{name: "bad environment value names the variable", opts: LoadOptions{EnvPrefix: "TESTX_", Environ: []string{"TESTX_UPDATE_WINDOW=Funday 01:00-02:00"}},
+			wantErr: `config: environment variable TESTX_UPDATE_WINDOW: update window "Funday 01:00-02:00": unknown day`},
+		{name: "bad flag value names the flag", opts: LoadOptions{Flags: []Override{{Key: "log.format", Value: "xml", Source: "--log-format"}}},
+			wantErr: `config: --log-format: log format "xml": want text or json`},
+		{name: "flag for a list key", opts: LoadOptions{Flags: []Override{{Key: "tcp-inlet", Value: "x", Source: "--inlet"}}},
+			wantErr: `not a single-valued config key`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := LoadWith(file, nil, tt.opts)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("config = %+v", c)
+			}
+		})
+	}
+	// A file error still names its line when the environment is read.
+	if _, err := LoadWith([]byte("log:\n  level: loud\n"), nil, LoadOptions{EnvPrefix: "TESTX_", Environ: []string{"TESTX_UPDATE_AUTO=true"}}); err == nil ||
+		err.Error() != `config: line 2: log level "loud": want debug, info, warn or error` {
+		t.Errorf("file error: %v", err)
+	}
+	// The environment alone, without a file.
+	if c, err := LoadWith(nil, nil, LoadOptions{EnvPrefix: "TESTX_", Environ: []string{"TESTX_LOG_FORMAT=json"}}); err != nil || c.Log.Format != "json" {
+		t.Errorf("environment without a file: %+v %v", c, err)
+	}
+}
+
+func TestLoadFileNamesOnlyTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(path, []byte("update:\n  window: nope\n"), 0o600)
+	if _, err := LoadFile(path, nil); err == nil || !strings.HasPrefix(err.Error(), path+": config: line 2: update window") {
+		t.Errorf("file error: %v", err)
+	}
+	os.WriteFile(path, []byte("relay: r\n"), 0o600)
+	_, err := LoadFileWith(path, nil, LoadOptions{EnvPrefix: "X_", Environ: []string{"X_LOG_LEVEL=loud"}})
+	if err == nil || err.Error() != `config: environment variable X_LOG_LEVEL: log level "loud": want debug, info, warn or error` {
+		t.Errorf("environment error: %v", err)
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	m := EnvNames("INITECH_")
+	for name, key := range map[string]string{
+		"INITECH_RELAY": "relay", "INITECH_LOG_LEVEL": "log.level", "INITECH_UPDATE_CHECK_EVERY": "update.check-every",
+		"INITECH_UPDATE_WINDOW": "update.window", "INITECH_AUDIT_FORWARD": "audit.forward",
+	} {
+		if m[name] != key {
+			t.Errorf("%s sets %q, want %q", name, m[name], key)
+		}
+	}
+	for name := range m {
+		for _, k := range []string{"TCP_", "POLICY", "REMOTE_OUTLETS"} {
+			if strings.HasPrefix(name, "INITECH_"+k) {
+				t.Errorf("%s: list keys are not set from the environment", name)
+			}
+		}
+	}
+}
+
+func TestWindow(t *testing.T) {
+	at := func(day time.Weekday, hhmm string) time.Time {
+		tm, _ := time.Parse("15:04", hhmm)
+		// 2026-11-29 is a Sunday.
+		return time.Date(2026, 11, 29+int(day), tm.Hour(), tm.Minute(), 0, 0, time.Local)
+	}
+	tests := []struct {
+		window string
+		t      time.Time
+		in     bool
+	}{
+		{"Sat 02:00-04:00", at(time.Saturday, "02:00"), true},
+		{"Sat 02:00-04:00", at(time.Saturday, "03:59"), true},
+		{"Sat 02:00-04:00", at(time.Saturday, "04:00"), false},
+		{"Sat 02:00-04:00", at(time.Friday, "03:00"), false},
+		{"saturday 02:00-04:00", at(time.Saturday, "03:00"), true},
+		{"22:00-02:00", at(time.Monday, "23:00"), true},
+		{"22:00-02:00", at(time.Monday, "01:00"), true},
+		{"22:00-02:00", at(time.Monday, "12:00"), false},
+		// Over midnight: the window belongs to the day it starts on.
+		{"Sat 23:00-01:00", at(time.Saturday, "23:30"), true},
+		{"Sat 23:00-01:00", at(time.Sunday, "00:30"), true},
+		{"Sat 23:00-01:00", at(time.Saturday, "00:30"), false},
+	}
+	for _, tt := range tests {
+		w, err := ParseWindow(tt.window)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.window, err)
+		}
+		if got := w.Contains(tt.t); got != tt.in {
+			t.Errorf("%q contains %s = %v, want %v", tt.window, tt.t.Format("Mon 15:04"), got, tt.in)
+		}
+	}
+	for _, bad := range []string{"Satur 02:00-04:00", "Sa 02:00-04:00", "Sat 2-4", "Sat 02:00", "Sat Sun 02:00-04:00", "02:00-24:00", "02:60-03:00"} {
+		if _, err := ParseWindow(bad); err == nil {
+			t.Errorf("ParseWindow(%q) accepted", bad)
+		}
 	}
 }
 
@@ -299,6 +439,26 @@ func FuzzVariables(f *testing.F) {
 		checkConfig(t, c)
 		if c.Relay != relay || len(c.Outlets) != 1 || c.Outlets[0].To != to || c.Outlets[0].Allow != `tag = "`+relay+`"` {
 			t.Fatalf("variables %q %q gave %+v", relay, to, c)
+		}
+	})
+}
+
+func FuzzParseWindow(f *testing.F) {
+	for _, s := range []string{"Sat 02:00-04:00", "22:00-01:30", "", "Funday 1:00-2:00", "monday 00:00-23:59"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := ParseWindow(s)
+		if err != nil || w == nil {
+			return
+		}
+		if w.Start == w.End || w.Start < 0 || w.Start >= 24*60 || w.End < 0 || w.End >= 24*60 || w.Day < time.Sunday || w.Day > time.Saturday {
+			t.Fatalf("ParseWindow(%q) = %+v", s, w)
+		}
+		// Inside the window at its start, outside a minute before it.
+		start := time.Date(2026, 11, 29+int(w.Day), w.Start/60, w.Start%60, 0, 0, time.UTC)
+		if !w.Contains(start) || w.Contains(start.Add(-time.Minute)) {
+			t.Fatalf("%q: start %s not the window's first minute", s, start)
 		}
 	})
 }

@@ -6,9 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -19,36 +17,24 @@ import (
 	"github.com/edgeportal/connect/internal/cliutil"
 )
 
-// cmdAudit lists (or verifies) the node's audit log. It reads the state
-// directory, so it works whether or not the node runs.
-func cmdAudit(args []string, stdout io.Writer) error {
-	verify := len(args) > 0 && args[0] == "verify"
-	if verify {
-		args = args[1:]
-	}
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	dir := stateDirFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON lines (for a SIEM)")
-	if err := cliutil.Parse(fs, args, 0); err != nil {
+// cmdAudit lists the node's audit log. It reads the state directory, so
+// it works whether or not the node runs.
+func cmdAudit(ctx context.Context, c *cliutil.Call) error {
+	d := stateDirFlag(c)
+	asJSON := c.Flags().Bool("json", false, "print JSON lines (for a SIEM)")
+	if err := c.Parse(0); err != nil {
 		return err
 	}
-	if err := requireStateDir(dir); err != nil {
+	dir, err := d.path()
+	if err != nil {
 		return err
 	}
-	if verify {
-		n, err := command.VerifyAudit(*dir)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "audit log intact: %d records, hash chain verified\n", n)
-		return nil
-	}
-	entries, err := command.ReadAudit(*dir)
+	entries, err := command.ReadAudit(dir)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
+		enc := json.NewEncoder(c.Stdout)
 		for _, e := range entries {
 			if err := enc.Encode(e); err != nil {
 				return err
@@ -56,7 +42,7 @@ func cmdAudit(args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	tw := tabwriter.NewWriter(c.Stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "N\tTIME\tKIND\tPEER/SEQ\tOUTLET/OP\tDECISION\tREASON\tBYTES\tMS")
 	for _, e := range entries {
 		who, what := e.Peer, e.Outlet
@@ -69,32 +55,43 @@ func cmdAudit(args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	dir := stateDirFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := cliutil.Parse(fs, args, 0); err != nil {
+// cmdAuditVerify checks the audit log's hash chain.
+func cmdAuditVerify(ctx context.Context, c *cliutil.Call) error {
+	d := stateDirFlag(c)
+	if err := c.Parse(0); err != nil {
 		return err
 	}
-	if err := requireStateDir(dir); err != nil {
-		return err
-	}
-	c, err := dial(*dir)
+	dir, err := d.path()
 	if err != nil {
 		return err
 	}
-	ex, err := c.Explain(ctx)
+	n, err := command.VerifyAudit(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "audit log intact: %d records, hash chain verified\n", n)
+	return nil
+}
+
+func cmdExplain(ctx context.Context, c *cliutil.Call) error {
+	d := stateDirFlag(c)
+	asJSON := c.Flags().Bool("json", false, "print JSON")
+	cl, err := d.parseDial(c)
+	if err != nil {
+		return err
+	}
+	ex, err := cl.Explain(ctx)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(ex)
+		return json.NewEncoder(c.Stdout).Encode(ex)
 	}
 	if len(ex) == 0 {
-		fmt.Fprintln(stdout, "this node serves no outlet: the vendor can reach nothing through it")
+		fmt.Fprintln(c.Stdout, "this node serves no outlet: the vendor can reach nothing through it")
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	tw := tabwriter.NewWriter(c.Stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "OUTLET\tTARGET\tORIGIN\tWHO MAY USE IT")
 	for _, e := range ex {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Outlet, e.To, e.Origin, e.Admits)
@@ -102,28 +99,30 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// cmdPause is the customer's kill switch: it works on a running node at
+func cmdPause(ctx context.Context, c *cliutil.Call) error  { return pause(ctx, c, true) }
+func cmdResume(ctx context.Context, c *cliutil.Call) error { return pause(ctx, c, false) }
+
+// pause is the customer's kill switch: it works on a running node at
 // once, and on a stopped one through the state directory.
-func cmdPause(ctx context.Context, pause bool, args []string, stdout io.Writer) error {
-	name := map[bool]string{true: "pause", false: "resume"}[pause]
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	dir := stateDirFlag(fs)
-	if err := cliutil.Parse(fs, args, 0); err != nil {
+func pause(ctx context.Context, c *cliutil.Call, paused bool) error {
+	d := stateDirFlag(c)
+	if err := c.Parse(0); err != nil {
 		return err
 	}
-	if err := requireStateDir(dir); err != nil {
+	dir, err := d.path()
+	if err != nil {
 		return err
 	}
-	if c, err := localapi.Dial(*dir); err == nil {
-		if err := c.SetPaused(ctx, pause); err != nil {
+	if cl, err := localapi.Dial(dir); err == nil {
+		if err := cl.SetPaused(ctx, paused); err != nil {
 			return err
 		}
 	} else {
-		if err := statedir.Ensure(*dir, false); err != nil {
+		if err := statedir.Ensure(dir, false); err != nil {
 			return err
 		}
-		path := filepath.Join(*dir, statedir.Paused)
-		if pause {
+		path := filepath.Join(dir, statedir.Paused)
+		if paused {
 			if err := os.WriteFile(path, []byte("paused while stopped\n"), 0o600); err != nil {
 				return err
 			}
@@ -131,33 +130,26 @@ func cmdPause(ctx context.Context, pause bool, args []string, stdout io.Writer) 
 			return err
 		}
 	}
-	if pause {
-		fmt.Fprintln(stdout, "paused: no outlet is served and vendor commands are refused until you resume")
+	if paused {
+		fmt.Fprintln(c.Stdout, "paused: no outlet is served and vendor commands are refused until you resume")
 	} else {
-		fmt.Fprintln(stdout, "resumed")
+		fmt.Fprintln(c.Stdout, "resumed")
 	}
 	return nil
 }
 
-func cmdUpdate(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("update", flag.ContinueOnError)
-	dir := stateDirFlag(fs)
-	check := fs.Bool("check", false, "only report whether a newer release is available")
-	version := fs.String("version", "", "update to exactly this version (allows a downgrade)")
-	if err := cliutil.Parse(fs, args, 0); err != nil {
-		return err
-	}
-	if err := requireStateDir(dir); err != nil {
-		return err
-	}
-	c, err := dial(*dir)
+func cmdUpdate(ctx context.Context, c *cliutil.Call) error {
+	d := stateDirFlag(c)
+	check := c.Flags().Bool("check", false, "only report whether a newer release is available")
+	version := c.Flags().String("version", "", "update to exactly this `VERSION` (allows a downgrade) (default: the newest on the node's channel)")
+	cl, err := d.parseDial(c)
 	if err != nil {
 		return err
 	}
-	res, err := c.Update(ctx, localapi.UpdateRequest{Check: *check, Version: *version})
+	res, err := cl.Update(ctx, localapi.UpdateRequest{Check: *check, Version: *version})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, res.Message)
+	fmt.Fprintln(c.Stdout, res.Message)
 	return nil
 }

@@ -6,35 +6,29 @@
 // outlets and inlets. The binary's name follows the brand
 // (internal/brand).
 //
-// This package only parses flags, calls the agent packages and sets the
-// exit code.
+// This package parses flags, calls the agent and installer packages,
+// prints, and sets the exit code (internal/cliutil: 0 success or help, 2
+// a usage error, 1 any other error, each one line). The command table is
+// program(); the workflows (install, doctor, the node itself) live in
+// agent. Testscript files in testdata/ pin what a user sees.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"sort"
+	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
-	"time"
 
 	"github.com/edgeportal/connect/agent"
-	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
-	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/installer"
-	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/internal/cliutil"
-	"github.com/edgeportal/connect/internal/metrics"
 )
 
 func main() { os.Exit(Main()) }
@@ -43,99 +37,141 @@ func main() { os.Exit(Main()) }
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return cliutil.Exit(brand.AgentBinary(), run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	return cliutil.Exit(brand.AgentBinary(), program().Run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintf(w, `%s: the %s
-
-Usage:
-  %[1]s run --state-dir DIR [--enrollment-ticket FILE] [--config FILE] [--variable K=V]...
-  %[1]s status --state-dir DIR [--json]
-  %[1]s ticket create --state-dir DIR [--expires-in 24h] [--usage-count 1] [--attribute NAME[=VALUE]]... [--relay NAME]
-  %[1]s ticket inspect FILE
-  %[1]s tcp-outlet create --state-dir DIR --from NAME --to HOST:PORT [--allow EXPR]
-  %[1]s tcp-outlet list|delete --state-dir DIR [--from NAME]
-  %[1]s tcp-inlet create --state-dir DIR --from HOST:PORT --via RELAY --to OUTLET [--allow EXPR]
-  %[1]s tcp-inlet list|delete --state-dir DIR [--from HOST:PORT]
-  %[1]s update [--check] [--version V] --state-dir DIR
-  %[1]s audit [verify] --state-dir DIR [--json]
-  %[1]s explain --state-dir DIR
-  %[1]s pause | resume --state-dir DIR
-  %[1]s install --ticket FILE [--config FILE] [--variable K=V]... [--user] [--state-dir DIR] [--dry-run] [--root DIR]
-  %[1]s uninstall [--purge] [--revoke]
-  %[1]s start | stop | restart
-  %[1]s doctor [--state-dir DIR]
-  %[1]s version
-`, brand.AgentBinary(), brand.DisplayName())
+// program is the command table.
+func program() *cliutil.Program {
+	return &cliutil.Program{
+		Name:  brand.AgentBinary(),
+		Title: "the " + brand.DisplayName(),
+		Commands: []*cliutil.Command{
+			{Name: "run", Synopsis: "[--state-dir DIR] [--enrollment-ticket FILE] [--config FILE] [--variable NAME=VALUE]... [flags]", Run: cmdRun,
+				Summary: "run the node in the foreground (the service runs this too)",
+				Example: "run --state-dir ~/." + brand.Name() + " --enrollment-ticket acme.ticket --config customer.yaml --variable GITHUB_ADDRESS=github.local:80"},
+			{Name: "status", Synopsis: "[--state-dir DIR] [--json]", Run: cmdStatus,
+				Summary: "show the running node: identity, hub, relay, outlets and inlets",
+				Example: "status --json"},
+			{Name: "ticket create", Synopsis: "[--state-dir DIR] [--attribute NAME[=VALUE]]... [--relay NAME] [--expires-in 24h] [--usage-count 1] [--out FILE]", Run: cmdTicketCreate,
+				Summary: "create a ticket through the authority (an enroller node, within its scope)",
+				Example: "ticket create --attribute inlet-to-saas --relay acme-relay --out acme.ticket"},
+			{Name: "ticket inspect", Synopsis: "[--json] FILE", Run: cmdTicketInspect,
+				Summary: "show every field of a ticket, offline, without using it",
+				Example: "ticket inspect acme.ticket"},
+			{Name: "tcp-outlet create", Synopsis: "--from NAME --to HOST:PORT [--allow EXPR] [--state-dir DIR]", Run: cmdOutletCreate,
+				Summary: "serve a TCP target as a named outlet",
+				Example: "tcp-outlet create --from jira --to jira.local:443 --allow inlet-from-saas"},
+			{Name: "tcp-outlet list", Synopsis: "[--state-dir DIR] [--json]", Run: cmdOutletList,
+				Summary: "list the node's outlets and where each came from",
+				Example: "tcp-outlet list"},
+			{Name: "tcp-outlet delete", Synopsis: "--from NAME [--state-dir DIR]", Run: cmdOutletDelete,
+				Summary: "delete an outlet created from the command line",
+				Example: "tcp-outlet delete --from jira"},
+			{Name: "tcp-inlet create", Synopsis: "--from HOST:PORT --via RELAY --to OUTLET [--allow EXPR] [--state-dir DIR]", Run: cmdInletCreate,
+				Summary: "listen locally and carry connections to an outlet behind a relay",
+				Example: "tcp-inlet create --from 127.0.0.1:8000 --via acme-relay --to github"},
+			{Name: "tcp-inlet list", Synopsis: "[--state-dir DIR] [--json]", Run: cmdInletList,
+				Summary: "list the node's inlets",
+				Example: "tcp-inlet list --json"},
+			{Name: "tcp-inlet delete", Synopsis: "--from HOST:PORT [--state-dir DIR]", Run: cmdInletDelete,
+				Summary: "delete an inlet created from the command line",
+				Example: "tcp-inlet delete --from 127.0.0.1:8000"},
+			{Name: "update", Synopsis: "[--check] [--version V] [--state-dir DIR]", Run: cmdUpdate,
+				Summary: "update the running node from the hub's signed releases now",
+				Example: "update --check\nupdate --version v1.4.0"},
+			{Name: "audit", Synopsis: "[--state-dir DIR] [--json]", Run: cmdAudit,
+				Summary: "list the audit log: vendor commands and portals, accepted or refused, with the reason",
+				Example: "audit --json"},
+			{Name: "audit verify", Synopsis: "[--state-dir DIR]", Run: cmdAuditVerify,
+				Summary: "check the audit log's hash chain (a record edited or removed is found)",
+				Example: "audit verify"},
+			{Name: "explain", Synopsis: "[--state-dir DIR] [--json]", Run: cmdExplain,
+				Summary: "say what the vendor can reach through this node, and who may use each outlet",
+				Example: "explain"},
+			{Name: "pause", Synopsis: "[--state-dir DIR]", Run: cmdPause,
+				Summary: "stop serving every outlet and refuse vendor commands until resume (works stopped too)",
+				Example: "pause"},
+			{Name: "resume", Synopsis: "[--state-dir DIR]", Run: cmdResume,
+				Summary: "undo pause",
+				Example: "resume"},
+			{Name: "install", Synopsis: "--ticket FILE [--config FILE] [--variable NAME=VALUE]... [--user] [--state-dir DIR] [--dry-run] [flags]", Run: cmdInstall,
+				Summary: "check everything, then install the node as an OS service and wait until it is up",
+				Example: "install --ticket acme.ticket --config customer.yaml --variable GITHUB_ADDRESS=github.local:80\n" +
+					"install --ticket acme.ticket --dry-run"},
+			{Name: "uninstall", Synopsis: "[--purge] [--revoke] [--user] [--state-dir DIR]", Run: cmdUninstall,
+				Summary: "remove the service (--purge: and its identity; --revoke: leave the hub first)",
+				Example: "uninstall --purge --revoke"},
+			{Name: "start", Synopsis: "[--user] [--state-dir DIR]", Run: cmdControl("start"),
+				Summary: "start the installed service", Example: "start"},
+			{Name: "stop", Synopsis: "[--user] [--state-dir DIR]", Run: cmdControl("stop"),
+				Summary: "stop the installed service", Example: "stop"},
+			{Name: "restart", Synopsis: "[--user] [--state-dir DIR]", Run: cmdControl("restart"),
+				Summary: "restart the installed service", Example: "restart"},
+			{Name: "doctor", Synopsis: "[--user] [--state-dir DIR]", Run: cmdDoctor,
+				Summary: "diagnose the node: state directory, identity, credential, hub, authority, relay, outlets, service",
+				Example: "doctor\nsudo " + brand.AgentBinary() + " doctor"},
+			{Name: "version", Aliases: []string{"--version"}, Run: cmdVersion,
+				Summary: "print the version", Example: "version"},
+		},
+	}
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		usage(stderr)
-		return cliutil.Usagef("missing command")
+func cmdVersion(ctx context.Context, c *cliutil.Call) error {
+	if err := c.Parse(0); err != nil {
+		return err
 	}
-	cmd, args := args[0], args[1:]
-	sub := func() (string, []string, error) {
-		if len(args) == 0 {
-			return "", nil, cliutil.Usagef("%s needs a subcommand", cmd)
-		}
-		return args[0], args[1:], nil
+	fmt.Fprintln(c.Stdout, buildinfo.String(brand.AgentBinary()))
+	return nil
+}
+
+// nodeDir is the --state-dir flag every command on a node shares.
+type nodeDir struct{ dir string }
+
+// stateDirFlag defines --state-dir on c.
+func stateDirFlag(c *cliutil.Call) *nodeDir {
+	d := &nodeDir{}
+	c.Flags().StringVar(&d.dir, "state-dir", "", "the node's state `DIR` (default: $"+brand.EnvPrefix()+"STATE_DIR, else the installed service's)")
+	return d
+}
+
+// path returns the state directory (defaulted), refusing one that is a
+// file.
+func (d *nodeDir) path() (string, error) {
+	if d.dir == "" {
+		d.dir = defaultStateDir()
 	}
-	switch cmd {
-	case "run":
-		return cmdRun(ctx, args, stderr)
-	case "status":
-		return cmdStatus(ctx, args, stdout)
-	case "ticket":
-		s, rest, err := sub()
-		if err != nil {
-			return err
-		}
-		switch s {
-		case "create":
-			return cmdTicketCreate(ctx, rest, stdout)
-		case "inspect":
-			return cmdTicketInspect(rest, stdout)
-		}
-		return cliutil.Usagef("unknown ticket command %q (want create or inspect)", s)
-	case "tcp-outlet":
-		s, rest, err := sub()
-		if err != nil {
-			return err
-		}
-		return cmdOutlet(ctx, s, rest, stdout)
-	case "tcp-inlet":
-		s, rest, err := sub()
-		if err != nil {
-			return err
-		}
-		return cmdInlet(ctx, s, rest, stdout)
-	case "audit":
-		return cmdAudit(args, stdout)
-	case "update":
-		return cmdUpdate(ctx, args, stdout)
-	case "explain":
-		return cmdExplain(ctx, args, stdout)
-	case "pause", "resume":
-		return cmdPause(ctx, cmd == "pause", args, stdout)
-	case "install":
-		return cmdInstall(ctx, args, stdout)
-	case "uninstall":
-		return cmdUninstall(ctx, args, stdout)
-	case "start", "stop", "restart":
-		return cmdControl(cmd, args, stdout)
-	case "doctor":
-		return cmdDoctor(ctx, args, stdout)
-	case "version", "--version":
-		fmt.Fprintln(stdout, buildinfo.String(brand.AgentBinary()))
-		return nil
-	case "help", "-h", "--help":
-		usage(stdout)
-		return nil
+	if fi, err := os.Stat(d.dir); err == nil && !fi.IsDir() {
+		return "", fmt.Errorf("--state-dir %s: not a directory", d.dir)
 	}
-	usage(stderr)
-	return cliutil.Usagef("unknown command %q", cmd)
+	return d.dir, nil
+}
+
+// dial connects to the node running on the state directory.
+func (d *nodeDir) dial() (*localapi.Client, error) {
+	dir, err := d.path()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := localapi.Dial(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w (start it with %s run --state-dir DIR, or name its directory with --state-dir)", err, brand.AgentBinary())
+	}
+	return cl, nil
+}
+
+// parseDial is what every command on a running node starts with: parse
+// the flags (no positional arguments), run the offline checks of the
+// flags' values, then dial the node.
+func (d *nodeDir) parseDial(c *cliutil.Call, checks ...func() error) (*localapi.Client, error) {
+	if err := c.Parse(0); err != nil {
+		return nil, err
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return nil, err
+		}
+	}
+	return d.dial()
 }
 
 // defaultStateDir is the installed service's state directory (system,
@@ -155,388 +191,70 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func stateDirFlag(fs *flag.FlagSet) *string {
-	return fs.String("state-dir", "", "the node's state directory (default: the installed service's)")
-}
-
-func requireStateDir(dir *string) error {
-	if *dir == "" {
-		*dir = defaultStateDir()
-	}
-	return nil
-}
-
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	dir := stateDirFlag(fs)
-	var ticket string
-	fs.StringVar(&ticket, "enrollment-ticket", "", "ticket file (read only until the node has enrolled)")
-	fs.StringVar(&ticket, "ticket", "", "alias of --enrollment-ticket")
-	cfgPath := fs.String("config", "", "node config (YAML)")
-	var vars cliutil.Strings
-	fs.Var(&vars, "variable", "NAME=VALUE interpolated as $NAME in the config; repeatable")
-	hubAddr := fs.String("hub", "", "override the hub address")
-	trial := fs.Bool("update-trial", false, "internal: the trial an updated binary runs before the old one hands over")
-	waitTicket := fs.Bool("wait-for-ticket", false, "when not enrolled, wait for a ticket in the state directory")
-	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on [HOST]:PORT (loopback when HOST is empty)")
-	keepalive := fs.Duration("keepalive", agent.DefaultKeepAlive, "ping the hub this often; a silent path is replaced within twice this")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	format := fs.String("log-format", "text", "text or json")
-	if err := cliutil.Parse(fs, args, 0); err != nil {
-		return err
-	}
-	if err := requireStateDir(dir); err != nil {
-		return err
-	}
-	var cfg *config.Config
-	vm, err := config.ParseVariables(vars)
+func executable() (string, error) {
+	exe, err := os.Executable()
 	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(exe)
+}
+
+// asServiceAccount runs this command again as the system service's
+// account, the supported way for root to read the installed node's
+// private state directory (installer.RunAsServiceAccount). ran is false,
+// having done nothing, when that does not apply (not root, a per-user or
+// foreground node) or the child could not start; then the caller goes on
+// itself.
+func asServiceAccount(ctx context.Context, c *cliutil.Call, spec installer.Spec) (ran bool, err error) {
+	exe, err := executable()
+	if err != nil {
+		return false, nil
+	}
+	args := append(strings.Fields(c.Cmd.Name), c.Args...)
+	args = append(args, "--state-dir", spec.StateDir) // the child's working directory is the state directory
+	ran, code, err := installer.RunAsServiceAccount(ctx, spec, exe, args, nil, c.Stdout, c.Stderr)
+	if !ran || err != nil {
+		return false, nil
+	}
+	if code != 0 {
+		return true, &cliutil.ExitError{Code: code}
+	}
+	return true, nil
+}
+
+// installErr maps the agent's install refusals to the flags they concern.
+// ticketFlag is the flag that named the ticket.
+func installErr(err error, ticketFlag string) error {
+	var ie *agent.InstallError
+	if !errors.As(err, &ie) {
 		return err
 	}
-	if *cfgPath != "" {
-		if cfg, err = config.LoadFile(*cfgPath, vm); err != nil {
-			return err
+	inner := ie.Err.Error()
+	name := ""
+	switch ie.Field {
+	case agent.FieldTicket:
+		if errors.Is(err, agent.ErrNoTicket) {
+			return cliutil.Usagef("%s FILE is required", ticketFlag)
 		}
-	} else if cfg, err = agent.LoadInstalledConfig(*dir, vm); err != nil {
-		return err
-	} else if cfg == nil && len(vars) > 0 {
+		name = ticketFlag
+	case agent.FieldConfig:
+		name = "--config"
+	case agent.FieldVariables:
 		return cliutil.Usagef("--variable needs --config")
-	}
-	if cfg != nil {
-		if *level == "info" && cfg.Log.Level != "" {
-			*level = cfg.Log.Level
+	case agent.FieldStateDir:
+		name = "--state-dir"
+	case agent.FieldService:
+		if errors.Is(err, installer.ErrNeedsRoot) {
+			return fmt.Errorf("%s: run it with sudo, or add --user for a per-user service", inner)
 		}
-		if *format == "text" && cfg.Log.Format != "" {
-			*format = cfg.Log.Format
-		}
-	}
-	log, err := cliutil.Logger(stderr, *level, *format)
-	if err != nil {
-		return cliutil.Usagef("%v", err)
-	}
-	opts := agent.Options{StateDir: *dir, TicketFile: ticket, Config: cfg, Logger: log, HubAddr: *hubAddr, WaitForTicket: *waitTicket, KeepAlive: *keepalive}
-	maddr, err := metrics.ListenAddr(*metricsAddr)
-	if err != nil {
-		return cliutil.Usagef("%v", err)
-	}
-	if maddr != "" && !*trial {
-		opts.Metrics = metrics.NewRegistry("agent")
-		if err := metrics.Serve(ctx, maddr, opts.Metrics, log); err != nil {
-			return err
-		}
-	}
-	if *trial {
-		tctx, cancel := context.WithTimeout(ctx, agent.TrialTimeout)
-		defer cancel()
-		return agent.RunTrial(tctx, opts)
-	}
-	err = installer.RunAsService(ctx, agent.New(opts).Run)
-	if errors.Is(err, agent.ErrRestart) {
-		return agent.Reexec()
-	}
-	return err
-}
-
-func dial(dir string) (*localapi.Client, error) {
-	c, err := localapi.Dial(dir)
-	if err != nil {
-		return nil, fmt.Errorf("%w (start it with %s run)", err, brand.AgentBinary())
-	}
-	return c, nil
-}
-
-func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	dir := stateDirFlag(fs)
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	if err := cliutil.Parse(fs, args, 0); err != nil {
+		return err
+	case agent.FieldHub:
+		return fmt.Errorf("preflight: %s", inner)
+	default:
 		return err
 	}
-	if err := requireStateDir(dir); err != nil {
-		return err
+	if ie.Path != "" && !strings.Contains(inner, ie.Path) {
+		name += " " + ie.Path
 	}
-	c, err := dial(*dir)
-	if err != nil {
-		return err
-	}
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
-	printStatus(stdout, st)
-	return nil
-}
-
-func yesNo(b bool, yes, no string) string {
-	if b {
-		return yes
-	}
-	return no
-}
-
-func printStatus(w io.Writer, st localapi.Status) {
-	fmt.Fprintf(w, "Node        %s\n", st.Identifier)
-	var attrs []string
-	for _, k := range enroll.SortedAttributes(st.Attributes) {
-		attrs = append(attrs, k+"="+st.Attributes[k])
-	}
-	fmt.Fprintf(w, "Attributes  %s\n", strings.Join(attrs, ", "))
-	fmt.Fprintf(w, "Enroller    %s\n", yesNo(st.Enroller, "yes", "no"))
-	hub := yesNo(st.HubConnected, "connected", "not connected")
-	if st.HubError != "" && !st.HubConnected {
-		hub += " (" + st.HubError + ")"
-	}
-	fmt.Fprintf(w, "Hub         %s, %s\n", st.Hub, hub)
-	if st.Relay.Name != "" {
-		r := yesNo(st.Relay.Connected, "connected", "not connected")
-		if st.Relay.Error != "" {
-			r += " (" + st.Relay.Error + ")"
-		}
-		fmt.Fprintf(w, "Relay       %s, %s\n", st.Relay.Name, r)
-	} else {
-		fmt.Fprintf(w, "Relay       none\n")
-	}
-	fmt.Fprintf(w, "Credential  valid until %s\n", st.CredentialExpires.Format(time.RFC3339))
-	fmt.Fprintf(w, "Version     %s\n", st.Version)
-	if st.Paused {
-		fmt.Fprintf(w, "PAUSED      no outlet is served until resumed\n")
-	}
-	for _, o := range st.Outlets {
-		fmt.Fprintf(w, "Outlet      %s → %s  allow: %s  (%s)\n", o.Name, o.To, orNone(o.Allow), o.Origin)
-	}
-	for _, in := range st.Inlets {
-		fmt.Fprintf(w, "Inlet       %s → %s → %s  allow: %s  (%s)\n", in.Listening, in.Via, in.To, orNone(in.Allow), in.Origin)
-	}
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "nothing (no policy)"
-	}
-	return s
-}
-
-func cmdTicketCreate(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("ticket create", flag.ContinueOnError)
-	dir := stateDirFlag(fs)
-	expires := fs.String("expires-in", "24h", "how long the ticket can be redeemed")
-	uses := fs.Int("usage-count", 1, "how many nodes may redeem it")
-	var attrs cliutil.Strings
-	fs.Var(&attrs, "attribute", "NAME or NAME=VALUE; repeatable")
-	relay := fs.String("relay", "", "relay name the new node may register")
-	out := fs.String("out", "", "write the ticket to this file (mode 0600) instead of stdout")
-	if err := cliutil.Parse(fs, args, 0); err != nil {
-		return err
-	}
-	if *out != "" {
-		if _, err := os.Stat(*out); err == nil {
-			return fmt.Errorf("--out %s: the file exists; refusing to overwrite it", *out)
-		}
-	}
-	if err := requireStateDir(dir); err != nil {
-		return err
-	}
-	d, err := cliutil.Duration("expires-in", *expires)
-	if err != nil {
-		return err
-	}
-	m, err := cliutil.Attributes(attrs)
-	if err != nil {
-		return err
-	}
-	o := enroll.TicketOptions{Attributes: m, Relay: *relay, ExpiresIn: d, Uses: *uses}
-	if err := o.Validate(); err != nil {
-		return err
-	}
-	c, err := dial(*dir)
-	if err != nil {
-		return err
-	}
-	text, err := c.CreateTicket(ctx, localapi.TicketRequest{Attributes: m, Relay: *relay, ExpiresIn: d, Uses: *uses})
-	if err != nil {
-		return err
-	}
-	if *out != "" {
-		if err := atomicfile.WriteFile(*out, []byte(text+"\n"), 0o600); err != nil {
-			return fmt.Errorf("--out: %w", err)
-		}
-		_, g, _ := enroll.ParseTicket(text)
-		fmt.Fprintf(stdout, "ticket %s written to %s (0600)\n", g.TicketID, *out)
-		return nil
-	}
-	fmt.Fprintln(stdout, text)
-	return nil
-}
-
-func cmdTicketInspect(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("ticket inspect", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := cliutil.Parse(fs, args, 1); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return cliutil.Usagef("usage: %s ticket inspect FILE", brand.AgentBinary())
-	}
-	b, err := os.ReadFile(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	t, g, err := enroll.ParseTicket(string(b))
-	if err != nil {
-		return fmt.Errorf("%s: %w", fs.Arg(0), err)
-	}
-	state := "valid"
-	if time.Now().After(g.Expires()) {
-		state = "EXPIRED"
-	}
-	info := map[string]any{
-		"vendor": t.Vendor, "project": t.Project, "hubs": t.Hubs,
-		"hub_key": t.HubPublic().String(), "hub_key_fingerprint": t.HubPublic().Fingerprint(),
-		"authority_key_fingerprint": t.AuthorityPublic().Fingerprint(),
-		"ticket":                    g.TicketID, "expires": g.Expires().UTC(), "state": state, "uses": g.Uses,
-		"attributes": g.Attributes, "relay": g.Relay, "enroller": g.Enroller,
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(info)
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "Ticket\t%s (%s)\n", g.TicketID, state)
-	fmt.Fprintf(tw, "Vendor\t%s\n", t.Vendor)
-	fmt.Fprintf(tw, "Hub\t%s\n", strings.Join(t.Hubs, ", "))
-	fmt.Fprintf(tw, "Hub key\t%s\n", t.HubPublic().Fingerprint())
-	fmt.Fprintf(tw, "Expires\t%s\n", g.Expires().UTC().Format(time.RFC3339))
-	fmt.Fprintf(tw, "Uses\t%d\n", g.Uses)
-	var attrs []string
-	for _, k := range enroll.SortedAttributes(g.Attributes) {
-		attrs = append(attrs, k+"="+g.Attributes[k])
-	}
-	fmt.Fprintf(tw, "Attributes\t%s\n", strings.Join(attrs, ", "))
-	fmt.Fprintf(tw, "Relay\t%s\n", orDash(g.Relay))
-	fmt.Fprintf(tw, "Enroller\t%s\n", yesNo(g.Enroller, "yes", "no"))
-	return tw.Flush()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func cmdOutlet(ctx context.Context, sub string, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("tcp-outlet "+sub, flag.ContinueOnError)
-	dir := stateDirFlag(fs)
-	from := fs.String("from", "", "outlet name")
-	to := fs.String("to", "", "target host:port")
-	allow := fs.String("allow", "", "policy expression; default: the node's tcp-outlet policy")
-	asJSON := fs.Bool("json", false, "print JSON (list)")
-	if err := cliutil.Parse(fs, args, 0); err != nil {
-		return err
-	}
-	if err := requireStateDir(dir); err != nil {
-		return err
-	}
-	c, err := dial(*dir)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "create":
-		if *from == "" || *to == "" {
-			return cliutil.Usagef("tcp-outlet create needs --from NAME and --to HOST:PORT")
-		}
-		if err := c.AddOutlet(ctx, localapi.Outlet{Name: *from, To: *to, Allow: *allow}); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "outlet %s → %s created\n", *from, *to)
-		return nil
-	case "delete":
-		if *from == "" {
-			return cliutil.Usagef("tcp-outlet delete needs --from NAME")
-		}
-		if err := c.RemoveOutlet(ctx, *from); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "outlet %s deleted\n", *from)
-		return nil
-	case "list":
-		st, err := c.Status(ctx)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(st.Outlets)
-		}
-		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tTO\tALLOW\tORIGIN")
-		sort.Slice(st.Outlets, func(i, j int) bool { return st.Outlets[i].Name < st.Outlets[j].Name })
-		for _, o := range st.Outlets {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Name, o.To, orDash(o.Allow), o.Origin)
-		}
-		return tw.Flush()
-	}
-	return cliutil.Usagef("unknown tcp-outlet command %q (want create, list or delete)", sub)
-}
-
-func cmdInlet(ctx context.Context, sub string, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("tcp-inlet "+sub, flag.ContinueOnError)
-	dir := stateDirFlag(fs)
-	from := fs.String("from", "", "listen address host:port")
-	via := fs.String("via", "", "relay of the node with the outlet")
-	to := fs.String("to", "", "outlet name")
-	allow := fs.String("allow", "", "policy expression; default: the node's tcp-inlet policy")
-	asJSON := fs.Bool("json", false, "print JSON (list)")
-	if err := cliutil.Parse(fs, args, 0); err != nil {
-		return err
-	}
-	if err := requireStateDir(dir); err != nil {
-		return err
-	}
-	c, err := dial(*dir)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "create":
-		if *from == "" || *via == "" || *to == "" {
-			return cliutil.Usagef("tcp-inlet create needs --from HOST:PORT, --via RELAY and --to OUTLET")
-		}
-		in, err := c.AddInlet(ctx, localapi.Inlet{From: *from, Via: *via, To: *to, Allow: *allow})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "inlet %s → %s → %s listening\n", in.Listening, in.Via, in.To)
-		return nil
-	case "delete":
-		if *from == "" {
-			return cliutil.Usagef("tcp-inlet delete needs --from HOST:PORT")
-		}
-		if err := c.RemoveInlet(ctx, *from); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "inlet %s deleted\n", *from)
-		return nil
-	case "list":
-		st, err := c.Status(ctx)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(st.Inlets)
-		}
-		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "FROM\tVIA\tTO\tALLOW\tORIGIN")
-		for _, in := range st.Inlets {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Listening, in.Via, in.To, orDash(in.Allow), in.Origin)
-		}
-		return tw.Flush()
-	}
-	return cliutil.Usagef("unknown tcp-inlet command %q (want create, list or delete)", sub)
+	return fmt.Errorf("%s: %s", name, inner)
 }

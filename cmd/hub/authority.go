@@ -24,10 +24,7 @@ import (
 
 func cmdKeysCreate(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "vendor key")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	cmd, rel, err := vendor.Create(*dir)
@@ -42,15 +39,12 @@ func cmdKeysCreate(ctx context.Context, c *cliutil.Call) error {
 func cmdAuthorityInit(ctx context.Context, c *cliutil.Call) error {
 	fs := c.Flags()
 	dir := dirFlag(c, "authority")
-	hubDir := fs.String("hub-dir", "", "the relay's directory on this machine (its address and key are read, and it is told to trust this authority)")
+	hubDir := fs.String("hub-dir", "", "the relay's directory `HUB` on this machine (its address and key are read, and it is told to trust this authority)")
 	var hubs cliutil.Strings
-	fs.Var(&hubs, "hub", "a relay address nodes dial, for a relay on another machine; repeatable")
-	hubKey := fs.String("hub-key", "", "the relay's key (nodekey:…), for a relay on another machine")
-	vdir := fs.String("vendor-dir", "", "the vendor's key directory: its public keys (command.pub, release.pub) go into tickets")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	fs.Var(&hubs, "hub", "a relay `ADDRESS` nodes dial, for a relay on another machine; repeatable")
+	hubKey := fs.String("hub-key", "", "the relay's `KEY` (nodekey:…), for a relay on another machine")
+	vdir := fs.String("vendor-dir", "", "the vendor's key directory `VENDOR`: its public keys (command.pub, release.pub) go into tickets")
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	o := authority.InitOptions{HubDir: *hubDir, Hubs: hubs, VendorDir: *vdir}
@@ -84,10 +78,7 @@ func cmdAuthorityServe(ctx context.Context, c *cliutil.Call) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the authority's clock (tests of clock skew only; not for production)")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	log, err := cliutil.Logger(c.Stderr, *level, *format)
@@ -149,22 +140,19 @@ func authorityAdmin(dir string) (authority.Admin, func(), error) {
 func cmdTicketCreate(ctx context.Context, c *cliutil.Call) error {
 	fs := c.Flags()
 	dir := dirFlag(c, "authority")
-	expires := fs.String("expires-in", "24h", "how long the ticket can be redeemed")
+	expires := fs.String("expires-in", "24h", "how long the ticket can be redeemed (30m, 24h, 7d)")
 	uses := fs.Int("usage-count", 1, "how many nodes may redeem it")
 	var attrs cliutil.Strings
-	fs.Var(&attrs, "attribute", "NAME or NAME=VALUE the node is granted; repeatable")
-	relay := fs.String("relay", "", "relay name the node may register")
+	fs.Var(&attrs, "attribute", "`NAME` or NAME=VALUE the node is granted; repeatable")
+	relay := fs.String("relay", "", "relay `NAME` the node may register")
 	enroller := fs.Bool("enroller", false, "the node may create tickets, within the scope below (never the enroller role itself)")
 	var mayGrant, relays cliutil.Strings
-	fs.Var(&mayGrant, "enroller-may-grant", "ATTR[,ATTR…] (or NAME=VALUE) an enroller may grant; repeatable")
-	fs.Var(&relays, "enroller-relays", "PATTERN[,PATTERN…] of relay names an enroller may grant ('*' matches any characters); repeatable")
+	fs.Var(&mayGrant, "enroller-may-grant", "`ATTR[,ATTR…]` (or NAME=VALUE) an enroller may grant; repeatable")
+	fs.Var(&relays, "enroller-relays", "`PATTERN[,PATTERN…]` of relay names an enroller may grant ('*' matches any characters); repeatable")
 	maxLife := fs.String("enroller-max-lifetime", enroll.DefaultScopeLifetime.String(), "the longest lifetime of an enroller's tickets")
 	maxUses := fs.Int("enroller-max-uses", enroll.DefaultScopeUses, "the most uses of an enroller's tickets")
-	out := fs.String("out", "", "write the ticket to this file (mode 0600) instead of stdout")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	out := fs.String("out", "", "write the ticket to this `FILE` (mode 0600) instead of stdout")
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	d, err := cliutil.Duration("expires-in", *expires)
@@ -232,10 +220,7 @@ func splitList(vals []string) []string {
 func cmdTicketList(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "authority")
 	asJSON := c.Flags().Bool("json", false, "print JSON")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	a, done, err := authorityAdmin(*dir)
@@ -274,14 +259,8 @@ func cmdTicketList(ctx context.Context, c *cliutil.Call) error {
 
 func cmdTicketRevoke(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "authority")
-	if err := c.Parse(1); err != nil {
+	if err := parseDirExact(c, dir, "the TICKET identifier (ticket list shows it)"); err != nil {
 		return err
-	}
-	if err := requireDir(*dir); err != nil {
-		return err
-	}
-	if c.Flags().NArg() != 1 {
-		return cliutil.Usagef("usage: %s ticket revoke --dir AUTH TICKET", brand.HubBinary())
 	}
 	a, done, err := authorityAdmin(*dir)
 	if err != nil {
@@ -311,10 +290,7 @@ func attrList(m map[string]string) string {
 func cmdMembersList(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "authority")
 	asJSON := c.Flags().Bool("json", false, "print JSON")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	a, done, err := authorityAdmin(*dir)
@@ -355,14 +331,8 @@ func cmdMembersList(ctx context.Context, c *cliutil.Call) error {
 
 func cmdMembersRevoke(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "authority")
-	if err := c.Parse(1); err != nil {
+	if err := parseDirExact(c, dir, "the member's IDENTIFIER (members list shows it)"); err != nil {
 		return err
-	}
-	if err := requireDir(*dir); err != nil {
-		return err
-	}
-	if c.Flags().NArg() != 1 {
-		return cliutil.Usagef("usage: %s members revoke --dir AUTH IDENTIFIER", brand.HubBinary())
 	}
 	a, done, err := authorityAdmin(*dir)
 	if err != nil {

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -30,8 +31,28 @@ import (
 	"github.com/edgeportal/connect/wire/outer"
 )
 
+// dirFlag defines the --dir flag every command has: the relay's,
+// the authority's or the vendor keys' directory.
 func dirFlag(c *cliutil.Call, what string) *string {
-	return c.Flags().String("dir", "", what+" directory (required)")
+	return c.Flags().String("dir", "", "the "+what+" directory `DIR` (required)")
+}
+
+// parseDir is how every command starts: parse its flags (at most maxArgs
+// positional arguments) and require --dir.
+func parseDir(c *cliutil.Call, dir *string, maxArgs int) error {
+	if err := c.Parse(maxArgs); err != nil {
+		return err
+	}
+	return requireDir(*dir)
+}
+
+// parseDirExact is parseDir for a command with exactly one positional
+// argument, named by what.
+func parseDirExact(c *cliutil.Call, dir *string, what string) error {
+	if err := c.ParseExact(1, what); err != nil {
+		return err
+	}
+	return requireDir(*dir)
 }
 
 func requireDir(dir string) error {
@@ -43,19 +64,19 @@ func requireDir(dir string) error {
 
 func cmdInit(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	addr := c.Flags().String("addr", "", "address to listen on, host:port")
+	addr := c.Flags().String("addr", "", "`HOST:PORT` to listen on")
 	var public cliutil.Strings
-	c.Flags().Var(&public, "public", "address nodes dial (written into tickets); repeatable; default --addr, required when --addr is 0.0.0.0")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	c.Flags().Var(&public, "public", "`HOST:PORT` nodes dial (written into tickets); repeatable; required when --addr is 0.0.0.0 (default: --addr)")
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	if *addr == "" {
 		return cliutil.Usagef("--addr is required")
 	}
 	d, err := hub.Init(*dir, *addr, public)
+	if errors.Is(err, hub.ErrUnspecifiedAddr) {
+		return cliutil.Usagef("--addr %s listens on all interfaces, which cannot go into tickets: give the address nodes dial with --public HOST:PORT", *addr)
+	}
 	if err != nil {
 		return err
 	}
@@ -68,11 +89,8 @@ func cmdInit(ctx context.Context, c *cliutil.Call) error {
 func cmdTrust(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
 	ak := c.Flags().String("authority-key", "", "the authority's public key (sigkey:…), as `authority init` printed it")
-	vdir := c.Flags().String("vendor-dir", "", "a directory with the vendor's public keys (command.pub, release.pub)")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	vdir := c.Flags().String("vendor-dir", "", "a directory `VENDOR` with the vendor's public keys (command.pub, release.pub)")
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	k, err := key.ParseSigningPublic(*ak)
@@ -99,21 +117,18 @@ func cmdTrust(ctx context.Context, c *cliutil.Call) error {
 func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	fs := c.Flags()
 	dir := dirFlag(c, "relay")
-	listen := fs.String("addr", "", "override the listen address from hub.json")
+	listen := fs.String("addr", "", "override the listen `HOST:PORT` from hub.json (default: hub.json's)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
-	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on [HOST]:PORT (loopback when HOST is empty)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `[HOST]:PORT` (loopback when HOST is empty)")
 	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the relay's clock (tests of clock skew only; not for production)")
 	tlsCert := fs.String("tls-cert", "", "serve as TLS with this certificate (PEM, leaf first), for networks that let only TLS to 443 through; nodes still pin the relay's Noise key")
 	tlsKey := fs.String("tls-key", "", "the TLS certificate's private key (PEM)")
-	if err := c.Parse(0); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return cliutil.Usagef("--tls-cert and --tls-key go together")
-	}
-	if err := requireDir(*dir); err != nil {
-		return err
 	}
 	maddr, err := metrics.ListenAddr(*metricsAddr)
 	if err != nil {
@@ -198,10 +213,7 @@ func relayAdmin(dir string) (hub.Admin, func(), error) {
 func cmdRelayList(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
 	asJSON := c.Flags().Bool("json", false, "print JSON")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	a, done, err := relayAdmin(*dir)
@@ -226,14 +238,8 @@ func cmdRelayList(ctx context.Context, c *cliutil.Call) error {
 
 func cmdRelayRelease(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	if err := c.Parse(1); err != nil {
+	if err := parseDirExact(c, dir, "the relay NAME"); err != nil {
 		return err
-	}
-	if err := requireDir(*dir); err != nil {
-		return err
-	}
-	if c.Flags().NArg() != 1 {
-		return cliutil.Usagef("usage: %s relay release --dir HUB NAME", brand.HubBinary())
 	}
 	a, done, err := relayAdmin(*dir)
 	if err != nil {
@@ -258,8 +264,8 @@ func addPushFlags(c *cliutil.Call) pushFlags {
 	fs := c.Flags()
 	return pushFlags{
 		dir:     dirFlag(c, "relay"),
-		keyFile: fs.String("command-key", "", "the vendor's command key file (keys create wrote it; it never goes to the relay)"),
-		relay:   fs.String("relay", "", "the relay of the node to command"),
+		keyFile: fs.String("command-key", "", "the vendor's command key `FILE` (keys create wrote it; it never goes to the relay)"),
+		relay:   fs.String("relay", "", "the `RELAY` of the node to command"),
 		wait:    fs.Duration("wait", 0, "wait this long for the node's answer (0: just queue)"),
 	}
 }
@@ -310,9 +316,9 @@ func printPush(c *cliutil.Call, res hub.PushResult, wait time.Duration) error {
 
 func cmdOutletPush(ctx context.Context, c *cliutil.Call) error {
 	f := addPushFlags(c)
-	from := c.Flags().String("from", "", "outlet name")
-	to := c.Flags().String("to", "", "target host:port")
-	allow := c.Flags().String("allow", "", "policy expression; the customer's policy still applies on top of it")
+	from := c.Flags().String("from", "", "outlet `NAME`")
+	to := c.Flags().String("to", "", "target `HOST:PORT`")
+	allow := c.Flags().String("allow", "", "policy `EXPR`ession; the customer's policy still applies on top of it")
 	if err := c.Parse(0); err != nil {
 		return err
 	}
@@ -324,7 +330,7 @@ func cmdOutletPush(ctx context.Context, c *cliutil.Call) error {
 
 func cmdOutletRemove(ctx context.Context, c *cliutil.Call) error {
 	f := addPushFlags(c)
-	from := c.Flags().String("from", "", "outlet name")
+	from := c.Flags().String("from", "", "outlet `NAME`")
 	if err := c.Parse(0); err != nil {
 		return err
 	}
@@ -344,12 +350,9 @@ func cmdUpdatePush(ctx context.Context, c *cliutil.Call) error {
 
 func cmdCommandsList(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	relay := c.Flags().String("relay", "", "only commands for this relay")
+	relay := c.Flags().String("relay", "", "only commands for this `RELAY`")
 	asJSON := c.Flags().Bool("json", false, "print JSON")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	a, done, err := relayAdmin(*dir)
@@ -376,13 +379,10 @@ func cmdCommandsList(ctx context.Context, c *cliutil.Call) error {
 // to check that a node refuses tampered, replayed or foreign commands.
 func cmdSendRaw(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	relay := c.Flags().String("relay", "", "the relay of the node")
-	file := c.Flags().String("file", "", "the bytes to deliver")
+	relay := c.Flags().String("relay", "", "the `RELAY` of the node")
+	file := c.Flags().String("file", "", "the `FILE` whose bytes to deliver")
 	wait := c.Flags().Duration("wait", 0, "wait this long for the node's answer")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	if *relay == "" || *file == "" {
@@ -410,19 +410,41 @@ func cmdSendRaw(ctx context.Context, c *cliutil.Call) error {
 
 func cmdReleasePublish(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	keyFile := c.Flags().String("release-key", "", "the vendor's release key file (keys create wrote it; it never goes to the relay)")
-	version := c.Flags().String("version", "", "release version (vMAJOR.MINOR.PATCH)")
-	channel := c.Flags().String("channel", "stable", "release channel")
+	keyFile := c.Flags().String("release-key", "", "the vendor's release key `FILE` (keys create wrote it; it never goes to the relay)")
+	version := c.Flags().String("version", "", "release `VERSION` (vMAJOR.MINOR.PATCH); each binary must say it is this version")
+	channel := c.Flags().String("channel", "stable", "release `CHANNEL`")
 	var files cliutil.Strings
-	c.Flags().Var(&files, "file", "OS/ARCH=PATH of a binary; repeatable")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	c.Flags().Var(&files, "file", "`OS/ARCH=PATH` of a binary; repeatable")
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	if *keyFile == "" {
 		return cliutil.Usagef("--release-key FILE is required: releases are signed on the admin's side")
+	}
+	if *version == "" {
+		return cliutil.Usagef("--version V is required")
+	}
+	if len(files) == 0 {
+		return cliutil.Usagef("--file OS/ARCH=PATH is required (repeatable)")
+	}
+	m := map[string]string{}
+	for _, f := range files {
+		p, path, ok := strings.Cut(f, "=")
+		if !ok || p == "" || path == "" {
+			return cliutil.Usagef("--file %q: want OS/ARCH=PATH", f)
+		}
+		if _, dup := m[p]; dup {
+			return cliutil.Usagef("--file %q: platform %s given twice", f, p)
+		}
+		m[p] = path
+	}
+	// A binary that reports another version than the one published makes
+	// every auto-updating node "update" into the same version again and
+	// again: refuse it before anything is written.
+	for _, f := range files {
+		if err := checkBinaryVersion(f, *version); err != nil {
+			return err
+		}
 	}
 	k, err := vendor.LoadPrivate(*keyFile)
 	if err != nil {
@@ -431,14 +453,6 @@ func cmdReleasePublish(ctx context.Context, c *cliutil.Call) error {
 	d, err := hub.LoadDir(*dir)
 	if err != nil {
 		return err
-	}
-	m := map[string]string{}
-	for _, f := range files {
-		p, path, ok := strings.Cut(f, "=")
-		if !ok {
-			return cliutil.Usagef("--file %q: want OS/ARCH=PATH", f)
-		}
-		m[p] = path
 	}
 	man, err := d.Publish(hub.PublishOptions{Version: *version, Channel: *channel, Files: m, Key: k})
 	if err != nil {
@@ -452,12 +466,29 @@ func cmdReleasePublish(ctx context.Context, c *cliutil.Call) error {
 	return nil
 }
 
+// checkBinaryVersion refuses the binary of --file spec (OS/ARCH=PATH)
+// unless the version embedded in it is version.
+func checkBinaryVersion(spec, version string) error {
+	_, path, _ := strings.Cut(spec, "=")
+	if fi, err := os.Stat(path); err != nil {
+		return fmt.Errorf("--file %s: %w", spec, errors.Unwrap(err))
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("--file %s: not a regular file", spec)
+	}
+	v, src, err := buildinfo.ReadVersion(path)
+	if err != nil {
+		// ReadVersion's errors start with the path; say it once.
+		return fmt.Errorf("--file %s: %s; refusing to publish it", spec, strings.TrimPrefix(err.Error(), path+": "))
+	}
+	if v != version {
+		return fmt.Errorf("--file %s: the binary says it is %s (%s), not %s; refusing to publish it", spec, v, src, version)
+	}
+	return nil
+}
+
 func cmdReleaseList(ctx context.Context, c *cliutil.Call) error {
 	dir := dirFlag(c, "relay")
-	if err := c.Parse(0); err != nil {
-		return err
-	}
-	if err := requireDir(*dir); err != nil {
+	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	d, err := hub.LoadDir(*dir)

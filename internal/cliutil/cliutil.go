@@ -1,10 +1,19 @@
 // Copyright 2026 The edgeportal authors.
 // SPDX-License-Identifier: Apache-2.0
 
-// Package cliutil holds the small pieces both command-line programs share:
-// repeatable flags, attribute parsing, logger construction and the usage
-// error type. It is a leaf (stdlib, enroll for attribute checks) imported
-// only by cmd/*.
+// Package cliutil holds what both command-line programs share: the
+// command table (Program, Command, Call) with `--help` for every command
+// and `help CMD`, repeatable flags, attribute and duration parsing, logger
+// construction, and the exit-code convention:
+//
+//   - 0: success, and help (-h, --help, help, help CMD);
+//   - 2: a usage error (UsageError: an unknown command or flag, a missing
+//     or contradictory flag), printed as one line with a pointer to the
+//     command's help;
+//   - 1: any other error, printed as one line (prog: message);
+//   - ExitError: a code passed on from a child process, printed by it.
+//
+// Imports: stdlib, enroll (attribute checks). Imported only by cmd/*.
 package cliutil
 
 import (
@@ -28,11 +37,21 @@ func (s *Strings) String() string { return strings.Join(*s, ",") }
 // Set implements flag.Value.
 func (s *Strings) Set(v string) error { *s = append(*s, v); return nil }
 
-// UsageError is a command-line mistake; main prints it with a hint and
-// exits 2.
-type UsageError struct{ Msg string }
+// UsageError is a command-line mistake; main prints it with a pointer to
+// the command's help and exits 2.
+type UsageError struct {
+	Msg string
+	Cmd string // the command's words, when known ("ticket create")
+}
 
 func (e *UsageError) Error() string { return e.Msg }
+
+// ExitError passes on the exit code of a child process that already
+// printed its own output (the agent's commands run again as the service
+// account); Exit prints nothing for it.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
 
 // Usagef returns a UsageError.
 func Usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
@@ -111,26 +130,71 @@ func Parse(fs *flag.FlagSet, args []string, maxArgs int) error {
 	return nil
 }
 
-// PrintDefaults writes a flag set's usage.
+// PrintDefaults writes every flag of fs, in the --name form the docs
+// use, with its usage text and its default ("none" for an empty one). A
+// usage text that already says "(default…" or "(required)" keeps its own
+// words. A name in
+// `backquotes` in the usage text names the flag's value.
 func PrintDefaults(w io.Writer, fs *flag.FlagSet) {
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		def := f.DefValue
+		if def == "" || def == "[]" {
+			def = "none"
+		}
+		if !strings.Contains(usage, "(default") && !strings.Contains(usage, "(required)") {
+			usage += " (default: " + def + ")"
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", line, usage)
+	})
 }
 
-// Exit prints err the way both programs do and returns the exit code.
-func Exit(prog string, err error) int {
-	if err == nil {
+// Exit prints err the way both programs do, on os.Stderr, and returns the
+// exit code (see the package doc).
+func Exit(prog string, err error) int { return ExitTo(os.Stderr, prog, err) }
+
+// ExitTo is Exit printing on w.
+func ExitTo(w io.Writer, prog string, err error) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+	var xe *ExitError
+	if errors.As(err, &xe) {
+		return xe.Code
 	}
 	var ue *UsageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(os.Stderr, "%s: %s (see %s help)\n", prog, ue.Msg, prog)
+		help := prog + " help"
+		if ue.Cmd != "" {
+			help = prog + " " + ue.Cmd + " --help"
+		}
+		fmt.Fprintf(w, "%s: %s (see %s)\n", prog, oneLine(ue.Msg), help)
 		return 2
 	}
-	fmt.Fprintf(os.Stderr, "%s: %s\n", prog, err)
+	fmt.Fprintf(w, "%s: %s\n", prog, oneLine(err.Error()))
 	return 1
+}
+
+// oneLine keeps an error on one line unless it is a diagnosis that
+// says so itself (a line that ends with ':' introduces the lines that
+// follow, as the install's "diagnosis:" does).
+func oneLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if !strings.Contains(s, "\n") {
+		return s
+	}
+	if first, _, _ := strings.Cut(s, "\n"); strings.HasSuffix(first, ":") {
+		return s
+	}
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
