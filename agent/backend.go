@@ -47,7 +47,14 @@ func (n *Node) Status(ctx context.Context) localapi.Status {
 		st.Hub = a[0]
 	}
 	for _, o := range n.outlets {
-		st.Outlets = append(st.Outlets, localapi.Outlet{Name: o.name, To: o.to, Allow: o.effectiveAllowText(n.cfg), Origin: o.origin})
+		lo := localapi.Outlet{Name: o.name, To: o.to, Allow: o.effectiveAllowText(n.cfg), Origin: o.origin}
+		if o.origin == OriginVendor {
+			lo.VendorAllow = o.allow
+			if o.ceiling != nil {
+				lo.Ceiling = o.ceiling.String()
+			}
+		}
+		st.Outlets = append(st.Outlets, lo)
 	}
 	for _, in := range n.inlets {
 		li := localapi.Inlet{From: in.from, Via: in.via, To: in.to, Allow: in.effectiveAllowText(n.cfg), Origin: in.origin}

@@ -117,7 +117,53 @@ func (n *Node) vendorOutlet(vo vendorOutlet) (*outlet, error) {
 		o.expr = e
 	}
 	o.dialControl = n.allow.DialControl(vo.To)
+	o.ceiling = n.ceiling(vo.To)
+	switch {
+	case o.ceiling == nil:
+		// Nobody: the customer allowed the target but no one to use it.
+	case o.expr == nil:
+		o.effective = o.ceiling
+	case o.expr.String() == o.ceiling.String():
+		o.effective = o.expr
+	default:
+		o.effective = &policy.AndExpr{X: o.expr, Y: o.ceiling}
+	}
 	return o, nil
+}
+
+// ceiling is the customer's policy for a vendor outlet to dest: the
+// allow of each remote-outlets entry that governs dest, or the node's
+// tcp-outlet default for an entry without one; all of them when several
+// govern it. nil (nobody) when an entry has neither, or none governs it.
+func (n *Node) ceiling(dest string) policy.Expr {
+	if n.cfg.RemoteOutlets == nil {
+		return nil
+	}
+	idx := n.allow.Governing(dest)
+	if len(idx) == 0 {
+		return nil
+	}
+	var out policy.Expr
+	seen := map[string]bool{}
+	for _, i := range idx {
+		x := n.cfg.RemoteOutlets.Entries[i].AllowExpr
+		if x == nil {
+			x = n.cfg.DefaultAllow(policy.TCPOutlet)
+		}
+		if x == nil {
+			return nil
+		}
+		if seen[x.String()] {
+			continue
+		}
+		seen[x.String()] = true
+		if out == nil {
+			out = x
+		} else {
+			out = &policy.AndExpr{X: out, Y: x}
+		}
+	}
+	return out
 }
 
 // queueCommand hands a pushed command to the single command worker, so
@@ -351,12 +397,18 @@ func (n *Node) Explain(ctx context.Context) []localapi.Explanation {
 	st := n.Status(ctx)
 	var out []localapi.Explanation
 	for _, o := range st.Outlets {
-		e := localapi.Explanation{Outlet: o.Name, To: o.To, Origin: o.Origin, Allow: o.Allow}
+		e := localapi.Explanation{Outlet: o.Name, To: o.To, Origin: o.Origin, Allow: o.Allow, VendorAllow: o.VendorAllow, Ceiling: o.Ceiling}
 		switch {
 		case st.Paused:
 			e.Admits = "nobody: the node is paused"
+		case o.Origin == OriginVendor && o.Ceiling == "":
+			e.Admits = "nobody: the remote-outlets entry for its target has no allow and there is no tcp-outlet default"
 		case o.Allow == "":
 			e.Admits = "nobody: no allow policy and no tcp-outlet default"
+		case o.Origin == OriginVendor && o.VendorAllow != "" && o.VendorAllow != o.Ceiling:
+			e.Admits = fmt.Sprintf("peers whose attested attributes satisfy: %s (the vendor's %s, within the customer's %s)", o.Allow, o.VendorAllow, o.Ceiling)
+		case o.Origin == OriginVendor:
+			e.Admits = fmt.Sprintf("peers whose attested attributes satisfy: %s (the customer's ceiling)", o.Allow)
 		default:
 			e.Admits = "peers whose attested attributes satisfy: " + o.Allow
 		}

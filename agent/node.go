@@ -136,6 +136,11 @@ type outlet struct {
 	// dialControl checks every address a vendor outlet dials against the
 	// customer's allow-list; nil for local outlets.
 	dialControl func(network, address string, c syscall.RawConn) error
+	// For vendor outlets: the customer's ceiling (from the remote-outlets
+	// entries that govern the target) and the effective policy, the
+	// vendor's allow AND the ceiling; nil effective admits nobody.
+	ceiling   policy.Expr
+	effective policy.Expr
 }
 
 type inlet struct {

@@ -20,6 +20,9 @@ import (
 )
 
 func (o *outlet) effectiveAllow(cfg *config.Config) policy.Expr {
+	if o.origin == OriginVendor {
+		return o.effective // the vendor's allow can only narrow the customer's
+	}
 	if o.expr != nil {
 		return o.expr
 	}

@@ -147,6 +147,49 @@ func (al *AllowList) allowsAddr(a netip.Addr, port int) bool {
 	return false
 }
 
+// Governing returns the indices of the entries whose policy ceilings
+// govern a vendor outlet to dest (see config.RemoteEntry): the first
+// name pattern that matches a host name (every dial then passes by
+// name); for an IP literal, the first CIDR entry that contains it; for a
+// name that only CIDR entries can admit, every CIDR entry with its port
+// (the address dialled is known only at each dial, so the outlet is held
+// to all of their ceilings). None: dest is outside the list.
+func (al *AllowList) Governing(dest string) []int {
+	if al == nil {
+		return nil
+	}
+	host, ps, err := net.SplitHostPort(dest)
+	if err != nil {
+		return nil
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		for i, e := range al.entries {
+			if e.prefix.IsValid() && e.portOK(port) && e.prefix.Contains(a) {
+				return []int{i}
+			}
+		}
+		return nil
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	for i, e := range al.entries {
+		if e.portOK(port) && (e.host != "" && e.host == h || e.suffix != "" && strings.HasSuffix(h, e.suffix) && len(h) > len(e.suffix)) {
+			return []int{i}
+		}
+	}
+	var out []int
+	for i, e := range al.entries {
+		if e.prefix.IsValid() && e.portOK(port) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // DialControl returns a net.Dialer Control function for a vendor outlet
 // to dest: when dest's name matched a name pattern every address is fine;
 // otherwise the address actually dialled must be in a CIDR entry. So a name

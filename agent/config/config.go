@@ -82,7 +82,18 @@ type Policy struct {
 
 // RemoteOutlets is the customer's allow-list for vendor-pushed outlets.
 type RemoteOutlets struct {
-	Allow []string
+	Allow   []string      // every entry's destination pattern, in order
+	Entries []RemoteEntry // the same entries with their own policies
+}
+
+// RemoteEntry is one destination the vendor may add outlets to, and the
+// customer's ceiling on who may use them: AllowExpr when given, else the
+// node's tcp-outlet default (no default: nobody). A vendor outlet's
+// effective policy is the vendor's allow AND that ceiling.
+type RemoteEntry struct {
+	To        string      // HOST:PORT, *.DOMAIN:PORT or CIDR:PORT
+	Allow     string      // the entry's own allow, as written ("" = the default)
+	AllowExpr policy.Expr // nil when Allow is empty
 }
 
 // Update configures self-update.
@@ -159,7 +170,9 @@ func fromFile(err error) bool {
 }
 
 type field struct {
-	kind string // "scalar", "object", "objects" (object or list of objects), "scalars" (list)
+	// "scalar", "object", "objects" (object or list of objects), "scalars"
+	// (list), "entries" (list of scalars or objects with keys)
+	kind string
 	keys map[string]field
 }
 
@@ -171,7 +184,7 @@ var (
 		"tcp-outlet": {kind: "objects", keys: map[string]field{"from": scalar, "to": scalar, "allow": scalar}},
 		"policy":     {kind: "objects", keys: map[string]field{"resource-type": scalar, "allow": scalar}},
 		"remote-outlets": {kind: "object", keys: map[string]field{
-			"allow": {kind: "scalars"},
+			"allow": {kind: "entries", keys: map[string]field{"to": scalar, "allow": scalar}},
 		}},
 		"update": {kind: "object", keys: map[string]field{"auto": scalar, "channel": scalar, "check-every": scalar, "pin": scalar, "window": scalar}},
 		"log":    {kind: "object", keys: map[string]field{"level": scalar, "format": scalar}},
@@ -242,6 +255,23 @@ func (w *walker) walk(n *yaml.Node, f field, path, what string) (any, error) {
 		out := []any{}
 		for i, c := range n.Content {
 			v, err := w.walk(c, scalar, fmt.Sprintf("%s[%d]", path, i), what)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	case "entries":
+		if n.Kind != yaml.SequenceNode {
+			return nil, &LineError{Line: n.Line, Msg: fmt.Sprintf("%s must be a list", what)}
+		}
+		out := []any{}
+		for i, c := range n.Content {
+			sub := scalar
+			if c.Kind == yaml.MappingNode {
+				sub = field{kind: "object", keys: f.keys}
+			}
+			v, err := w.walk(c, sub, fmt.Sprintf("%s[%d]", path, i), what)
 			if err != nil {
 				return nil, err
 			}
@@ -415,7 +445,8 @@ type rawPolicy struct {
 }
 
 type rawRemote struct {
-	Allow []string `koanf:"allow"`
+	// Allow's items are "HOST:PORT" or {to: HOST:PORT, allow: POLICY}.
+	Allow []any `koanf:"allow"`
 }
 
 // LoadWith is Load with the environment and flags of opts over the file.
@@ -567,11 +598,33 @@ func (w *walker) validate(raw *rawConfig) (*Config, error) {
 	}
 	if raw.Remote != nil {
 		c.RemoteOutlets = &RemoteOutlets{}
-		for i, a := range raw.Remote.Allow {
-			if err := ValidateAllowEntry(a); err != nil {
-				return nil, w.at(fmt.Sprintf("remote-outlets.allow[%d]", i), "remote-outlets allow: "+err.Error())
+		for i, item := range raw.Remote.Allow {
+			p := fmt.Sprintf("remote-outlets.allow[%d]", i)
+			var e RemoteEntry
+			switch v := item.(type) {
+			case string:
+				e.To = v
+			case map[string]any:
+				e.To, _ = v["to"].(string)
+				e.Allow, _ = v["allow"].(string)
+				if e.To == "" {
+					return nil, w.at(p, "remote-outlets allow: an entry with keys needs to: HOST:PORT")
+				}
+			default:
+				return nil, w.at(p, "remote-outlets allow: want HOST:PORT or {to: HOST:PORT, allow: POLICY}")
 			}
-			c.RemoteOutlets.Allow = append(c.RemoteOutlets.Allow, a)
+			if err := ValidateAllowEntry(e.To); err != nil {
+				return nil, w.at(p, "remote-outlets allow: "+err.Error())
+			}
+			if e.Allow != "" {
+				x, err := policy.Parse(e.Allow)
+				if err != nil {
+					return nil, w.at(p, fmt.Sprintf("remote-outlets allow %s: allow: %v", e.To, err))
+				}
+				e.AllowExpr = x
+			}
+			c.RemoteOutlets.Allow = append(c.RemoteOutlets.Allow, e.To)
+			c.RemoteOutlets.Entries = append(c.RemoteOutlets.Entries, e)
 		}
 	}
 	for key, v := range raw.Update {

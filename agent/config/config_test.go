@@ -79,6 +79,16 @@ func TestLoad(t *testing.T) {
 		{name: "duplicate outlet", yaml: "tcp-outlet:\n  - {from: a, to: a:1}\n  - {from: a, to: b:1}\n", wantErr: `tcp-outlet "a" defined twice`},
 		{name: "inlet listen name", yaml: "tcp-inlet:\n  from: example.com:80\n  via: r\n  to: o\n", wantErr: "listen on an IP address"},
 		{name: "bad allow entry", yaml: "remote-outlets:\n  allow: [\"nope\"]\n", wantErr: "want HOST:PORT"},
+		{name: "remote entry with its own allow", yaml: "remote-outlets:\n  allow:\n    - github.local:80\n    - to: \"*.acme.internal:443\"\n      allow: tier = gold\n",
+			check: func(c *Config) bool {
+				e := c.RemoteOutlets.Entries
+				return len(e) == 2 && e[0].AllowExpr == nil && e[1].To == "*.acme.internal:443" && e[1].AllowExpr.String() == "tier = gold" &&
+					len(c.RemoteOutlets.Allow) == 2 && c.RemoteOutlets.Allow[1] == "*.acme.internal:443"
+			}},
+		{name: "remote entry bad allow", yaml: "remote-outlets:\n  allow:\n    - to: a.local:1\n      allow: a and (\n", wantErr: "config: line 3: remote-outlets allow a.local:1: allow: policy: at offset"},
+		{name: "remote entry without to", yaml: "remote-outlets:\n  allow:\n    - allow: x\n", wantErr: "config: line 3: remote-outlets allow: an entry with keys needs to: HOST:PORT"},
+		{name: "remote entry unknown key", yaml: "remote-outlets:\n  allow:\n    - {to: a.local:1, policy: x}\n", wantErr: `unknown key "policy"`},
+		{name: "remote entry bad destination", yaml: "remote-outlets:\n  allow:\n    - {to: nope, allow: x}\n", wantErr: "want HOST:PORT"},
 		{name: "injection stays a value", yaml: "relay: $R\n", wantErr: "relay \"x\\ny: z\""},
 		{name: "not a mapping", yaml: "- a\n", wantErr: "must be a mapping"},
 		{name: "audit default", yaml: "relay: r\n", check: func(c *Config) bool { return c.Audit.Forward == "" }},
@@ -350,9 +360,15 @@ func checkConfig(t *testing.T, c *Config) {
 		sameExpr("policy "+p.ResourceType, p.Allow, p.AllowExpr)
 	}
 	if c.RemoteOutlets != nil {
-		for _, a := range c.RemoteOutlets.Allow {
+		if len(c.RemoteOutlets.Allow) != len(c.RemoteOutlets.Entries) {
+			t.Fatalf("remote-outlets: %d destinations, %d entries", len(c.RemoteOutlets.Allow), len(c.RemoteOutlets.Entries))
+		}
+		for i, a := range c.RemoteOutlets.Allow {
 			if err := ValidateAllowEntry(a); err != nil {
 				t.Fatalf("accepted remote-outlets entry %q: %v", a, err)
+			}
+			if e := c.RemoteOutlets.Entries[i]; e.To != a || (e.Allow == "") != (e.AllowExpr == nil) {
+				t.Fatalf("remote-outlets entry %d: %+v for %q", i, e, a)
 			}
 		}
 	}
@@ -388,6 +404,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("a: &x [1]\nb: *x\n"))
 	f.Add([]byte("tcp-inlet:\n  - {from: '127.0.0.1:0', via: r, to: o, allow: a}\n  - {from: '[::1]:7', via: r, to: o}\n"))
 	f.Add([]byte("policy: {resource-type: tcp-outlet, allow: 'tier != trial'}\nremote-outlets: {allow: ['*.acme.internal:443', '10.0.0.0/8:*']}\n"))
+	f.Add([]byte("remote-outlets:\n  allow:\n    - a.local:1\n    - {to: '10.0.0.0/8:*', allow: 'x and not y'}\n"))
 	f.Add([]byte("update: {auto: yes, check-every: 6h, channel: beta, pin: v1.2.3, window: '02:00-04:00'}\nlog: {level: debug, format: json}\naudit: {forward: syslog}\n"))
 	f.Add([]byte("relay: ${RELAY}\ntcp-outlet: {from: $$x, to: $GITHUB_ADDRESS}\n"))
 	f.Add([]byte("relay: [a, b]\n"))

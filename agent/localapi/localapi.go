@@ -65,8 +65,12 @@ type RelayStatus struct {
 type Outlet struct {
 	Name   string `json:"name"`
 	To     string `json:"to"`
-	Allow  string `json:"allow,omitempty"`
-	Origin string `json:"origin"` // config | cli | vendor
+	Allow  string `json:"allow,omitempty"` // the effective policy
+	Origin string `json:"origin"`          // config | cli | vendor
+	// For vendor outlets: the vendor's own allow and the customer's
+	// ceiling; Allow is both.
+	VendorAllow string `json:"vendor_allow,omitempty"`
+	Ceiling     string `json:"ceiling,omitempty"`
 }
 
 // Inlet is one inlet.
@@ -89,11 +93,13 @@ type TicketRequest struct {
 
 // Explanation answers "what can the vendor reach through this outlet?".
 type Explanation struct {
-	Outlet string `json:"outlet"`
-	To     string `json:"to"`
-	Origin string `json:"origin"`
-	Allow  string `json:"allow,omitempty"`
-	Admits string `json:"admits"`
+	Outlet      string `json:"outlet"`
+	To          string `json:"to"`
+	Origin      string `json:"origin"`
+	Allow       string `json:"allow,omitempty"` // the effective policy
+	VendorAllow string `json:"vendor_allow,omitempty"`
+	Ceiling     string `json:"ceiling,omitempty"`
+	Admits      string `json:"admits"`
 }
 
 // UpdateRequest asks the node to check for or apply a release.

@@ -186,10 +186,29 @@ func printStatus(w io.Writer, st localapi.Status) {
 		fmt.Fprintf(w, "PAUSED      no outlet is served until resumed\n")
 	}
 	for _, o := range st.Outlets {
-		fmt.Fprintf(w, "Outlet      %s → %s  allow: %s  (%s)\n", o.Name, o.To, orNone(o.Allow), o.Origin)
+		origin := o.Origin
+		if o.Origin == "vendor" {
+			origin = "vendor, within the customer's " + orNone(o.Ceiling)
+			if o.VendorAllow != "" {
+				origin = fmt.Sprintf("vendor's allow %s, within the customer's %s", o.VendorAllow, orNone(o.Ceiling))
+			}
+		}
+		fmt.Fprintf(w, "Outlet      %s → %s  allow: %s  (%s)\n", o.Name, o.To, orNone(o.Allow), origin)
 	}
 	for _, in := range st.Inlets {
 		fmt.Fprintf(w, "Inlet       %s → %s → %s  allow: %s  (%s)\n", in.Listening, in.Via, in.To, orNone(in.Allow), in.Origin)
+	}
+	for _, ch := range st.Channels {
+		dir := "to"
+		if ch.Direction == "in" {
+			dir = "from"
+		}
+		rtt := ""
+		if ch.RTT != "" {
+			rtt = ", rtt " + ch.RTT
+		}
+		fmt.Fprintf(w, "Channel     %s %s (relay %s), %d portals, %s, up since %s%s\n", dir, ch.Peer, ch.Relay, ch.Streams, ch.Suite,
+			ch.Since.UTC().Format(time.RFC3339), rtt)
 	}
 }
 

@@ -99,9 +99,45 @@ func TestMetrics(t *testing.T) {
 	if metricValue(t, c, `agent_portal_bytes_total{direction="out",side="outlet"}`) <= 0 {
 		t.Error("no bytes counted")
 	}
+	// One channel carried the four portals, hybrid post-quantum; status
+	// (JSON and text), the metrics and the logs all name its suite.
+	const suite = "MLKEM768"
+	vst, err := vendor.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cst, _ := customer.Status()
+	if len(vst.Channels) != 1 || vst.Channels[0].Direction != "out" || vst.Channels[0].Peer != cst.Identifier || !strings.Contains(vst.Channels[0].Suite, suite) {
+		t.Errorf("vendor channels: %+v", vst.Channels)
+	}
+	if len(cst.Channels) != 1 || cst.Channels[0].Direction != "in" || cst.Channels[0].Peer != vst.Identifier {
+		t.Errorf("customer channels: %+v", cst.Channels)
+	}
+	if r := vendor.CLI([]string{"status"}); !strings.Contains(r.Stdout, "Channel     to "+cst.Identifier) || !strings.Contains(r.Stdout, suite) {
+		t.Errorf("status text:\n%s", r.Stdout)
+	}
+	if v := scrape(t, vendorMetrics); !strings.Contains(v, `agent_channels_opened_total{direction="dialed",suite="`) || !strings.Contains(v, suite) ||
+		metricValue(t, v, "agent_channels_open") != 1 {
+		t.Errorf("channel metrics missing:\n%s", grepLines(v, "agent_channel"))
+	}
+	if !strings.Contains(customer.Proc.Logs(), "channel open") || !strings.Contains(customer.Proc.Logs(), suite) {
+		t.Error("the customer's log does not name the channel's suite")
+	}
+
 	// The listener is loopback-only when no host is given.
 	r := env.Agent("run", "--state-dir", filepath.Join(env.Dir, "x"), "--metrics", "nonsense::")
 	if r.Code == 0 {
 		t.Error("a bad --metrics address was accepted")
 	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

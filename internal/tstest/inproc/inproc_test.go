@@ -38,7 +38,8 @@ tcp-outlet:
   allow: inlet-node
 remote-outlets:
   allow:
-    - 127.0.0.1:*
+    - to: 127.0.0.1:*
+      allow: inlet-node
 `
 
 const inletNode = `
@@ -128,6 +129,119 @@ func TestPortalsAndCommands(t *testing.T) {
 	}
 	if ok, _ := outlet.Exited(); ok {
 		t.Fatalf("outlet node %s stopped too", ost.Identifier)
+	}
+}
+
+// TestVendorOutletCeiling replays the attack of a vendor outlet pushed
+// with a policy wider than the customer's (here one that names the
+// stranger; `identifier != "x"` would admit every member):
+// the effective policy is the vendor's AND the customer's ceiling (the
+// remote-outlets entry's own allow, else the tcp-outlet default, else
+// nobody), so a member outside the customer's policy is refused.
+func TestVendorOutletCeiling(t *testing.T) {
+	w := NewWorld(t)
+	w.StartHub()
+	own, dflt := Echo(t), Echo(t)
+	yaml := fmt.Sprintf(`relay: acme-relay
+policy:
+  resource-type: tcp-outlet
+  allow: tier = gold
+remote-outlets:
+  allow:
+    - to: %s
+      allow: inlet-node
+    - %s
+`, own, dflt)
+	outlet := w.StartNode("outlet", w.Ticket("outlet", enroll.TicketOptions{Relay: "acme-relay", Attributes: Attrs("outlet-node")}), yaml, nil)
+	outlet.AwaitRelayUp()
+	member := w.StartNode("member", w.Ticket("member", enroll.TicketOptions{Attributes: Attrs("inlet-node")}), "", nil)
+	stranger := w.StartNode("stranger", w.Ticket("stranger", enroll.TicketOptions{Attributes: Attrs("stranger")}), "", nil)
+	member.AwaitHub()
+	stranger.AwaitHub()
+	push := func(name, to, allow string) {
+		t.Helper()
+		res, err := w.Hub.Push(context.Background(), hub.PushRequest{Relay: "acme-relay", Op: command.OpOutletAdd,
+			Outlet: command.OutletArgs{Name: name, To: to, Allow: allow}, Wait: 10 * time.Second})
+		if err != nil || res.State != hub.CommandApplied {
+			t.Fatalf("push %s: %+v, %v", name, res, err)
+		}
+	}
+	through := func(n *Node, outlet string) error {
+		t.Helper()
+		in, err := n.N.AddInlet(context.Background(), localapi.Inlet{From: "127.0.0.1:0", Via: "acme-relay", To: outlet, Allow: "outlet-node"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.N.RemoveInlet(context.Background(), in.From)
+		got, err := RoundTrip(in.Listening, "hello "+outlet)
+		if err == nil && got != "hello "+outlet {
+			err = fmt.Errorf("echo %q", got)
+		}
+		return err
+	}
+
+	push("wide", own, "stranger or inlet-node")
+	if err := through(stranger, "wide"); err == nil {
+		t.Fatal("a member outside the customer's policy reached a vendor outlet whose own allow admits it")
+	}
+	if err := through(member, "wide"); err != nil {
+		t.Fatalf("a member inside both policies: %v", err)
+	}
+	push("defaulted", dflt, "")
+	if err := through(member, "defaulted"); err == nil {
+		t.Fatal("the tcp-outlet default (tier = gold) did not bound a vendor outlet on an entry without its own allow")
+	}
+	ex := outlet.N.Explain(context.Background())
+	want := map[string][3]string{
+		"wide":      {"(stranger or inlet-node) and inlet-node", "stranger or inlet-node", "inlet-node"},
+		"defaulted": {"tier = gold", "", "tier = gold"},
+	}
+	for _, e := range ex {
+		w, ok := want[e.Outlet]
+		if !ok {
+			continue
+		}
+		delete(want, e.Outlet)
+		if got := [3]string{e.Allow, e.VendorAllow, e.Ceiling}; got != w {
+			t.Errorf("explain %s: effective, vendor, ceiling = %q, want %q (admits: %s)", e.Outlet, got, w, e.Admits)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("explain lacks %v: %+v", want, ex)
+	}
+	audit := outlet.Logs.String()
+	if !strings.Contains(audit, "no outlet of this node admits node") {
+		t.Errorf("the outlet node's log does not show the stranger's refusal:\n%s", audit)
+	}
+}
+
+// TestVendorOutletWithoutCeiling: an entry without its own allow on a
+// node without a tcp-outlet default admits nobody.
+func TestVendorOutletWithoutCeiling(t *testing.T) {
+	w := NewWorld(t)
+	w.StartHub()
+	target := Echo(t)
+	outlet := w.StartNode("outlet", w.Ticket("outlet", enroll.TicketOptions{Relay: "acme-relay", Attributes: Attrs("outlet-node")}),
+		"relay: acme-relay\nremote-outlets:\n  allow:\n    - "+target+"\n", nil)
+	outlet.AwaitRelayUp()
+	member := w.StartNode("member", w.Ticket("member", enroll.TicketOptions{Attributes: Attrs("inlet-node")}), "", nil)
+	member.AwaitHub()
+	res, err := w.Hub.Push(context.Background(), hub.PushRequest{Relay: "acme-relay", Op: command.OpOutletAdd,
+		Outlet: command.OutletArgs{Name: "open", To: target, Allow: "inlet-node"}, Wait: 10 * time.Second})
+	if err != nil || res.State != hub.CommandApplied {
+		t.Fatalf("push: %+v, %v", res, err)
+	}
+	in, err := member.N.AddInlet(context.Background(), localapi.Inlet{From: "127.0.0.1:0", Via: "acme-relay", To: "open", Allow: "outlet-node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := RoundTrip(in.Listening, "x"); err == nil {
+		t.Fatalf("a vendor outlet without a customer ceiling admitted a member: %q", got)
+	}
+	for _, e := range outlet.N.Explain(context.Background()) {
+		if e.Outlet == "open" && !strings.HasPrefix(e.Admits, "nobody") {
+			t.Errorf("explain open: %+v", e)
+		}
 	}
 }
 
