@@ -88,7 +88,7 @@ func (n *Node) CreateTicket(ctx context.Context, r localapi.TicketRequest) (stri
 		return "", err
 	}
 	var resp control.CreateTicketResponse
-	err := askAuthority(ctx, n.static, enr.authority(n.hubAddrs()), func(h *hubConn) error {
+	err := askAuthority(ctx, n.dial(), n.static, enr.authority(n.hubAddrs()), func(h *hubConn) error {
 		return h.Call(ctx, control.TypeCreateTicket, control.CreateTicketRequest{
 			Attributes: r.Attributes, Relay: r.Relay, ExpiresIn: int64(r.ExpiresIn / time.Second), Uses: r.Uses,
 		}, &resp)

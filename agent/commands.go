@@ -168,17 +168,17 @@ func (n *Node) ceiling(dest string) policy.Expr {
 
 // queueCommand hands a pushed command to the single command worker, so
 // commands are judged one at a time, in the order they arrive.
-func (n *Node) queueCommand(h *hubConn, p control.CommandPush) {
+func (n *Node) queueCommand(hub func() *hubConn, p control.CommandPush) {
 	select {
-	case n.cmdQueue <- queuedCommand{h, p}:
+	case n.cmdQueue <- queuedCommand{hub, p}:
 	default:
 		n.log.Warn("command queue full; the hub redelivers it on reconnect", "seq", p.Seq)
 	}
 }
 
 type queuedCommand struct {
-	h *hubConn
-	p control.CommandPush
+	hub func() *hubConn // the connection it came on, once its dial returned (nil: it failed)
+	p   control.CommandPush
 }
 
 func (n *Node) commandWorker(ctx context.Context) {
@@ -191,8 +191,13 @@ func (n *Node) commandWorker(ctx context.Context) {
 			// Acknowledge under the hub's queue number; the signed sequence
 			// inside is what the replay check used.
 			seq := q.p.Seq
+			h := q.hub()
+			if h == nil {
+				n.log.Warn("the connection a command came on failed; the hub redelivers it", "seq", q.p.Seq)
+				continue
+			}
 			actx, cancel := context.WithTimeout(ctx, callTimeout)
-			err := q.h.Call(actx, control.TypeCommandAck, control.CommandAck{Seq: seq, Applied: applied, Reason: reason}, nil)
+			err := h.Call(actx, control.TypeCommandAck, control.CommandAck{Seq: seq, Applied: applied, Reason: reason}, nil)
 			cancel()
 			if err != nil {
 				n.log.Warn("could not acknowledge a command; the hub redelivers it", "seq", seq, "err", err)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeportal/connect/agent/config"
+	"github.com/edgeportal/connect/agent/egress"
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
@@ -27,10 +29,11 @@ type Check struct {
 	Detail string // what is wrong and what to do, or what was found
 }
 
-// Doctor diagnoses a node's state directory, hub, relay and outlets.
-// serviceState, when not nil, reports whether the OS service is installed
-// and running.
-func Doctor(ctx context.Context, stateDir string, serviceState func() (string, error)) []Check {
+// Doctor diagnoses a node's state directory, hub route, hub, relay and
+// outlets. cfg is the node's config (nil: the defaults), for the hub
+// route; serviceState, when not nil, reports whether the OS service is
+// installed and running.
+func Doctor(ctx context.Context, stateDir string, cfg *config.Config, serviceState func() (string, error)) []Check {
 	var out []Check
 	add := func(ok bool, what, format string, args ...any) {
 		out = append(out, Check{OK: ok, What: what, Detail: fmt.Sprintf(format, args...)})
@@ -67,36 +70,57 @@ func Doctor(ctx context.Context, stateDir string, serviceState func() (string, e
 	} else {
 		add(true, "credential", "valid until %s (attributes %s, relay %q)", c.Expires().UTC().Format(time.RFC3339), attrList(c.Attributes), c.Relay)
 	}
+	route, err := NewRoute(cfg, nil)
+	if err != nil {
+		add(false, "hub route", "%v", err)
+		route = nil
+	}
 	for _, addr := range enr.Hubs {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
 			add(false, "hub "+addr, "bad address: %v", err)
 			continue
 		}
-		if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
-			add(false, "hub "+addr, "DNS: %v: check the resolver or the hub address", err)
-			continue
+		if route != nil {
+			add(true, "hub route", "%s: %s", addr, route.Describe(addr))
+		}
+		if route == nil || route.ProxyFor(addr) == "" {
+			// Through a proxy the proxy resolves the hub's name.
+			if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
+				add(false, "hub "+addr, "DNS: %v: check the resolver or the hub address", err)
+				continue
+			}
 		}
 		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		h, err := dialHub(tctx, addr, static, enr.HubKey, enr.Credential, nil)
+		h, err := dialHub(tctx, dialer(route), addr, static, enr.HubKey, enr.Credential, nil)
 		cancel()
 		var cs *ClockSkewError
+		var hop *egress.HopError
 		switch {
 		case errors.As(err, &cs):
 			// The relay's key was checked before its clock.
 			add(true, "hub "+addr, "reachable, relay key %s matches", enr.HubKey.Fingerprint())
 			add(false, "clock", "%v", cs)
 			continue
+		case errors.As(err, &hop):
+			// Names the hop: the proxy, the hub through it, the outer TLS.
+			add(false, string(hop.Hop), "%v", hop)
+			continue
 		case err != nil:
 			add(false, "hub "+addr, "%v: check that outbound TCP to the hub is allowed", err)
 			continue
+		}
+		if route != nil {
+			if info, ok := route.LastTLS(); ok && info.Addr == addr {
+				add(true, "outer TLS", "%s", info.Describe())
+			}
 		}
 		skew := time.Since(time.Unix(h.ServerHello().TimeUnix, 0))
 		h.Close()
 		add(true, "hub "+addr, "reachable, relay key %s matches, credential accepted", enr.HubKey.Fingerprint())
 		add(true, "clock", "within %s of the hub", skew.Abs().Round(time.Second))
 		tctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		err = askAuthority(tctx, static, enr.authority([]string{addr}), func(h *hubConn) error {
+		err = askAuthority(tctx, dialer(route), static, enr.authority([]string{addr}), func(h *hubConn) error {
 			return h.Call(tctx, control.TypePing, control.Ping{}, nil)
 		})
 		cancel()

@@ -103,7 +103,7 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 // the relay (which never sees it), and checks the credential it returns.
 func (n *Node) redeem(ctx context.Context, hubs []string, t *enroll.Ticket, relay string) ([]byte, error) {
 	var resp control.CredentialResponse
-	err := askAuthority(ctx, n.static, authorityKeys{hubs: hubs, noise: t.AuthorityNoisePublic()}, func(h *hubConn) error {
+	err := askAuthority(ctx, n.dial(), n.static, authorityKeys{hubs: hubs, noise: t.AuthorityNoisePublic()}, func(h *hubConn) error {
 		return h.Call(ctx, control.TypeRedeem, control.RedeemRequest{Secret: t.Secret, Relay: relay}, &resp)
 	})
 	if err != nil {

@@ -56,21 +56,22 @@ func checkSkew(h control.ServerHello) error {
 	return nil
 }
 
-// dialHub opens a control channel to the relay at addr, presenting cred.
+// dialHub opens a control channel to the relay at addr (through dial),
+// presenting cred.
 // onPush (nil: pushes are ignored) runs on the reader goroutine and must
 // not block.
-func dialHub(ctx context.Context, addr string, static key.NodePrivate, relayKey key.NodePublic, cred []byte, onPush func(control.Msg)) (*hubConn, error) {
+func dialHub(ctx context.Context, dial dialFunc, addr string, static key.NodePrivate, relayKey key.NodePublic, cred []byte, onPush func(control.Msg)) (*hubConn, error) {
 	return controlconn.Dial(ctx, controlconn.Options{
-		Addr: addr, Dial: dialTCP, Kind: wire.KindControl, Static: static, Peer: relayKey,
+		Addr: addr, Dial: dial, Kind: wire.KindControl, Static: static, Peer: relayKey,
 		Hello: hello(cred), OnPush: onPush, CheckHello: checkSkew,
 	})
 }
 
 // dialAuthority opens an end-to-end channel to the authority through the
 // relay at addr. The relay splices it without reading it.
-func dialAuthority(ctx context.Context, addr string, static key.NodePrivate, authorityKey key.NodePublic) (*hubConn, error) {
+func dialAuthority(ctx context.Context, dial dialFunc, addr string, static key.NodePrivate, authorityKey key.NodePublic) (*hubConn, error) {
 	return controlconn.Dial(ctx, controlconn.Options{
-		Addr: addr, Dial: dialTCP, Kind: wire.KindAuthority, Static: static, Peer: authorityKey, Hello: hello(nil),
+		Addr: addr, Dial: dial, Kind: wire.KindAuthority, Static: static, Peer: authorityKey, Hello: hello(nil),
 	})
 }
 
@@ -88,10 +89,10 @@ type authorityKeys struct {
 // askAuthority runs f on a channel to the authority, trying each relay
 // address once. A refusal from the authority (a *control.Error) or a key
 // mismatch is final; otherwise the last network error is returned.
-func askAuthority(ctx context.Context, static key.NodePrivate, ak authorityKeys, f func(*hubConn) error) error {
+func askAuthority(ctx context.Context, dial dialFunc, static key.NodePrivate, ak authorityKeys, f func(*hubConn) error) error {
 	var last error
 	for _, addr := range ak.hubs {
-		h, err := dialAuthority(ctx, addr, static, ak.noise)
+		h, err := dialAuthority(ctx, dial, addr, static, ak.noise)
 		if err != nil {
 			var km *HubKeyMismatchError
 			if errors.As(err, &km) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgeportal/connect/agent/statedir"
@@ -119,7 +120,15 @@ func (n *Node) session(ctx context.Context, addr string) error {
 		}
 	}
 	revoked := make(chan error, 1)
+	// h is set once dialHub returns, which may be after its first pushes
+	// arrive (a command queued while the node was away comes right after
+	// the welcome): what needs h waits for ready, off the reader.
 	var h *hubConn
+	ready := make(chan struct{})
+	var readyOnce sync.Once
+	dialed := func() { readyOnce.Do(func() { close(ready) }) }
+	defer dialed()
+	hub := func() *hubConn { <-ready; return h } // nil: the dial failed
 	// Pushes arrive on h's reader goroutine; none of them blocks it.
 	onPush := func(m control.Msg) {
 		switch m.Type {
@@ -129,13 +138,17 @@ func (n *Node) session(ctx context.Context, addr string) error {
 				n.log.Warn("bad incoming session push", "err", err)
 				return
 			}
-			n.goTracked(func() { n.channels.accept(ctx, h.Addr(), in) })
+			n.goTracked(func() {
+				if h := hub(); h != nil {
+					n.channels.accept(ctx, h.Addr(), in)
+				}
+			})
 		case control.TypeCommand:
 			var p control.CommandPush
 			if err := control.DecodeBody(m, &p); err != nil {
 				p = control.CommandPush{Data: m.Body}
 			}
-			n.queueCommand(h, p)
+			n.queueCommand(hub, p)
 		case control.TypeRevoked:
 			var rp control.RevokedPush
 			control.DecodeBody(m, &rp)
@@ -145,7 +158,7 @@ func (n *Node) session(ctx context.Context, addr string) error {
 			}
 		}
 	}
-	h, err := dialHub(ctx, addr, n.static, n.enr.HubKey, n.credential(), onPush)
+	h, err := dialHub(ctx, n.dial(), addr, n.static, n.enr.HubKey, n.credential(), onPush)
 	var ce *control.Error
 	if errors.As(err, &ce) && ce.Code == control.ErrCodeCredentialOld {
 		// Away longer than a credential lives: get a fresh one, then
@@ -153,8 +166,9 @@ func (n *Node) session(ctx context.Context, addr string) error {
 		if rerr := n.refreshCredential(ctx); rerr != nil {
 			return fmt.Errorf("%v; refreshing it: %w", err, rerr)
 		}
-		h, err = dialHub(ctx, addr, n.static, n.enr.HubKey, n.credential(), onPush)
+		h, err = dialHub(ctx, n.dial(), addr, n.static, n.enr.HubKey, n.credential(), onPush)
 	}
+	dialed()
 	if err != nil {
 		return revokedErr(err)
 	}
@@ -301,7 +315,7 @@ func (n *Node) postponeRefresh(d time.Duration) {
 // end through the relay, and stores it.
 func (n *Node) refreshCredential(ctx context.Context) error {
 	var resp control.CredentialResponse
-	err := askAuthority(ctx, n.static, n.enr.authority(n.hubAddrs()), func(h *hubConn) error {
+	err := askAuthority(ctx, n.dial(), n.static, n.enr.authority(n.hubAddrs()), func(h *hubConn) error {
 		return h.Call(ctx, control.TypeRefresh, control.RefreshRequest{}, &resp)
 	})
 	if err != nil {

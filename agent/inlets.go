@@ -99,8 +99,9 @@ func (n *Node) dialData(ctx context.Context, addr string, token []byte) (net.Con
 // then names its session. Splitting them lets an inlet connect while it
 // waits for the hub's answer.
 func (n *Node) connectData(ctx context.Context, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: dialTimeout}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	c, err := n.dial()(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("data connection to hub: %w", err)
 	}

@@ -44,10 +44,10 @@ func CheckTicket(text string, cfg *config.Config) (*enroll.Ticket, enroll.Grant,
 // Preflight checks, without consuming the ticket, that the relay is
 // reachable, that the authority behind it has the key the ticket names,
 // and that it would accept the ticket (known, not used up, not expired,
-// relay name granted).
-func Preflight(ctx context.Context, t *enroll.Ticket, relay string) error {
+// relay name granted). route is how the hub is reached (nil: directly).
+func Preflight(ctx context.Context, route *Route, t *enroll.Ticket, relay string) error {
 	ephemeral := key.NewNodePrivate()
-	err := askAuthority(ctx, ephemeral, authorityKeys{hubs: t.Hubs, noise: t.AuthorityNoisePublic()}, func(h *hubConn) error {
+	err := askAuthority(ctx, dialer(route), ephemeral, authorityKeys{hubs: t.Hubs, noise: t.AuthorityNoisePublic()}, func(h *hubConn) error {
 		return h.Call(ctx, control.TypeRedeem, control.RedeemRequest{Secret: t.Secret, Relay: relay, DryRun: true}, nil)
 	})
 	var ce *control.Error
@@ -75,8 +75,9 @@ func LastError(stateDir string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// Leave asks the authority to revoke this node's membership.
-func Leave(ctx context.Context, stateDir string) error {
+// Leave asks the authority to revoke this node's membership, reaching
+// the hub through route (nil: directly).
+func Leave(ctx context.Context, route *Route, stateDir string) error {
 	var k key.NodePrivate
 	if err := key.ReadFile(filepath.Join(stateDir, statedir.NodeKey), &k); err != nil {
 		return fmt.Errorf("node identity: %w", err)
@@ -85,7 +86,7 @@ func Leave(ctx context.Context, stateDir string) error {
 	if err != nil || enr == nil {
 		return fmt.Errorf("this node is not enrolled (%v)", err)
 	}
-	return askAuthority(ctx, k, enr.authority(enr.Hubs), func(h *hubConn) error {
+	return askAuthority(ctx, dialer(route), k, enr.authority(enr.Hubs), func(h *hubConn) error {
 		return h.Call(ctx, control.TypeLeave, control.Empty{}, nil)
 	})
 }

@@ -63,6 +63,7 @@ const (
 	FieldExecutable = "executable"
 	FieldService    = "service"
 	FieldHub        = "preflight" // the authority, through the relay, refused or could not be asked
+	FieldRoute      = "hub route" // the proxy settings, their auth file, the TLS CA bundle
 )
 
 // InstallError is a refusal of Install: which input is wrong (Field, one
@@ -106,6 +107,11 @@ type InstallOptions struct {
 	// directory with Variables (stored there, never on a command line).
 	ConfigFile string
 	Variables  map[string]string
+	// Proxy, ProxyAuthFile and NoProxy set the hub route (config.Hub's
+	// keys of the same names) over the config's, and are stored in the
+	// state directory; the auth file is copied there. "" keeps the
+	// config's (or, without one, HTTPS_PROXY and NO_PROXY).
+	Proxy, ProxyAuthFile, NoProxy string
 	// Reconfigure replaces an installed node's config and restarts it.
 	Reconfigure bool
 	// DryRun runs every check (the preflight included) and describes the
@@ -164,6 +170,13 @@ func Install(ctx context.Context, o InstallOptions) (*InstallResult, error) {
 	} else if len(o.Variables) > 0 {
 		return nil, &InstallError{Field: FieldVariables, Err: ErrVariablesWithoutConfig}
 	}
+	// The hub route, as the service will dial: the config's, under what
+	// this install sets. Its files are read now (and the auth file
+	// copied), so a missing or readable-by-others one stops here.
+	route, settings, authData, err := installRoute(cfg, o)
+	if err != nil {
+		return nil, err
+	}
 
 	// 2. The state directory.
 	if err := installer.CheckStateDir(s); err != nil {
@@ -218,16 +231,20 @@ func Install(ctx context.Context, o InstallOptions) (*InstallResult, error) {
 			relay = cfg.Relay
 		}
 		pctx, cancel := context.WithTimeout(ctx, PreflightTimeout)
-		err := Preflight(pctx, ticket, relay)
+		err := Preflight(pctx, route, ticket, relay)
 		cancel()
 		if err != nil {
 			return nil, &InstallError{Field: FieldHub, Err: err}
 		}
-		fmt.Fprintf(out, "checked      hub %s accepts ticket %s\n", strings.Join(ticket.Hubs, ", "), grant.TicketID)
+		via := ""
+		if len(ticket.Hubs) > 0 && route.ProxyFor(ticket.Hubs[0]) != "" {
+			via = " through proxy " + route.ProxyFor(ticket.Hubs[0])
+		}
+		fmt.Fprintf(out, "checked      hub %s accepts ticket %s%s\n", strings.Join(ticket.Hubs, ", "), grant.TicketID, via)
 	}
 
 	// 6. The files, the service, its start.
-	plan, err := installer.NewPlan(s, installFiles(s, ticketText, cfgBytes, o.Variables))
+	plan, err := installer.NewPlan(s, append(installFiles(s, ticketText, cfgBytes, o.Variables), routeFiles(s, settings, authData)...))
 	if err != nil {
 		return nil, err
 	}
@@ -292,6 +309,60 @@ func installFiles(s installer.Spec, ticket, cfg []byte, vars map[string]string) 
 	}
 	m := statedir.Marker{Service: s.Name, User: s.User, Packaged: s.Packaged, Installed: time.Now().UTC().Format(time.RFC3339), Version: buildinfo.Version()}
 	return append(files, installer.File{Path: filepath.Join(s.StateDir, statedir.Installed), Mode: 0o600, Data: m.Encode()})
+}
+
+// installRoute builds the hub route an install sets up: cfg's hub
+// section (or the defaults) with the install's own settings over it. It
+// returns the settings to store and the auth file's bytes to copy.
+func installRoute(cfg *config.Config, o InstallOptions) (*Route, RouteSettings, []byte, error) {
+	eff := &config.Config{}
+	if cfg != nil {
+		c := *cfg
+		eff = &c
+	}
+	set := RouteSettings{Proxy: strings.TrimSpace(o.Proxy), NoProxy: o.NoProxy}
+	if set.Proxy != "" {
+		if err := config.CheckProxy(set.Proxy); err != nil {
+			return nil, set, nil, &InstallError{Field: FieldRoute, Err: fmt.Errorf("proxy: %w", err)}
+		}
+		eff.Hub.Proxy = set.Proxy
+	}
+	if set.NoProxy != "" {
+		eff.Hub.NoProxy = set.NoProxy
+	}
+	var auth []byte
+	if o.ProxyAuthFile != "" {
+		if eff.Hub.Proxy == config.ProxyDirect {
+			return nil, set, nil, &InstallError{Field: FieldRoute, Err: errors.New("a proxy auth file is given but the proxy is direct")}
+		}
+		eff.Hub.ProxyAuthFile = o.ProxyAuthFile
+		set.ProxyAuth = true
+	}
+	r, err := NewRoute(eff, nil)
+	if err != nil {
+		return nil, set, nil, &InstallError{Field: FieldRoute, Err: errors.New(strings.TrimPrefix(err.Error(), "hub route: "))}
+	}
+	if o.ProxyAuthFile != "" {
+		// Read after NewRoute, which checked its mode and content.
+		if auth, err = os.ReadFile(o.ProxyAuthFile); err != nil {
+			return nil, set, nil, &InstallError{Field: FieldRoute, Path: o.ProxyAuthFile, Err: pathErr(err)}
+		}
+	}
+	return r, set, auth, nil
+}
+
+// routeFiles are the state files of the hub route an install set (none
+// when it set nothing).
+func routeFiles(s installer.Spec, set RouteSettings, auth []byte) []installer.File {
+	if set == (RouteSettings{}) {
+		return nil
+	}
+	b, _ := json.MarshalIndent(set, "", "  ")
+	files := []installer.File{{Path: filepath.Join(s.StateDir, statedir.Route), Mode: 0o600, Data: append(b, '\n')}}
+	if auth != nil {
+		files = append(files, installer.File{Path: filepath.Join(s.StateDir, statedir.ProxyAuth), Mode: 0o600, Data: auth, Secret: true})
+	}
+	return files
 }
 
 // CheckInlets binds and releases every inlet's listen address of cfg
@@ -403,7 +474,8 @@ func AwaitNode(ctx context.Context, stateDir string, wait time.Duration, out io.
 		}
 	}
 	var b strings.Builder
-	PrintChecks(&b, Doctor(ctx, stateDir, nil))
+	cfg, _ := LoadConfig(stateDir, "", nil, config.LoadOptions{Environ: os.Environ()})
+	PrintChecks(&b, Doctor(ctx, stateDir, cfg, nil))
 	return nil, fmt.Errorf("the node did not come up within %s; diagnosis:\n%s", wait, strings.TrimRight(b.String(), "\n"))
 }
 
@@ -413,6 +485,13 @@ func AwaitNode(ctx context.Context, stateDir string, wait time.Duration, out io.
 // vars given here win over saved ones. Without any file it still returns
 // a config: the one the environment and flags make.
 func LoadConfig(stateDir, path string, vars map[string]string, opts config.LoadOptions) (*config.Config, error) {
+	// The hub route an install stored goes over the file and the
+	// environment; this call's own flags still win.
+	route, err := routeOverrides(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	opts.Flags = append(route, opts.Flags...)
 	if path != "" {
 		return config.LoadFileWith(path, vars, opts)
 	}

@@ -86,6 +86,7 @@ type Node struct {
 	log    *slog.Logger
 	cfg    *config.Config
 	static key.NodePrivate // set by Run before any goroutine starts
+	route  *Route          // how hub connections leave; set by Run before anything dials
 	self   portal.Self
 	dialer net.Dialer
 
@@ -211,6 +212,9 @@ func (n *Node) run(ctx context.Context) error {
 		return err
 	}
 	n.static = static
+	if n.route, err = NewRoute(n.cfg, n.log); err != nil {
+		return err
+	}
 	id := string(static.Public().ID())
 	n.log = n.log.With("node", id)
 	if created {
@@ -286,6 +290,9 @@ func (n *Node) run(ctx context.Context) error {
 	}
 	return err
 }
+
+// dial is the node's hub dial function (its route).
+func (n *Node) dial() dialFunc { return dialer(n.route) }
 
 func (n *Node) credential() []byte {
 	n.mu.Lock()

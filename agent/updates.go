@@ -498,7 +498,7 @@ func RunTrial(ctx context.Context, o Options) error {
 	}
 	var last error
 	for _, addr := range n.hubAddrs() {
-		h, err := dialHub(ctx, addr, static, enr.HubKey, n.credential(), nil)
+		h, err := dialHub(ctx, n.dial(), addr, static, enr.HubKey, n.credential(), nil)
 		if err != nil {
 			last = err
 			continue

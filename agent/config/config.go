@@ -3,7 +3,7 @@
 
 // Package config loads a node's YAML config: the seed-compatible keys
 // (relay, tcp-inlet, tcp-outlet, policy; single objects or lists) and the
-// agent-only keys beside them (remote-outlets, update, log, audit).
+// agent-only keys beside them (remote-outlets, update, log, audit, hub).
 //
 // Loading is strict and precise: the YAML is parsed into a node tree so
 // every error names its line; unknown keys and duplicate keys are errors;
@@ -17,7 +17,7 @@
 // The checked tree is loaded through koanf, which merges three sources,
 // later ones winning: the file, then the environment, then flags
 // (LoadOptions). The environment may set every single-valued key that is
-// not in a list (relay, update.*, log.*, audit.*), named by the brand's
+// not in a list (relay, update.*, log.*, audit.*, hub.*), named by the brand's
 // prefix, the section and the key in capitals with '_' for '-' and '.':
 // INITECH_LOG_LEVEL, INITECH_UPDATE_CHECK_EVERY, INITECH_RELAY
 // (EnvName). Every value is validated once merged, whatever its source,
@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -60,7 +61,37 @@ type Config struct {
 	Update        Update
 	Log           Log
 	Audit         Audit
+	Hub           Hub
 }
+
+// Hub is how the node reaches the hub (agent/egress): directly, or
+// through an HTTP CONNECT proxy, as plain TCP or as TLS.
+type Hub struct {
+	// Proxy is ProxyFromEnvironment (HTTPS_PROXY and NO_PROXY, the
+	// default when the key is absent), ProxyDirect (ignore them), or a
+	// proxy URL http://host:port (never with credentials in it).
+	Proxy string
+	// ProxyAuthFile holds one line user:password for Basic proxy
+	// authentication ("": none). Readable by the node's account only.
+	ProxyAuthFile string
+	// NoProxy lists hubs to dial directly (NO_PROXY's syntax).
+	NoProxy string
+	// TLS dials the hub as TLS (the hub serves --tls-cert): for networks
+	// that pass only TLS to 443. The relay's pinned Noise key stays what
+	// the node trusts.
+	TLS bool
+	// ServerName is the TLS server name ("": the hub address's host).
+	ServerName string
+	// CAFile is a PEM bundle of extra CAs for the outer TLS: a
+	// TLS-inspecting proxy's CA, or a private CA of the hub.
+	CAFile string
+}
+
+// Values of hub.proxy besides a URL.
+const (
+	ProxyFromEnvironment = "env"
+	ProxyDirect          = "direct"
+)
 
 // Inlet listens on From and carries connections via a relay to an outlet.
 type Inlet struct {
@@ -189,6 +220,8 @@ var (
 		"update": {kind: "object", keys: map[string]field{"auto": scalar, "channel": scalar, "check-every": scalar, "pin": scalar, "window": scalar}},
 		"log":    {kind: "object", keys: map[string]field{"level": scalar, "format": scalar}},
 		"audit":  {kind: "object", keys: map[string]field{"forward": scalar}},
+		"hub": {kind: "object", keys: map[string]field{"proxy": scalar, "proxy-auth-file": scalar, "no-proxy": scalar,
+			"tls": scalar, "server-name": scalar, "ca-file": scalar}},
 	}}
 )
 
@@ -424,6 +457,14 @@ type rawConfig struct {
 	Audit struct {
 		Forward string `koanf:"forward"`
 	} `koanf:"audit"`
+	Hub struct {
+		Proxy         string `koanf:"proxy"`
+		ProxyAuthFile string `koanf:"proxy-auth-file"`
+		NoProxy       string `koanf:"no-proxy"`
+		TLS           string `koanf:"tls"`
+		ServerName    string `koanf:"server-name"`
+		CAFile        string `koanf:"ca-file"`
+	} `koanf:"hub"`
 }
 
 type rawInlet struct {
@@ -683,7 +724,73 @@ func (w *walker) validate(raw *rawConfig) (*Config, error) {
 	default:
 		return nil, w.at("audit.forward", fmt.Sprintf("audit forward %q: want %s, %s, %s or %s", f, ForwardJournal, ForwardSyslog, ForwardEventLog, ForwardNone))
 	}
+	if err := w.hub(raw, c); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// hub checks the hub section. The files it names are read when the node
+// starts (agent/egress), not here: a config is checked where it is
+// written, the files where the node runs.
+func (w *walker) hub(raw *rawConfig, c *Config) error {
+	h := raw.Hub
+	c.Hub = Hub{Proxy: strings.TrimSpace(h.Proxy), ProxyAuthFile: h.ProxyAuthFile, NoProxy: h.NoProxy, ServerName: h.ServerName, CAFile: h.CAFile}
+	switch p := c.Hub.Proxy; {
+	case p == "":
+		c.Hub.Proxy = ProxyFromEnvironment
+	case p == ProxyFromEnvironment || p == ProxyDirect:
+	default:
+		if err := CheckProxy(p); err != nil {
+			return w.at("hub.proxy", "hub proxy: "+err.Error())
+		}
+	}
+	if c.Hub.ProxyAuthFile != "" && c.Hub.Proxy == ProxyDirect {
+		return w.at("hub.proxy-auth-file", "hub proxy-auth-file is set but proxy is direct")
+	}
+	if h.TLS != "" {
+		b, err := strconv.ParseBool(h.TLS)
+		if err != nil {
+			return w.at("hub.tls", fmt.Sprintf("hub tls %q: want true or false", h.TLS))
+		}
+		c.Hub.TLS = b
+	}
+	if c.Hub.ServerName != "" && !c.Hub.TLS {
+		return w.at("hub.server-name", "hub server-name is set but tls is not")
+	}
+	if c.Hub.CAFile != "" && !c.Hub.TLS {
+		return w.at("hub.ca-file", "hub ca-file is set but tls is not")
+	}
+	if n := c.Hub.ServerName; n != "" && !hostRE.MatchString(n) {
+		return w.at("hub.server-name", fmt.Sprintf("hub server-name %q is not a host name", n))
+	}
+	return nil
+}
+
+// CheckProxy checks a hub.proxy value: ProxyFromEnvironment,
+// ProxyDirect, or http://host[:port] (or host:port) without credentials,
+// path or query. Its errors never echo the value: it may hold a password.
+func CheckProxy(raw string) error {
+	if raw == ProxyFromEnvironment || raw == ProxyDirect {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if !strings.Contains(raw, "://") && (err != nil || u.Scheme == "" || u.Host == "") {
+		u, err = url.Parse("http://" + raw)
+	}
+	switch {
+	case err != nil:
+		return errors.New("not a valid URL (want http://host:port)")
+	case u.Scheme != "http":
+		return fmt.Errorf("only http:// proxies are supported, not %s://", u.Scheme)
+	case u.User != nil:
+		return errors.New("the URL holds credentials: put user:password in a proxy-auth-file instead")
+	case u.Hostname() == "":
+		return errors.New("the URL has no host")
+	case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "":
+		return errors.New("a proxy URL has no path or query")
+	}
+	return nil
 }
 
 // MinCheckEvery is the shortest update.check-every: a node does not ask

@@ -70,7 +70,7 @@ func TestLoad(t *testing.T) {
 			return c.Update.Auto != nil && !*c.Update.Auto && c.Update.CheckEvery.Hours() == 6
 		}},
 		{name: "unknown key", yaml: "relay: r\ntcp-outlet:\n  from: a\n  targt: x\n", wantErr: `config: line 4: unknown key "targt" in tcp-outlet (known: allow, from, to)`},
-		{name: "unknown top key", yaml: "relya: r\n", wantErr: `config: line 1: unknown key "relya" (known: audit, log, policy, relay, remote-outlets, tcp-inlet, tcp-outlet, update)`},
+		{name: "unknown top key", yaml: "relya: r\n", wantErr: `config: line 1: unknown key "relya" (known: audit, hub, log, policy, relay, remote-outlets, tcp-inlet, tcp-outlet, update)`},
 		{name: "duplicate key", yaml: "relay: a\nrelay: b\n", wantErr: `config: line 2: key "relay" given twice`},
 		{name: "bad policy", yaml: "tcp-outlet:\n  from: a\n  to: a:1\n  allow: a and (b\n", wantErr: `config: line 2: tcp-outlet "a": allow: policy: at offset`},
 		{name: "bad resource type", yaml: "policy:\n  resource-type: relay\n  allow: x\n", wantErr: `resource-type "relay"`},
@@ -92,6 +92,23 @@ func TestLoad(t *testing.T) {
 		{name: "injection stays a value", yaml: "relay: $R\n", wantErr: "relay \"x\\ny: z\""},
 		{name: "not a mapping", yaml: "- a\n", wantErr: "must be a mapping"},
 		{name: "audit default", yaml: "relay: r\n", check: func(c *Config) bool { return c.Audit.Forward == "" }},
+		{name: "hub default", yaml: "relay: r\n", check: func(c *Config) bool { return c.Hub == Hub{Proxy: ProxyFromEnvironment} }},
+		{name: "hub proxy", yaml: "hub:\n  proxy: http://proxy.acme:3128\n  proxy-auth-file: /etc/initech/proxy-auth\n  no-proxy: .internal\n",
+			check: func(c *Config) bool {
+				return c.Hub == Hub{Proxy: "http://proxy.acme:3128", ProxyAuthFile: "/etc/initech/proxy-auth", NoProxy: ".internal"}
+			}},
+		{name: "hub tls", yaml: "hub: {proxy: direct, tls: true, server-name: hub.example.com, ca-file: /etc/ssl/acme.pem}\n",
+			check: func(c *Config) bool {
+				return c.Hub == Hub{Proxy: ProxyDirect, TLS: true, ServerName: "hub.example.com", CAFile: "/etc/ssl/acme.pem"}
+			}},
+		{name: "hub proxy with password", yaml: "hub:\n  proxy: http://bob:hunter2@proxy:3128\n", wantErr: "config: line 2: hub proxy: the URL holds credentials: put user:password in a proxy-auth-file instead"},
+		{name: "hub proxy socks", yaml: "hub:\n  proxy: socks5://proxy:1080\n", wantErr: "only http:// proxies are supported, not socks5://"},
+		{name: "hub proxy path", yaml: "hub:\n  proxy: http://proxy:3128/x\n", wantErr: "a proxy URL has no path or query"},
+		{name: "hub tls not bool", yaml: "hub:\n  tls: maybe\n", wantErr: `config: line 2: hub tls "maybe": want true or false`},
+		{name: "hub ca without tls", yaml: "hub:\n  ca-file: /x.pem\n", wantErr: "hub ca-file is set but tls is not"},
+		{name: "hub server name without tls", yaml: "hub:\n  server-name: h\n", wantErr: "hub server-name is set but tls is not"},
+		{name: "hub auth without proxy", yaml: "hub:\n  proxy: direct\n  proxy-auth-file: /x\n", wantErr: "hub proxy-auth-file is set but proxy is direct"},
+		{name: "hub unknown key", yaml: "hub:\n  proxi: x\n", wantErr: `unknown key "proxi" in hub`},
 		{name: "audit none", yaml: "audit:\n  forward: none\n", check: func(c *Config) bool { return c.Audit.Forward == "" }},
 		{name: "audit journal", yaml: "audit:\n  forward: journal\n", check: func(c *Config) bool { return c.Audit.Forward == ForwardJournal }},
 		{name: "audit syslog", yaml: "audit: {forward: syslog}\n", check: func(c *Config) bool { return c.Audit.Forward == ForwardSyslog }},

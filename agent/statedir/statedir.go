@@ -60,11 +60,13 @@ const (
 	AuditHead    = "audit.head"        // count and hash of the last audit record
 	Socket       = "agent.sock"        // the local API's owner-only socket
 	ServiceLog   = "agent.log"         // the launchd service's stderr (macOS)
+	Route        = "hub-route.json"    // the hub route an install set (install --proxy)
+	ProxyAuth    = "proxy-auth"        // the proxy's user:password an install copied (secret)
 )
 
 // Names lists every name above, in the order above.
 var Names = []string{NodeKey, Enrollment, Portals, Ticket, Config, Variables, LastError, Commands, Paused,
-	UpdateMarker, UpdateDir, Installed, AuditLog, AuditHead, Socket, ServiceLog}
+	UpdateMarker, UpdateDir, Installed, AuditLog, AuditHead, Socket, ServiceLog, Route, ProxyAuth}
 
 // Marker is what the installer records in Installed: how the service was
 // installed, so the node knows (for example) that a package manager owns

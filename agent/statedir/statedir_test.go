@@ -18,6 +18,7 @@ func TestNames(t *testing.T) {
 		Config: "agent.yaml", Variables: "variables.json", LastError: "last-error", Commands: "commands.json",
 		Paused: "paused", UpdateMarker: "update.json", UpdateDir: "update", Installed: "installed.json",
 		AuditLog: "audit.log", AuditHead: "audit.head", Socket: "agent.sock", ServiceLog: "agent.log",
+		Route: "hub-route.json", ProxyAuth: "proxy-auth",
 	}
 	if len(Names) != len(want) {
 		t.Fatalf("Names has %d names, want %d", len(Names), len(want))

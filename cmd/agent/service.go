@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/edgeportal/connect/agent"
 	"github.com/edgeportal/connect/agent/config"
@@ -51,6 +52,9 @@ func cmdInstall(ctx context.Context, c *cliutil.Call) error {
 	sa := serviceFlags(c)
 	dryRun := fs.Bool("dry-run", false, "run every check (the hub's preflight too, which uses nothing), print what would be written and run, change nothing")
 	reconfigure := fs.Bool("reconfigure", false, "on an installed node, replace its config and variables and restart it")
+	proxy := fs.String("proxy", "", "reach the hub through this HTTP CONNECT proxy (`URL` http://host:port; \"direct\" ignores HTTPS_PROXY); stored in the state directory, over the config's hub.proxy (default: the config's, else HTTPS_PROXY)")
+	proxyAuth := fs.String("proxy-auth-file", "", "`FILE` with one line user:password for the proxy's Basic authentication (not readable by others); copied into the state directory")
+	noProxy := fs.String("no-proxy", "", "hubs to reach directly, NO_PROXY's syntax (`LIST`); stored in the state directory")
 	wait := fs.Duration("wait", agent.DefaultInstallWait, "how long to wait for the node to come up")
 	printUnit := fs.Bool("print-unit", false, "print the service definition for a package build and exit")
 	packaged := fs.Bool("packaged", false, "a package (deb, rpm, msi) owns the service: only place the files and restart it")
@@ -85,6 +89,7 @@ func cmdInstall(ctx context.Context, c *cliutil.Call) error {
 	spec.Packaged = spec.Packaged || *packaged
 	res, err := agent.Install(ctx, agent.InstallOptions{
 		Spec: spec, TicketFile: ticket, ConfigFile: *cfgPath, Variables: vm,
+		Proxy: *proxy, ProxyAuthFile: *proxyAuth, NoProxy: *noProxy,
 		Reconfigure: *reconfigure, DryRun: *dryRun, Wait: *wait, Progress: c.Stdout,
 	})
 	if err != nil {
@@ -119,8 +124,13 @@ func cmdUninstall(ctx context.Context, c *cliutil.Call) error {
 		return err
 	}
 	if *revoke {
+		dir := spec.Rooted(spec.StateDir)
+		route, err := nodeRoute(dir)
+		if err != nil {
+			return fmt.Errorf("revoke: %w (nothing was uninstalled)", err)
+		}
 		rctx, cancel := context.WithTimeout(ctx, agent.PreflightTimeout)
-		err := agent.Leave(rctx, spec.Rooted(spec.StateDir))
+		err = agent.Leave(rctx, route, dir)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("revoke: %w (nothing was uninstalled)", err)
@@ -168,11 +178,32 @@ func cmdDoctor(ctx context.Context, c *cliutil.Call) error {
 		return err
 	}
 	dir := spec.Rooted(spec.StateDir)
-	checks := agent.Doctor(ctx, dir, func() (string, error) { return serviceState(spec, dir) })
+	// The node's own config, for its hub route (a bad one is a check).
+	cfg, cfgErr := nodeConfig(dir)
+	checks := agent.Doctor(ctx, dir, cfg, func() (string, error) { return serviceState(spec, dir) })
+	if cfgErr != nil {
+		checks = append([]agent.Check{{What: "config", Detail: cfgErr.Error()}}, checks...)
+	}
 	if !agent.PrintChecks(c.Stdout, checks) {
 		return errors.New("doctor found problems (see the FAIL lines)")
 	}
 	return nil
+}
+
+// nodeConfig loads the config of the node in dir as it runs: the file
+// an install placed (with its variables and hub route) and this
+// environment.
+func nodeConfig(dir string) (*config.Config, error) {
+	return agent.LoadConfig(dir, "", nil, config.LoadOptions{EnvPrefix: brand.EnvPrefix(), Environ: os.Environ()})
+}
+
+// nodeRoute is how the node in dir reaches the hub.
+func nodeRoute(dir string) (*agent.Route, error) {
+	cfg, err := nodeConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	return agent.NewRoute(cfg, nil)
 }
 
 // serviceState is the state of the service that runs the node in dir:
