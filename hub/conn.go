@@ -172,6 +172,16 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer,
 		return
 	}
 	peer := nc.Peer()
+	if s.cluster != nil && s.cluster.isRelayKey(peer) {
+		var h linkHello
+		if len(ch.Credential) > maxLinkHello || wire.UnmarshalStrict(ch.Credential, &h) != nil {
+			s.log.Info("relay node link refused: bad hello", "remote", c.RemoteAddr().String())
+			c.Close()
+			return
+		}
+		s.serveLink(ctx, c, peer, h, slot)
+		return
+	}
 	role, cred, refusal := s.admit(peer, ch.Credential)
 	if refusal != nil {
 		s.metrics.rejected.WithLabelValues(refusal.Code).Inc()
@@ -303,6 +313,11 @@ func (s *Server) removeConn(cc *controlConn) {
 	s.members.remove(cc)
 	if name := s.relays.release(cc); name != "" {
 		cc.log.Info("relay down", "relay", name)
+		if s.cluster != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.cluster.store.DropPresence(ctx, name, s.cluster.id)
+			cancel()
+		}
 	}
 	s.touch(cc.id, "", "")
 }

@@ -41,6 +41,7 @@ func init() {
 			control.TypePing:        handlePing,
 			control.TypeRevocations: handleRevocations,
 			control.TypeLiveStatus:  handleLiveStatus,
+			ClusterNodesType:        handleClusterNodes,
 		},
 	}
 }
