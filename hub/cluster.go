@@ -63,10 +63,10 @@ const (
 // authenticated, so it can only make a link fail, never succeed in a way
 // that matters: the nodes' Noise protects the bytes either way.
 const (
-	linkOK        byte = 0
-	linkNoRelay   byte = 1 // the relay's owner is not connected here (any more)
-	linkNoAuth    byte = 2 // the authority is not connected here
-	linkRefused   byte = 3 // a bad or unauthorised request
+	linkOK      byte = 0
+	linkNoRelay byte = 1 // the relay's owner is not connected here (any more)
+	linkNoAuth  byte = 2 // the authority is not connected here
+	linkRefused byte = 3 // a bad or unauthorised request
 )
 
 // linkHello is what the dialling relay node says in its handshake's last
