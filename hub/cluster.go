@@ -86,8 +86,12 @@ type clusterState struct {
 	store ClusterStore
 	id    string
 
-	mu       sync.Mutex // guards nodes
-	nodes    []RelayNode
+	mu    sync.Mutex // guards nodes and known
+	nodes []RelayNode
+	// known is the last presence read of each relay: while the database
+	// is away, sessions still find the relay node that held it (whose
+	// link answer is the final word).
+	known map[string]Presence
 	queries  func() int64 // the store's statement counter, or nil
 	lastSeen time.Time    // of the listing
 }
@@ -102,6 +106,31 @@ func (c *clusterState) setListing(ns []RelayNode) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nodes, c.lastSeen = ns, time.Now()
+}
+
+// lookup returns relay's presence from the store, or (the store being
+// unreachable) the last one read.
+func (c *clusterState) lookup(ctx context.Context, relay string) (Presence, error) {
+	p, err := c.store.LookupPresence(ctx, relay)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case err == nil:
+		c.known[relay] = p
+	case errors.Is(err, ErrNotFound):
+		delete(c.known, relay)
+	default:
+		if k, ok := c.known[relay]; ok {
+			return k, nil
+		}
+	}
+	return p, err
+}
+
+func (c *clusterState) forget(relay string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.known, relay)
 }
 
 // node returns a listed relay node by identifier.
@@ -141,7 +170,7 @@ func (s *Server) joinCluster(ctx context.Context, cs ClusterStore) error {
 		return fmt.Errorf("relay node %s is listed in the cluster's database with key %s, but its directory holds key %s: refusing to start",
 			me, ns[i].Key.Fingerprint(), pub.Fingerprint())
 	}
-	s.cluster = &clusterState{store: cs, id: me, nodes: ns}
+	s.cluster = &clusterState{store: cs, id: me, nodes: ns, known: map[string]Presence{}}
 	if q, ok := cs.(interface{ Queries() int64 }); ok {
 		s.cluster.queries = q.Queries
 	}
@@ -198,12 +227,14 @@ func (s *Server) onEvent(ctx context.Context, ev Event) {
 	case EventRevoked:
 		s.syncRevocations(ctx)
 	case EventReleased:
+		s.cluster.forget(ev.Relay)
 		if cc := s.relays.lookup(ev.Relay); cc != nil {
 			s.relays.release(cc)
 			cc.log.Info("relay released elsewhere in the cluster; closing", "relay", ev.Relay)
 			cc.close()
 		}
 	case EventMoved:
+		s.cluster.forget(ev.Relay)
 		if ev.Node == s.cluster.id {
 			return
 		}
@@ -397,7 +428,7 @@ func (s *Server) serveLink(ctx context.Context, c net.Conn, peer key.NodePublic,
 // half; the link it answers on becomes the peer of this node's inlet half.
 func (s *Server) openRemoteSession(ctx context.Context, cc *controlConn, relay string) (any, error) {
 	unknown := &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q is not connected to the hub", relay)}
-	p, err := s.cluster.store.LookupPresence(ctx, relay)
+	p, err := s.cluster.lookup(ctx, relay)
 	if errors.Is(err, ErrNotFound) {
 		return nil, unknown
 	}
@@ -415,6 +446,7 @@ func (s *Server) openRemoteSession(ctx context.Context, cc *controlConn, relay s
 	link, code, err := s.dialLink(ctx, n, linkHello{Op: linkSession, Token: sess.token[:], Relay: relay, From: cc.id, Owner: p.Owner})
 	if err != nil || code != linkOK {
 		s.sessions.cancel(sess)
+		s.cluster.forget(relay)
 		if err != nil {
 			cc.log.Warn("could not reach the relay node holding the relay", "relay", relay, "relay_node", p.Node, "err", err)
 		}

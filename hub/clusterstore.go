@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/key"
 )
 
@@ -97,6 +98,22 @@ func DecodeEvent(s string) (Event, error) {
 		return ev, nil
 	}
 	return ev, fmt.Errorf("event: unknown kind %q", ev.Kind)
+}
+
+// ErrStoreUnavailable is wrapped by a store's errors when its database
+// cannot be reached (down, restarting, cut off). Nodes are asked to come
+// back later rather than refused.
+var ErrStoreUnavailable = errors.New("the database is unavailable")
+
+// StoreRetryAfter is how long a node asked to come back waits.
+const StoreRetryAfter = 5 * time.Second
+
+// Unavailable is the answer a node gets while the store is unreachable:
+// a slow-down (the node asks again), saying why but not where the
+// database is (the detail stays in the server's log).
+func Unavailable(whose string, err error) *control.Error {
+	return &control.Error{Code: control.ErrCodeSlowDown, RetryAfterMS: StoreRetryAfter.Milliseconds(),
+		Message: fmt.Sprintf("%s database is unavailable; ask again in %s", whose, StoreRetryAfter)}
 }
 
 // ErrNotListed means a relay node is not in the cluster's listing.

@@ -129,6 +129,9 @@ func errorFor(err error) *control.Error {
 	if errors.As(err, &ce) {
 		return ce
 	}
+	if errors.Is(err, ErrStoreUnavailable) {
+		return Unavailable("the relay's", err)
+	}
 	return &control.Error{Code: control.ErrCodeInternal, Message: err.Error()}
 }
 

@@ -90,6 +90,9 @@ func program() *cliutil.Program {
 				Example: "release publish --dir hub --release-key vendor/release.key --version v1.4.0 --file linux/amd64=dist/agent-linux-amd64"},
 			{Name: "release list", Synopsis: "--dir HUB", Run: cmdReleaseList,
 				Summary: "list published releases"},
+			{Name: "store migrate", Synopsis: "--from DIR --to postgres://…", Run: cmdStoreMigrate,
+				Summary: "move a relay's or an authority's state from its file to PostgreSQL",
+				Example: "store migrate --from hub --to postgres://hub@db.internal/relays"},
 			{Name: "version", Run: cmdVersion, Summary: "print the version"},
 		},
 	}

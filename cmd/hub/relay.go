@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/edgeportal/connect/hub"
 	"github.com/edgeportal/connect/hub/authority"
-	"github.com/edgeportal/connect/hub/store/boltstore"
 	"github.com/edgeportal/connect/hub/vendor"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
@@ -46,6 +44,8 @@ func cmdInit(ctx context.Context, c *cliutil.Call) error {
 	addr := c.Flags().String("addr", "", "address to listen on, host:port")
 	var public cliutil.Strings
 	c.Flags().Var(&public, "public", "address nodes dial (written into tickets); repeatable; default --addr, required when --addr is 0.0.0.0")
+	store := storeFlag(c)
+	keyFrom := c.Flags().String("key-from", "", "another relay node's directory on this machine: share its Noise key and trust (every relay node of a cluster answers nodes with the key their tickets pin)")
 	if err := c.Parse(0); err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func cmdInit(ctx context.Context, c *cliutil.Call) error {
 	if *addr == "" {
 		return cliutil.Usagef("--addr is required")
 	}
-	d, err := hub.Init(*dir, *addr, public)
+	d, err := initRelay(ctx, *dir, hub.InitOptions{Listen: *addr, Public: public, Store: *store, KeyFrom: *keyFrom})
 	if err != nil {
 		return err
 	}
@@ -106,6 +106,7 @@ func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the relay's clock (tests of clock skew only; not for production)")
 	tlsCert := fs.String("tls-cert", "", "serve as TLS with this certificate (PEM, leaf first), for networks that let only TLS to 443 through; nodes still pin the relay's Noise key")
 	tlsKey := fs.String("tls-key", "", "the TLS certificate's private key (PEM)")
+	storeURL := storeFlag(c)
 	if err := c.Parse(0); err != nil {
 		return err
 	}
@@ -130,7 +131,7 @@ func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	if *listen != "" {
 		d.Config.Listen = *listen
 	}
-	store, err := boltstore.Open(filepath.Join(*dir, hub.DBFile))
+	store, err := openRelayStore(ctx, d, *storeURL, log)
 	if err != nil {
 		return err
 	}
@@ -188,7 +189,7 @@ func relayAdmin(dir string) (hub.Admin, func(), error) {
 	if c, err := hub.DialAdmin(dir); err == nil {
 		return c, func() {}, nil
 	}
-	store, err := boltstore.Open(filepath.Join(dir, hub.DBFile))
+	store, err := openRelayStore(context.Background(), d, "", nil)
 	if err != nil {
 		return nil, nil, err
 	}

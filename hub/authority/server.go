@@ -442,6 +442,9 @@ func errorFor(err error) *control.Error {
 	if errors.As(err, &ce) {
 		return ce
 	}
+	if errors.Is(err, hub.ErrStoreUnavailable) {
+		return hub.Unavailable("the authority's", err)
+	}
 	code := control.ErrCodeInternal
 	switch {
 	case errors.Is(err, enroll.ErrTicketUnknown):

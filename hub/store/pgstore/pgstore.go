@@ -38,14 +38,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/edgeportal/connect/hub"
 )
 
 // Limits.
@@ -63,7 +68,7 @@ const (
 
 // ErrUnavailable is wrapped by errors that mean the database could not be
 // reached (down, restarting, network), as opposed to a refusal.
-var ErrUnavailable = errors.New("the database is unavailable")
+var ErrUnavailable = hub.ErrStoreUnavailable
 
 // Options configure Open.
 type Options struct {
@@ -224,7 +229,7 @@ func (s *Store) wrap(err error) error {
 		return err
 	}
 	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.As(err, &ce) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	var ne interface{ Timeout() bool }
