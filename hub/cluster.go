@@ -91,7 +91,7 @@ type clusterState struct {
 	// known is the last presence read of each relay: while the database
 	// is away, sessions still find the relay node that held it (whose
 	// link answer is the final word).
-	known map[string]Presence
+	known    map[string]Presence
 	queries  func() int64 // the store's statement counter, or nil
 	lastSeen time.Time    // of the listing
 }
