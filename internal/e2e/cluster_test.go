@@ -352,7 +352,13 @@ func TestClusterLosingRelayNode(t *testing.T) {
 		t.Fatal("the customer's relay node is unknown")
 	}
 	deadID := nodeID(t, c.relays[dead].dir)
+	// A node that can only reach the doomed relay node (--hub): its
+	// relay's presence stays there until the lease runs out by itself.
+	it := c.ticket("idle.ticket", "--relay", "idle-relay")
+	idle := c.env.StartNode("idle", "--enrollment-ticket", it, "--hub", c.relays[dead].addr)
+	idle.AwaitRelayUp()
 	c.relays[dead].proc.Kill()
+	killed := time.Now()
 	start := time.Now()
 	// A command queued while the customer is away is not lost.
 	other := (dead + 1) % len(c.relays)
@@ -375,9 +381,14 @@ func TestClusterLosingRelayNode(t *testing.T) {
 		got, err = Get(c.inlet("while-away"))
 		return err == nil && got == "github\n"
 	})
+	if n := c.sql(`select count(*) from presence where node = $1 and relay = 'idle-relay'`, deadID); n != 1 {
+		t.Fatalf("the idle relay's presence on the dead node: %d rows", n)
+	}
 	Await(t, hubLease+10*time.Second, "the dead relay node's leases expired", func() bool {
 		return c.sql(`select count(*) from presence where node = $1 and lease_until > now()`, deadID) == 0
 	})
+	t.Logf("the dead relay node's last lease expired %s after it died (lease %s)", time.Since(killed).Round(100*time.Millisecond), hubLease)
+	idle.Proc.Stop()
 	c.startRelay(dead)
 
 	// Rolling restart, one relay node at a time, while a client keeps
