@@ -217,15 +217,19 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer,
 	s.stats.ControlConns.Add(1)
 	s.touch(cc.id, ch.Build, ch.Platform)
 	cc.goTracked(cc.writer)
-	defer func() {
-		cc.close()
-		cc.wg.Wait()
-		s.removeConn(cc)
-		s.stats.ControlConns.Add(-1)
-	}()
 	cc.log.Debug("control connection up", "remote", c.RemoteAddr().String())
 	cc.goTracked(func() { s.deliverPending(ctx, cc) })
-	s.runReadLoop(ctx, cc)
+	// The read loop runs on a fresh goroutine: this one's stack grew in
+	// the (hybrid) handshake, and an idle connection should not keep it.
+	s.goTracked(func() {
+		defer func() {
+			cc.close()
+			cc.wg.Wait()
+			s.removeConn(cc)
+			s.stats.ControlConns.Add(-1)
+		}()
+		s.runReadLoop(ctx, cc)
+	})
 }
 
 // runReadLoop runs cc's read loop; after a handler asked to close, it

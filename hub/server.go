@@ -39,8 +39,10 @@ const (
 	// WriteTimeout bounds one write to a node.
 	WriteTimeout = 15 * time.Second
 	// OutboundQueue is how many messages may wait for one connection's
-	// writer. A node that stops reading fills only its own queue.
-	OutboundQueue = 256
+	// writer. A node that stops reading fills only its own queue. Each
+	// idle connection holds the queue (24 bytes a slot), so it is sized
+	// for a burst of session announcements, not more.
+	OutboundQueue = 32
 	// SessionPairTimeout is how long a data connection waits for its peer.
 	SessionPairTimeout = 15 * time.Second
 	// MaxSessionsPerNode bounds session tokens outstanding per node.
