@@ -42,7 +42,7 @@ const (
 	// writer. A node that stops reading fills only its own queue. Each
 	// idle connection holds the queue (24 bytes a slot), so it is sized
 	// for a burst of session announcements, not more.
-	OutboundQueue = 32
+	OutboundQueue = 64
 	// SessionPairTimeout is how long a data connection waits for its peer.
 	SessionPairTimeout = 15 * time.Second
 	// MaxSessionsPerNode bounds session tokens outstanding per node.
