@@ -40,9 +40,10 @@ const (
 	WriteTimeout = 15 * time.Second
 	// OutboundQueue is how many messages may wait for one connection's
 	// writer. A node that stops reading fills only its own queue. Each
-	// idle connection holds the queue (24 bytes a slot), so it is sized
-	// for a burst of session announcements, not more.
-	OutboundQueue = 64
+	// idle connection holds the queue (24 bytes a slot, 6 KiB); a burst
+	// of hundreds of portals to one outlet node needs it (data path v1
+	// announces every portal).
+	OutboundQueue = 256
 	// SessionPairTimeout is how long a data connection waits for its peer.
 	SessionPairTimeout = 15 * time.Second
 	// MaxSessionsPerNode bounds session tokens outstanding per node.
