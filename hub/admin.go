@@ -108,7 +108,14 @@ func (s *Server) Commands(ctx context.Context, relay string) ([]CommandRecord, e
 
 // Relays implements Admin.
 func (s *Server) Relays(ctx context.Context) ([]RelayStatus, error) {
-	return relayStatus(ctx, s.store, func(name string) bool { return s.relays.lookup(name) != nil })
+	up := map[string]bool{}
+	if s.cluster != nil {
+		ps, _ := s.cluster.store.ListPresence(ctx)
+		for _, p := range ps {
+			up[p.Relay] = true
+		}
+	}
+	return relayStatus(ctx, s.store, func(name string) bool { return up[name] || s.relays.lookup(name) != nil })
 }
 
 // ReleaseRelay implements Admin: the binding goes, and the owner's live

@@ -117,11 +117,21 @@ func (s *Server) serveAuthorityConn(ctx context.Context, cc *controlConn) {
 		old.close()
 	}
 	cc.goTracked(cc.writer)
+	if s.cluster != nil {
+		s.goTracked(func() { s.heartbeat(ctx) }) // say at once that the authority is here
+	}
 	defer func() {
 		cc.close()
 		cc.wg.Wait()
 		s.authority.clear(cc)
 		cc.log.Info("authority disconnected")
+		if s.cluster != nil {
+			s.goTracked(func() {
+				hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				s.heartbeat(hctx)
+			})
+		}
 	}()
 	cc.log.Info("authority connected")
 	s.runReadLoop(ctx, cc)
@@ -196,6 +206,18 @@ func (s *Server) liveNodes(ctx context.Context) []control.NodeLive {
 		}
 		cc.mu.Unlock()
 	}
+	if s.cluster != nil {
+		ps, _ := s.cluster.store.ListPresence(ctx)
+		for _, p := range ps {
+			n := byID[p.Owner]
+			if n == nil {
+				out = append(out, control.NodeLive{ID: p.Owner})
+				n = &out[len(out)-1]
+				byID[p.Owner] = n
+			}
+			n.Connected, n.Relay = true, p.Relay
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
@@ -205,9 +227,16 @@ func (s *Server) liveNodes(ctx context.Context) []control.NodeLive {
 // the relay splices the two. The connection counts against the admission
 // caps for its whole life (the relay cannot tell who is on it), and is
 // bounded in bytes and time.
-func (s *Server) serveAuthoritySession(ctx context.Context, c net.Conn, offer wire.Offer) {
+//
+// In a cluster, a relay node without the authority forwards the
+// connection to the one that has it (mayForward; a forwarded one is not
+// forwarded again).
+func (s *Server) serveAuthoritySession(ctx context.Context, c net.Conn, offer wire.Offer, mayForward bool) {
 	defer c.Close()
 	a := s.authority.get()
+	if a == nil && mayForward && s.cluster != nil && s.forwardAuthority(ctx, c, offer) {
+		return
+	}
 	if a == nil {
 		c.Write([]byte{authorityMissing})
 		s.log.Debug("authority connection refused: no authority connected", "remote", c.RemoteAddr().String())

@@ -172,6 +172,16 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer,
 		return
 	}
 	peer := nc.Peer()
+	if s.cluster != nil && s.cluster.isRelayKey(peer) {
+		var h linkHello
+		if len(ch.Credential) > maxLinkHello || wire.UnmarshalStrict(ch.Credential, &h) != nil {
+			s.log.Info("relay node link refused: bad hello", "remote", c.RemoteAddr().String())
+			c.Close()
+			return
+		}
+		s.serveLink(ctx, c, peer, h, slot)
+		return
+	}
 	role, cred, refusal := s.admit(peer, ch.Credential)
 	if refusal != nil {
 		s.metrics.rejected.WithLabelValues(refusal.Code).Inc()
@@ -207,15 +217,19 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer,
 	s.stats.ControlConns.Add(1)
 	s.touch(cc.id, ch.Build, ch.Platform)
 	cc.goTracked(cc.writer)
-	defer func() {
-		cc.close()
-		cc.wg.Wait()
-		s.removeConn(cc)
-		s.stats.ControlConns.Add(-1)
-	}()
 	cc.log.Debug("control connection up", "remote", c.RemoteAddr().String())
 	cc.goTracked(func() { s.deliverPending(ctx, cc) })
-	s.runReadLoop(ctx, cc)
+	// The read loop runs on a fresh goroutine: this one's stack grew in
+	// the (hybrid) handshake, and an idle connection should not keep it.
+	s.goTracked(func() {
+		defer func() {
+			cc.close()
+			cc.wg.Wait()
+			s.removeConn(cc)
+			s.stats.ControlConns.Add(-1)
+		}()
+		s.runReadLoop(ctx, cc)
+	})
 }
 
 // runReadLoop runs cc's read loop; after a handler asked to close, it
@@ -303,6 +317,11 @@ func (s *Server) removeConn(cc *controlConn) {
 	s.members.remove(cc)
 	if name := s.relays.release(cc); name != "" {
 		cc.log.Info("relay down", "relay", name)
+		if s.cluster != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.cluster.store.DropPresence(ctx, name, s.cluster.id)
+			cancel()
+		}
 	}
 	s.touch(cc.id, "", "")
 }

@@ -4,6 +4,7 @@
 package hub
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -43,6 +44,12 @@ type DirConfig struct {
 	// it. Nodes check them either way.
 	CommandKey key.SigningPublic `json:"command_key"`
 	ReleaseKey key.SigningPublic `json:"release_key"`
+	// NodeID names this relay node in a cluster's listing (random, made
+	// by init; older directories derive one from the key and address).
+	NodeID string `json:"node_id,omitempty"`
+	// Store is where the relay's state lives: empty for the file in this
+	// directory, or a postgres:// URL (never with a password in it).
+	Store string `json:"store,omitempty"`
 }
 
 // Dir is a loaded relay directory.
@@ -76,6 +83,25 @@ var ErrUnspecifiedAddr = errors.New("a listen address of all interfaces cannot g
 // Init creates a relay directory: its key (0600) and config, in a
 // directory with mode 0700. It refuses to overwrite an existing one.
 func Init(dir, listen string, public []string) (*Dir, error) {
+	return InitWith(dir, InitOptions{Listen: listen, Public: public})
+}
+
+// InitOptions describe a relay directory to create.
+type InitOptions struct {
+	Listen string
+	Public []string
+	// KeyFrom, if set, is another relay node's directory on this machine
+	// whose Noise key this one shares: every relay node of a cluster then
+	// answers nodes with the one key their tickets pin (today's nodes pin
+	// one relay key for all of a ticket's addresses).
+	KeyFrom string
+	// Store is the relay's store URL ("" for the file in the directory).
+	Store string
+}
+
+// InitWith creates a relay directory as o says.
+func InitWith(dir string, o InitOptions) (*Dir, error) {
+	listen, public := o.Listen, o.Public
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("init: listen address %q: want host:port: %w", listen, err)
@@ -99,8 +125,16 @@ func Init(dir, listen string, public []string) (*Dir, error) {
 	}
 	d := &Dir{
 		Path:     dir,
-		Config:   DirConfig{Vendor: brand.Vendor(), Listen: listen, Public: public},
+		Config:   DirConfig{Vendor: brand.Vendor(), Listen: listen, Public: public, NodeID: newNodeID(), Store: o.Store},
 		RelayKey: key.NewNodePrivate(),
+	}
+	if o.KeyFrom != "" {
+		src, err := LoadDir(o.KeyFrom)
+		if err != nil {
+			return nil, fmt.Errorf("init: --key-from: %w", err)
+		}
+		d.RelayKey = src.RelayKey
+		d.Config.AuthorityKey, d.Config.CommandKey, d.Config.ReleaseKey = src.Config.AuthorityKey, src.Config.CommandKey, src.Config.ReleaseKey
 	}
 	if err := key.WriteFile(filepath.Join(dir, RelayKeyFile), d.RelayKey); err != nil {
 		return nil, fmt.Errorf("init: %w", err)
@@ -137,6 +171,22 @@ func LoadDir(dir string) (*Dir, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+func newNodeID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return "R" + hex.EncodeToString(b[:])
+}
+
+// NodeID names this relay node in a cluster.
+func (d *Dir) NodeID() string {
+	if d.Config.NodeID != "" {
+		return d.Config.NodeID
+	}
+	pub := d.RelayKey.Public().Raw32()
+	h := sha256.Sum256(append(pub[:], d.Config.Listen...))
+	return "R" + hex.EncodeToString(h[:6])
 }
 
 // PublicAddrs are the addresses written into tickets.

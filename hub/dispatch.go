@@ -41,6 +41,7 @@ func init() {
 			control.TypePing:        handlePing,
 			control.TypeRevocations: handleRevocations,
 			control.TypeLiveStatus:  handleLiveStatus,
+			ClusterNodesType:        handleClusterNodes,
 		},
 	}
 }
@@ -127,6 +128,9 @@ func errorFor(err error) *control.Error {
 	var ce *control.Error
 	if errors.As(err, &ce) {
 		return ce
+	}
+	if errors.Is(err, ErrStoreUnavailable) {
+		return Unavailable("the relay's", err)
 	}
 	return &control.Error{Code: control.ErrCodeInternal, Message: err.Error()}
 }

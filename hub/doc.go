@@ -28,6 +28,22 @@
 //	commands.go  the vendor command queue and its delivery
 //	releases.go  signed releases served to nodes
 //	admin.go     the admin API on an owner-only socket, and its offline twin
+//	clusterstore.go  what a store shared by relay nodes adds (ClusterStore, events)
+//	cluster.go   relay nodes of one cluster: listing, presence leases, links, events
+//
+// # A cluster
+//
+// With a store that implements ClusterStore (hub/store/pgstore), any
+// number of relay nodes serve one project. Each keeps its own directory
+// (its key, its identifier) and is listed in the shared database; a
+// relay name's live registration is held by one relay node under a lease
+// it renews, and a session to a relay held elsewhere is carried over a
+// link the two relay nodes authenticate with their listed keys, then
+// splice as raw bytes (the nodes' own ciphertext). A relay node without
+// the authority forwards authority connections to the one that has it.
+// Revocations, moved or released relays, commands and their answers
+// reach the relay node holding a connection as store events. See
+// cluster.go.
 //
 // Concurrency: each registry (members, relays, sessions, command waiters)
 // has its own mutex, held only for map updates, never across I/O. No

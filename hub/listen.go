@@ -100,6 +100,6 @@ func (s *Server) handleConn(ctx context.Context, c net.Conn, ip string) {
 	case wire.KindData:
 		s.serveData(c, slot)
 	case wire.KindAuthority:
-		s.serveAuthoritySession(ctx, c, offer)
+		s.serveAuthoritySession(ctx, c, offer, true)
 	}
 }

@@ -40,6 +40,8 @@ func newHubMetrics(s *Server, reg *prometheus.Registry) *hubMetrics {
 			func() float64 { return float64(s.stats.ActiveSessions.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hub_pending_connections", Help: "Connections before their handshake."},
 			func() float64 { return float64(s.admission.pending()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hub_store_queries_total", Help: "Statements sent to a shared store (0 for the single-file store)."},
+			func() float64 { return float64(s.Queries()) }),
 	)
 	return m
 }

@@ -111,6 +111,12 @@ func handleRegisterRelay(ctx context.Context, s *Server, cc *controlConn, m cont
 	if err != nil {
 		return nil, err
 	}
+	if s.cluster != nil {
+		if err := s.claimPresence(ctx, cc, req.Name); err != nil {
+			s.relays.release(cc)
+			return nil, err
+		}
+	}
 	if stale != nil {
 		stale.close()
 	}

@@ -39,7 +39,10 @@ const (
 	// WriteTimeout bounds one write to a node.
 	WriteTimeout = 15 * time.Second
 	// OutboundQueue is how many messages may wait for one connection's
-	// writer. A node that stops reading fills only its own queue.
+	// writer. A node that stops reading fills only its own queue. Each
+	// idle connection holds the queue (24 bytes a slot, 6 KiB); a burst
+	// of hundreds of portals to one outlet node needs it (data path v1
+	// announces every portal).
 	OutboundQueue = 256
 	// SessionPairTimeout is how long a data connection waits for its peer.
 	SessionPairTimeout = 15 * time.Second
@@ -99,6 +102,7 @@ type Server struct {
 	authority authoritySlot // the authority's control connection
 	revoked   revokedSet    // identities the authority revoked
 	limits    *ratelimit.Limiter
+	cluster   *clusterState // nil unless the store is shared by relay nodes
 
 	// wg tracks every goroutine the server starts (connections,
 	// revocations, the session janitor). Serve waits for it.
@@ -154,6 +158,14 @@ func New(opts Options) (*Server, error) {
 	if err := s.revoked.load(context.Background(), opts.Store); err != nil {
 		return nil, fmt.Errorf("relay store: %w", err)
 	}
+	if cs, ok := opts.Store.(ClusterStore); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.joinCluster(ctx, cs)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
 	s.limits = ratelimit.New(memberLimits, now)
 	s.metrics = newHubMetrics(s, opts.Metrics)
 	return s, nil
@@ -189,6 +201,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	s.goTracked(func() { s.sessions.janitor(ctx) })
 	s.goTracked(func() { s.credentialJanitor(ctx) })
+	if s.cluster != nil {
+		s.log.Info("relay node of a cluster", "relay_node", s.cluster.id, "relay_nodes", len(s.cluster.listing()))
+		s.goTracked(func() { s.runCluster(ctx) })
+	}
 	err := s.acceptLoop(ctx, ln)
 	cancel()
 	closer.Wait()

@@ -6,6 +6,7 @@ package hub
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -75,6 +76,43 @@ func (t *sessionTable) open(from, to, relay string, now time.Time) (*session, er
 	t.pending[sess.token] = sess
 	t.perNode[from]++
 	return sess, nil
+}
+
+// openLinked creates a pending session whose first half is a link from
+// the relay node that holds the inlet's half, under that node's token.
+func (t *sessionTable) openLinked(tok token, from, to, relay string, link net.Conn, now time.Time) (*session, error) {
+	sess := &session{token: tok, from: from, to: to, relay: relay, expires: now.Add(SessionPairTimeout), first: link}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, net.ErrClosed
+	}
+	if t.pending[tok] != nil {
+		return nil, errors.New("token already in use")
+	}
+	if t.perNode[from] >= MaxSessionsPerNode {
+		return nil, &control.Error{Code: control.ErrCodeForbidden, Message: "too many pending sessions"}
+	}
+	t.pending[tok] = sess
+	t.perNode[from]++
+	return sess, nil
+}
+
+// attach makes link the first half of a pending session (the peer's half
+// arrives over it); false if the session is gone.
+func (t *sessionTable) attach(sess *session, link net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.pending[sess.token] != sess {
+		return false
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sess.first != nil {
+		return false
+	}
+	sess.first = link
+	return true
 }
 
 // openAuthority creates a pending authority session.
@@ -237,6 +275,9 @@ func handleOpenSession(ctx context.Context, s *Server, cc *controlConn, m contro
 		return nil, err
 	}
 	owner := s.relays.lookup(req.Relay)
+	if owner == nil && s.cluster != nil {
+		return s.openRemoteSession(ctx, cc, req.Relay)
+	}
 	if owner == nil {
 		return nil, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q is not connected to the hub", req.Relay)}
 	}

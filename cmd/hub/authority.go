@@ -7,14 +7,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/edgeportal/connect/enroll"
 	"github.com/edgeportal/connect/hub/authority"
-	"github.com/edgeportal/connect/hub/store/boltstore"
 	"github.com/edgeportal/connect/hub/vendor"
 	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/internal/brand"
@@ -44,10 +42,14 @@ func cmdAuthorityInit(ctx context.Context, c *cliutil.Call) error {
 	fs.Var(&hubs, "hub", "a relay `ADDRESS` nodes dial, for a relay on another machine; repeatable")
 	hubKey := fs.String("hub-key", "", "the relay's `KEY` (nodekey:…), for a relay on another machine")
 	vdir := fs.String("vendor-dir", "", "the vendor's key directory `VENDOR`: its public keys (command.pub, release.pub) go into tickets")
+	store := storeFlag(c)
 	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
-	o := authority.InitOptions{HubDir: *hubDir, Hubs: hubs, VendorDir: *vdir}
+	o := authority.InitOptions{HubDir: *hubDir, Hubs: hubs, VendorDir: *vdir, Store: *store}
+	if err := checkAuthorityStore(ctx, *store); err != nil {
+		return err
+	}
 	if *hubKey != "" {
 		k, err := key.ParseNodePublic(*hubKey)
 		if err != nil {
@@ -78,6 +80,7 @@ func cmdAuthorityServe(ctx context.Context, c *cliutil.Call) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the authority's clock (tests of clock skew only; not for production)")
+	storeURL := storeFlag(c)
 	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
@@ -94,11 +97,11 @@ func cmdAuthorityServe(ctx context.Context, c *cliutil.Call) error {
 	if err != nil {
 		return err
 	}
-	store, err := boltstore.Open(filepath.Join(*dir, authority.DBFile))
+	store, closeStore, err := openAuthorityStore(ctx, d, *storeURL, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore()
 	srv, err := authority.New(authority.Options{Dir: d, Store: store, Logger: log, Now: now})
 	if err != nil {
 		return err
@@ -125,16 +128,16 @@ func authorityAdmin(dir string) (authority.Admin, func(), error) {
 	if c, err := authority.DialAdmin(dir); err == nil {
 		return c, func() {}, nil
 	}
-	store, err := boltstore.Open(filepath.Join(dir, authority.DBFile))
+	store, closeStore, err := openAuthorityStore(context.Background(), d, "", nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	a, err := d.Authority(store)
 	if err != nil {
-		store.Close()
+		closeStore()
 		return nil, nil, err
 	}
-	return &authority.Offline{Auth: a}, func() { store.Close() }, nil
+	return &authority.Offline{Auth: a}, func() { closeStore() }, nil
 }
 
 func cmdTicketCreate(ctx context.Context, c *cliutil.Call) error {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/edgeportal/connect/hub"
 	"github.com/edgeportal/connect/hub/authority"
-	"github.com/edgeportal/connect/hub/store/boltstore"
 	"github.com/edgeportal/connect/hub/vendor"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/buildinfo"
@@ -67,13 +65,15 @@ func cmdInit(ctx context.Context, c *cliutil.Call) error {
 	addr := c.Flags().String("addr", "", "`HOST:PORT` to listen on")
 	var public cliutil.Strings
 	c.Flags().Var(&public, "public", "`HOST:PORT` nodes dial (written into tickets); repeatable; required when --addr is 0.0.0.0 (default: --addr)")
+	store := storeFlag(c)
+	keyFrom := c.Flags().String("key-from", "", "another relay node's `DIR` on this machine: share its Noise key and trust (every relay node of a cluster answers nodes with the key their tickets pin)")
 	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	if *addr == "" {
 		return cliutil.Usagef("--addr is required")
 	}
-	d, err := hub.Init(*dir, *addr, public)
+	d, err := initRelay(ctx, *dir, hub.InitOptions{Listen: *addr, Public: public, Store: *store, KeyFrom: *keyFrom})
 	if errors.Is(err, hub.ErrUnspecifiedAddr) {
 		return cliutil.Usagef("--addr %s listens on all interfaces, which cannot go into tickets: give the address nodes dial with --public HOST:PORT", *addr)
 	}
@@ -124,6 +124,7 @@ func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the relay's clock (tests of clock skew only; not for production)")
 	tlsCert := fs.String("tls-cert", "", "serve as TLS with this certificate (PEM, leaf first), for networks that let only TLS to 443 through; nodes still pin the relay's Noise key")
 	tlsKey := fs.String("tls-key", "", "the TLS certificate's private key (PEM)")
+	storeURL := storeFlag(c)
 	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
@@ -145,7 +146,7 @@ func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	if *listen != "" {
 		d.Config.Listen = *listen
 	}
-	store, err := boltstore.Open(filepath.Join(*dir, hub.DBFile))
+	store, err := openRelayStore(ctx, d, *storeURL, log)
 	if err != nil {
 		return err
 	}
@@ -203,7 +204,7 @@ func relayAdmin(dir string) (hub.Admin, func(), error) {
 	if c, err := hub.DialAdmin(dir); err == nil {
 		return c, func() {}, nil
 	}
-	store, err := boltstore.Open(filepath.Join(dir, hub.DBFile))
+	store, err := openRelayStore(context.Background(), d, "", nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -99,7 +99,7 @@ func members(ctx context.Context, a *enroll.Authority, live map[string]control.N
 
 // CreateTicket implements Admin for a running authority.
 func (s *Server) CreateTicket(ctx context.Context, o enroll.TicketOptions) (string, error) {
-	text, g, err := s.auth.CreateTicket(ctx, o)
+	text, g, err := s.ticketAuthority().CreateTicket(ctx, o)
 	if err == nil {
 		s.log.Info("ticket created", "ticket", g.TicketID, "relay", g.Relay, "enroller", g.Enroller, "uses", g.Uses,
 			"expires", g.Expires().UTC().Format(time.RFC3339))

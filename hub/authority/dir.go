@@ -53,6 +53,10 @@ type Config struct {
 	ReleaseKey key.SigningPublic `json:"release_key"`
 	// CredentialTTL is how long credentials are valid (default 1h).
 	CredentialTTL string `json:"credential_ttl,omitempty"`
+	// Store is where tickets and members live: empty for the file in
+	// this directory, or a postgres:// URL of a database of the
+	// authority's own (never the relays').
+	Store string `json:"store,omitempty"`
 }
 
 // Dir is a loaded authority directory.
@@ -77,6 +81,8 @@ type InitOptions struct {
 	// or give CommandKey and ReleaseKey directly. Both are optional.
 	VendorDir              string
 	CommandKey, ReleaseKey key.SigningPublic
+	// Store is the authority's store URL ("" for the file in the directory).
+	Store string
 }
 
 // Init creates an authority directory: its keys (0600) and config in a
@@ -121,6 +127,7 @@ func Init(dir string, o InitOptions) (*Dir, error) {
 		RelayKey:   o.HubKey,
 		CommandKey: o.CommandKey,
 		ReleaseKey: o.ReleaseKey,
+		Store:      o.Store,
 	}
 	if err := key.WriteFile(filepath.Join(dir, SignerFile), d.Signer); err != nil {
 		return nil, fmt.Errorf("authority init: %w", err)

@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/hub"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/internal/ratelimit"
 	"github.com/edgeportal/connect/wire"
@@ -62,8 +64,13 @@ type Server struct {
 
 	limits, strangers *ratelimit.Limiter
 
-	mu    sync.Mutex        // guards relay
+	mu    sync.Mutex        // guards relay, hubs and skipped
 	relay *controlconn.Conn // the control connection to the relay, or nil
+	// hubs are the relay addresses the authority dials and writes into
+	// tickets: authority.json's, then every relay node of the cluster
+	// that answers with the relay key tickets pin.
+	hubs    []string
+	skipped map[string]bool // relay nodes left out of tickets (another key), logged once
 
 	wg sync.WaitGroup // node channels in progress; Run waits for them
 }
@@ -93,7 +100,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authority Noise key: %w", err)
 	}
-	return &Server{dir: o.Dir, static: static, auth: a, log: log, dial: dial,
+	return &Server{dir: o.Dir, static: static, auth: a, log: log, dial: dial, hubs: slices.Clone(o.Dir.Config.Hubs), skipped: map[string]bool{},
 		limits: ratelimit.New(nodeLimits, o.Now), strangers: ratelimit.New(strangersLimit, o.Now)}, nil
 }
 
@@ -117,7 +124,8 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.wg.Wait()
 	backoff := minBackoff
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		addr := s.dir.Config.Hubs[attempt%len(s.dir.Config.Hubs)]
+		hubs := s.hubList()
+		addr := hubs[attempt%len(hubs)]
 		start := time.Now()
 		err := s.session(ctx, addr)
 		if ctx.Err() != nil {
@@ -187,6 +195,7 @@ func (s *Server) session(ctx context.Context, addr string) error {
 		s.mu.Unlock()
 	}()
 	s.log.Info("connected to the relay", "relay", addr)
+	s.learnCluster(ctx, relay)
 	ping := time.NewTicker(keepAlive)
 	defer ping.Stop()
 	for {
@@ -196,6 +205,7 @@ func (s *Server) session(ctx context.Context, addr string) error {
 		case <-relay.Done():
 			return relay.Err()
 		case <-ping.C:
+			s.learnCluster(ctx, relay)
 			pctx, cancel := context.WithTimeout(ctx, keepAlive)
 			err := relay.Call(pctx, control.TypePing, control.Ping{TimeUnix: time.Now().Unix()}, nil)
 			cancel()
@@ -203,6 +213,75 @@ func (s *Server) session(ctx context.Context, addr string) error {
 				return fmt.Errorf("keepalive: %w", err)
 			}
 		}
+	}
+}
+
+// hubList returns the relay addresses, in order.
+func (s *Server) hubList() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hubs
+}
+
+// ticketAuthority is the authority with the cluster's relay addresses
+// now, starting at a random one so new nodes spread over the relay nodes.
+func (s *Server) ticketAuthority() *enroll.Authority {
+	a := *s.auth
+	hubs := s.hubList()
+	if len(hubs) > 1 {
+		i := rand.N(len(hubs))
+		a.Hubs = append(slices.Clone(hubs[i:]), hubs[:i]...)
+	}
+	return &a
+}
+
+// learnCluster asks the relay for the cluster's relay nodes and keeps the
+// addresses of those that answer with the relay key tickets pin. A relay
+// that does not know the request (a single node of an older build) keeps
+// the configured addresses.
+func (s *Server) learnCluster(ctx context.Context, relay *controlconn.Conn) {
+	var cn hub.ClusterNodes
+	cctx, cancel := context.WithTimeout(ctx, keepAlive)
+	defer cancel()
+	if err := relay.Call(cctx, hub.ClusterNodesType, control.Empty{}, &cn); err != nil {
+		s.log.Debug("the relay did not list its cluster", "err", err)
+		return
+	}
+	want := s.dir.Config.RelayKey.Raw32()
+	var hubs []string
+	for _, n := range cn.Nodes {
+		if n.Key != want {
+			s.mu.Lock()
+			first := !s.skipped[n.ID]
+			s.skipped[n.ID] = true
+			s.mu.Unlock()
+			if first {
+				s.log.Warn("relay node left out of tickets: it answers with another key than the one tickets pin (nodes pin one relay key; give it the cluster's with `init --key-from`)",
+					"relay_node", n.ID, "addrs", n.Addrs)
+			}
+			continue
+		}
+		for _, a := range n.Addrs {
+			if !slices.Contains(hubs, a) {
+				hubs = append(hubs, a)
+			}
+		}
+	}
+	if len(hubs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	changed := !slices.Equal(hubs, s.hubs)
+	s.hubs = hubs
+	s.mu.Unlock()
+	if !changed {
+		return
+	}
+	s.log.Info("relay addresses for tickets", "hubs", hubs)
+	d := *s.dir
+	d.Config.Hubs = hubs
+	if err := d.SaveConfig(); err != nil {
+		s.log.Warn("could not record the relay addresses", "err", err)
 	}
 }
 
@@ -331,7 +410,7 @@ func (s *Server) answer(ctx context.Context, log *slog.Logger, peer key.NodePubl
 		if err := control.DecodeBody(m, &req); err != nil {
 			return nil, badRequest(err)
 		}
-		text, g, err := s.auth.CreateTicketAs(ctx, peer, enroll.TicketOptions{
+		text, g, err := s.ticketAuthority().CreateTicketAs(ctx, peer, enroll.TicketOptions{
 			Attributes: req.Attributes, Relay: req.Relay, ExpiresIn: time.Duration(req.ExpiresIn) * time.Second, Uses: req.Uses,
 		})
 		if err != nil {
@@ -362,6 +441,9 @@ func errorFor(err error) *control.Error {
 	var ce *control.Error
 	if errors.As(err, &ce) {
 		return ce
+	}
+	if errors.Is(err, hub.ErrStoreUnavailable) {
+		return hub.Unavailable("the authority's", err)
 	}
 	code := control.ErrCodeInternal
 	switch {

@@ -1,0 +1,534 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/internal/buildinfo"
+	"github.com/edgeportal/connect/wire"
+	"github.com/edgeportal/connect/wire/control"
+	"github.com/edgeportal/connect/wire/key"
+	"github.com/edgeportal/connect/wire/noiseconn"
+)
+
+// The cluster: several relay nodes of one project sharing a store that
+// implements ClusterStore (PostgreSQL).
+//
+//   - Listing. Each relay node is listed in the store with its identifier,
+//     its Noise key and its addresses (by `init --store` or `store
+//     migrate`); a relay node that is not listed, or listed with another
+//     key, refuses to start.
+//   - Presence. The relay node that holds a relay name's live registration
+//     says so in the store with a lease it renews every HeartbeatInterval;
+//     a node that dies loses its leases after PresenceLease by itself.
+//   - Links. An inlet on relay node A asking for a relay whose owner is
+//     connected to B: A dials B, and the two run Noise XX with their own
+//     keys (each pins the other's listed key, and the dialled one checks
+//     the dialler's is listed, so a stranger cannot pose as a relay node).
+//     The link then carries the session's raw bytes, which are the nodes'
+//     own end-to-end ciphertext: it only had to prove who dialled. A
+//     relay node without the authority forwards an authority connection
+//     ('A') the same way to the node that has it.
+//   - Events. Revocations, relays that moved or were released, queued
+//     commands and their answers reach the node holding the connection
+//     as store events (NOTIFY, within milliseconds), and a node that lost
+//     its listener resyncs when it is back.
+
+// Link limits.
+const (
+	// LinkDialTimeout bounds dialling another relay node and the link's
+	// handshake.
+	LinkDialTimeout = 5 * time.Second
+	// maxLinkHello bounds a link hello's encoding.
+	maxLinkHello = 1 << 10
+)
+
+// Link operations.
+const (
+	linkSession   = "session"
+	linkAuthority = "authority"
+)
+
+// Link answers, one byte after the handshake. The byte is not
+// authenticated, so it can only make a link fail, never succeed in a way
+// that matters: the nodes' Noise protects the bytes either way.
+const (
+	linkOK      byte = 0
+	linkNoRelay byte = 1 // the relay's owner is not connected here (any more)
+	linkNoAuth  byte = 2 // the authority is not connected here
+	linkRefused byte = 3 // a bad or unauthorised request
+)
+
+// linkHello is what the dialling relay node says in its handshake's last
+// message (in the place of a node's credential).
+type linkHello struct {
+	Node  string `cbor:"1,keyasint"`           // the dialler's identifier
+	Op    string `cbor:"2,keyasint"`           // linkSession or linkAuthority
+	Token []byte `cbor:"3,keyasint,omitempty"` // session: the token both halves use
+	Relay string `cbor:"4,keyasint,omitempty"` // session: the relay asked for
+	From  string `cbor:"5,keyasint,omitempty"` // session: the inlet node
+	Owner string `cbor:"6,keyasint,omitempty"` // session: the relay's owner, as presence says
+	Offer []byte `cbor:"7,keyasint,omitempty"` // authority: the node's version offer
+}
+
+// clusterState is a relay node's view of its cluster.
+type clusterState struct {
+	store ClusterStore
+	id    string
+
+	mu    sync.Mutex // guards nodes and known
+	nodes []RelayNode
+	// known is the last presence read of each relay: while the database
+	// is away, sessions still find the relay node that held it (whose
+	// link answer is the final word).
+	known    map[string]Presence
+	queries  func() int64 // the store's statement counter, or nil
+	lastSeen time.Time    // of the listing
+}
+
+func (c *clusterState) listing() []RelayNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes
+}
+
+func (c *clusterState) setListing(ns []RelayNode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes, c.lastSeen = ns, time.Now()
+}
+
+// lookup returns relay's presence from the store, or (the store being
+// unreachable) the last one read.
+func (c *clusterState) lookup(ctx context.Context, relay string) (Presence, error) {
+	p, err := c.store.LookupPresence(ctx, relay)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case err == nil:
+		c.known[relay] = p
+	case errors.Is(err, ErrNotFound):
+		delete(c.known, relay)
+	default:
+		if k, ok := c.known[relay]; ok {
+			return k, nil
+		}
+	}
+	return p, err
+}
+
+func (c *clusterState) forget(relay string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.known, relay)
+}
+
+// node returns a listed relay node by identifier.
+func (c *clusterState) node(id string) (RelayNode, bool) {
+	for _, n := range c.listing() {
+		if n.ID == id {
+			return n, true
+		}
+	}
+	return RelayNode{}, false
+}
+
+// isRelayKey reports whether k is a listed relay node's key.
+func (c *clusterState) isRelayKey(k key.NodePublic) bool {
+	for _, n := range c.listing() {
+		if n.Key.Equal(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinCluster checks this relay node is listed with its key and loads
+// the listing. The refusal is one line naming the node and the key.
+func (s *Server) joinCluster(ctx context.Context, cs ClusterStore) error {
+	ns, err := cs.RelayNodes(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster listing: %w", err)
+	}
+	me, pub := s.dir.NodeID(), s.dir.RelayKey.Public()
+	i := slices.IndexFunc(ns, func(n RelayNode) bool { return n.ID == me })
+	if i < 0 {
+		return fmt.Errorf("relay node %s (key %s) is %w: list it with `init --dir DIR --addr ADDR --store URL`, or move its state there with `store migrate`",
+			me, pub.Fingerprint(), ErrNotListed)
+	}
+	if !ns[i].Key.Equal(pub) {
+		return fmt.Errorf("relay node %s is listed in the cluster's database with key %s, but its directory holds key %s: refusing to start",
+			me, ns[i].Key.Fingerprint(), pub.Fingerprint())
+	}
+	s.cluster = &clusterState{store: cs, id: me, nodes: ns, known: map[string]Presence{}}
+	if q, ok := cs.(interface{ Queries() int64 }); ok {
+		s.cluster.queries = q.Queries
+	}
+	return nil
+}
+
+// runCluster renews this node's leases and keeps its listing fresh, and
+// listens for events, until ctx ends.
+func (s *Server) runCluster(ctx context.Context) {
+	c := s.cluster
+	s.goTracked(func() {
+		if err := c.store.Listen(ctx, func(ev Event) { s.onEvent(ctx, ev) }, func() { s.resync(ctx) }); err != nil {
+			s.log.Error("cluster events stopped", "err", err)
+		}
+	})
+	s.heartbeat(ctx)
+	tick := time.NewTicker(HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.heartbeat(ctx)
+		}
+	}
+}
+
+// heartbeat renews the leases and reloads the listing. A database that is
+// down only delays it: connected nodes stay connected meanwhile.
+func (s *Server) heartbeat(ctx context.Context) {
+	c := s.cluster
+	if err := c.store.Heartbeat(ctx, c.id, s.authority.get() != nil, PresenceLease); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("cluster heartbeat failed; connected nodes stay connected, leases are renewed when the database is back", "err", err)
+		}
+		return
+	}
+	if ns, err := c.store.RelayNodes(ctx); err == nil {
+		c.setListing(ns)
+	}
+}
+
+// onEvent acts on another relay node's change.
+func (s *Server) onEvent(ctx context.Context, ev Event) {
+	switch ev.Kind {
+	case EventCommand:
+		// Delivery may wait for the node's queue: not on the listener.
+		for _, cc := range s.members.of(ev.Target) {
+			s.goTracked(func() { s.deliverPending(ctx, cc) })
+		}
+	case EventAcked:
+		s.waiters.answer(CommandRecord{Target: ev.Target, Seq: ev.Seq, State: ev.State, Reason: ev.Reason})
+	case EventRevoked:
+		s.syncRevocations(ctx)
+	case EventReleased:
+		s.cluster.forget(ev.Relay)
+		if cc := s.relays.lookup(ev.Relay); cc != nil {
+			s.relays.release(cc)
+			cc.log.Info("relay released elsewhere in the cluster; closing", "relay", ev.Relay)
+			cc.close()
+		}
+	case EventMoved:
+		s.cluster.forget(ev.Relay)
+		if ev.Node == s.cluster.id {
+			return
+		}
+		if cc := s.relays.lookup(ev.Relay); cc != nil {
+			s.relays.release(cc)
+			cc.log.Info("relay registered again on another relay node; closing this stale connection", "relay", ev.Relay, "relay_node", ev.Node)
+			cc.close()
+		}
+	}
+}
+
+// resync catches up on what happened while the listener was away:
+// revocations, commands queued, relays that moved.
+func (s *Server) resync(ctx context.Context) {
+	s.syncRevocations(ctx)
+	for _, cc := range s.members.all() {
+		s.deliverPending(ctx, cc)
+		name := cc.relayName()
+		if name == "" {
+			continue
+		}
+		if p, err := s.cluster.store.LookupPresence(ctx, name); err == nil && p.Node != s.cluster.id {
+			s.onEvent(ctx, Event{Kind: EventMoved, Relay: name, Node: p.Node})
+		} else if errors.Is(err, ErrNotFound) {
+			// Our lease ran out while the database was away: take it again.
+			s.cluster.store.ClaimPresence(ctx, name, cc.id, s.cluster.id, PresenceLease)
+		}
+	}
+}
+
+// syncRevocations applies revocations the store has and this node has
+// not: each notice is verified again with the authority key (the store
+// is shared, so it is not trusted to say who is revoked).
+func (s *Server) syncRevocations(ctx context.Context) {
+	list, err := s.store.ListRevocations(ctx)
+	if err != nil {
+		s.log.Warn("reading revocations", "err", err)
+		return
+	}
+	for _, v := range list {
+		if _, ok := s.revoked.at(v.ID); ok {
+			continue
+		}
+		r, err := enroll.VerifyRevocation(s.authorityKey, s.project, v.Notice)
+		if err != nil || r.ID != v.ID {
+			s.log.Warn("a stored revocation does not verify; ignored", "node", v.ID, "err", err)
+			continue
+		}
+		s.revoked.add(r.ID, r.RevokedAt)
+		victims, sessions := s.cutOff(r.ID, r.RevokedAt)
+		s.log.Info("member revoked (through the cluster)", "node", r.ID, "connections_closed", len(victims), "sessions_closed", sessions)
+	}
+}
+
+// claimPresence records that this node holds relay for owner.
+func (s *Server) claimPresence(ctx context.Context, cc *controlConn, relay string) error {
+	prev, err := s.cluster.store.ClaimPresence(ctx, relay, cc.id, s.cluster.id, PresenceLease)
+	if err != nil {
+		return fmt.Errorf("record the relay's presence: %w", err)
+	}
+	if prev != "" {
+		cc.log.Info("relay moved here from another relay node", "relay", relay, "from", prev)
+	}
+	return nil
+}
+
+// dialLink dials relay node n and runs the link handshake with hello; it
+// returns the raw connection, which then carries the nodes' bytes.
+func (s *Server) dialLink(ctx context.Context, n RelayNode, hello linkHello) (net.Conn, byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, LinkDialTimeout)
+	defer cancel()
+	hello.Node = s.cluster.id
+	cred, err := wire.Marshal(hello)
+	if err != nil {
+		return nil, 0, err
+	}
+	payload, err := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion, Build: buildinfo.Version(), Platform: "relay-node", Credential: cred})
+	if err != nil {
+		return nil, 0, err
+	}
+	var last error
+	for _, addr := range n.Addrs {
+		d := net.Dialer{KeepAlive: 15 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			last = err
+			continue
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		dl, _ := ctx.Deadline()
+		c.SetDeadline(dl)
+		if _, err := c.Write(wire.Preface(wire.KindControl)); err != nil {
+			c.Close()
+			last = err
+			continue
+		}
+		_, err = noiseconn.Initiate(ctx, c, &noiseconn.Config{Static: s.static, Prologue: wire.Prologue("control", wire.OurOffer, nil), Mode: noiseconn.Hybrid},
+			func(peer key.NodePublic, _ []byte) ([]byte, error) {
+				if !peer.Equal(n.Key) {
+					return nil, fmt.Errorf("relay node %s at %s answered with key %s, not its listed %s", n.ID, addr, peer.Fingerprint(), n.Key.Fingerprint())
+				}
+				return payload, nil
+			})
+		if err != nil {
+			c.Close()
+			last = err
+			continue
+		}
+		var st [1]byte
+		if _, err := io.ReadFull(c, st[:]); err != nil {
+			c.Close()
+			last = err
+			continue
+		}
+		c.SetDeadline(time.Time{})
+		if st[0] != linkOK {
+			c.Close()
+			return nil, st[0], nil
+		}
+		return c, linkOK, nil
+	}
+	return nil, 0, fmt.Errorf("link to relay node %s: %w", n.ID, last)
+}
+
+// serveLink answers a link from another relay node, after the handshake
+// proved the dialler holds a listed key.
+func (s *Server) serveLink(ctx context.Context, c net.Conn, peer key.NodePublic, h linkHello, slot *pendingSlot) {
+	n, ok := s.cluster.node(h.Node)
+	refuse := func(code byte, why string) {
+		s.log.Info("relay node link refused", "relay_node", h.Node, "op", h.Op, "reason", why)
+		c.Write([]byte{code})
+		c.Close()
+	}
+	if !ok || !n.Key.Equal(peer) {
+		s.metrics.rejected.WithLabelValues("link-not-listed").Inc()
+		refuse(linkRefused, fmt.Sprintf("key %s is not listed for relay node %q", peer.Fingerprint(), h.Node))
+		return
+	}
+	c.SetDeadline(time.Time{})
+	slot.release()
+	switch h.Op {
+	case linkSession:
+		var tok token
+		if len(h.Token) != len(tok) {
+			refuse(linkRefused, "bad token")
+			return
+		}
+		copy(tok[:], h.Token)
+		owner := s.relays.lookup(h.Relay)
+		if owner == nil || owner.id != h.Owner {
+			refuse(linkNoRelay, fmt.Sprintf("relay %q is not held here", h.Relay))
+			return
+		}
+		sess, err := s.sessions.openLinked(tok, h.From, owner.id, h.Relay, c, s.now())
+		if err != nil {
+			refuse(linkRefused, err.Error())
+			return
+		}
+		if err := owner.push(control.TypeIncoming, control.Incoming{Token: tok[:], Relay: h.Relay, From: h.From}); err != nil {
+			s.sessions.cancel(sess)
+			refuse(linkNoRelay, "the relay's node did not take the session: "+err.Error())
+			return
+		}
+		if _, err := c.Write([]byte{linkOK}); err != nil {
+			s.sessions.cancel(sess)
+			return
+		}
+		c.SetDeadline(time.Now().Add(SessionPairTimeout))
+		s.stats.SessionsOpened.Add(1)
+		s.metrics.sessionsOpened.Inc()
+		// The outlet's data connection pairs with c (serveData splices).
+	case linkAuthority:
+		if len(h.Offer) != 2 {
+			refuse(linkRefused, "bad offer")
+			return
+		}
+		if s.authority.get() == nil {
+			refuse(linkNoAuth, "the authority is not connected here")
+			return
+		}
+		s.serveAuthoritySession(ctx, c, wire.Offer{Min: h.Offer[0], Max: h.Offer[1]}, false)
+	default:
+		refuse(linkRefused, fmt.Sprintf("unknown link operation %q", h.Op))
+	}
+}
+
+// openRemoteSession opens a session to a relay held by another relay node:
+// that node announces it to the relay's owner and holds the outlet's
+// half; the link it answers on becomes the peer of this node's inlet half.
+func (s *Server) openRemoteSession(ctx context.Context, cc *controlConn, relay string) (any, error) {
+	unknown := &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q is not connected to the hub", relay)}
+	p, err := s.cluster.lookup(ctx, relay)
+	if errors.Is(err, ErrNotFound) {
+		return nil, unknown
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look the relay up: %w", err)
+	}
+	n, ok := s.cluster.node(p.Node)
+	if !ok || p.Node == s.cluster.id {
+		return nil, unknown
+	}
+	sess, err := s.sessions.open(cc.id, p.Owner, relay, s.now())
+	if err != nil {
+		return nil, err
+	}
+	link, code, err := s.dialLink(ctx, n, linkHello{Op: linkSession, Token: sess.token[:], Relay: relay, From: cc.id, Owner: p.Owner})
+	if err != nil || code != linkOK {
+		s.sessions.cancel(sess)
+		s.cluster.forget(relay)
+		if err != nil {
+			cc.log.Warn("could not reach the relay node holding the relay", "relay", relay, "relay_node", p.Node, "err", err)
+		}
+		return nil, unknown
+	}
+	if !s.sessions.attach(sess, link) {
+		link.Close()
+		return nil, unknown
+	}
+	link.SetDeadline(time.Now().Add(SessionPairTimeout))
+	s.stats.SessionsOpened.Add(1)
+	s.metrics.sessionsOpened.Inc()
+	return control.OpenSessionResponse{Token: sess.token[:], Peer: p.Owner}, nil
+}
+
+// forwardAuthority carries a node's authority connection to the relay
+// node the authority is connected to.
+func (s *Server) forwardAuthority(ctx context.Context, c net.Conn, offer wire.Offer) bool {
+	ns, err := s.cluster.store.RelayNodes(ctx)
+	if err != nil {
+		return false
+	}
+	for _, n := range ns {
+		if !n.Authority || n.ID == s.cluster.id {
+			continue
+		}
+		link, code, err := s.dialLink(ctx, n, linkHello{Op: linkAuthority, Offer: []byte{offer.Min, offer.Max}})
+		if err != nil || code != linkOK {
+			continue
+		}
+		defer link.Close()
+		// The far node wrote its own status first: pass the ready byte on.
+		if _, err := c.Write([]byte{authorityReady}); err != nil {
+			return true
+		}
+		deadline := time.Now().Add(AuthoritySessionTime)
+		c.SetDeadline(deadline)
+		link.SetDeadline(deadline)
+		spliceLimited(c, link, AuthoritySessionBytes)
+		return true
+	}
+	return false
+}
+
+// ClusterNodesType is the authority's request for the cluster's relay
+// nodes (answered with ClusterNodes): the authority writes their
+// addresses into tickets and dials another when its relay node goes. The
+// number is above wire/control's range, which does not know it.
+const ClusterNodesType control.Type = 64
+
+// ClusterNodes lists a cluster's relay nodes for the authority.
+type ClusterNodes struct {
+	Nodes []ClusterNode `cbor:"1,keyasint"`
+}
+
+// ClusterNode is one relay node, as the authority sees it.
+type ClusterNode struct {
+	ID    string   `cbor:"1,keyasint"`
+	Key   [32]byte `cbor:"2,keyasint"`
+	Addrs []string `cbor:"3,keyasint"`
+	Alive bool     `cbor:"4,keyasint,omitempty"`
+}
+
+func handleClusterNodes(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
+	if s.cluster == nil {
+		return ClusterNodes{Nodes: []ClusterNode{{ID: s.dir.NodeID(), Key: s.dir.RelayKey.Public().Raw32(), Addrs: s.dir.PublicAddrs(), Alive: true}}}, nil
+	}
+	ns, err := s.cluster.store.RelayNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := ClusterNodes{}
+	for _, n := range ns {
+		out.Nodes = append(out.Nodes, ClusterNode{ID: n.ID, Key: n.Key.Raw32(), Addrs: n.Addrs, Alive: n.Alive || n.ID == s.cluster.id})
+	}
+	return out, nil
+}
+
+// Queries is the store's statement counter (0 when it has none).
+func (s *Server) Queries() int64 {
+	if s.cluster != nil && s.cluster.queries != nil {
+		return s.cluster.queries()
+	}
+	return 0
+}
