@@ -183,11 +183,15 @@ func (s *Server) goTracked(f func()) {
 	}()
 }
 
-// Serve accepts connections on ln until ctx is done or accepting fails,
+// Serve accepts connections on ln and on more (the same protocol on each:
+// plain, or wrapped in outer TLS) until ctx is done or accepting fails,
 // then closes every connection and waits for every goroutine it started.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.log.Info("relay serving", "addr", ln.Addr().String(), "project", s.project,
-		"relay_key", s.dir.RelayKey.Public().String(), "version", buildinfo.Version())
+func (s *Server) Serve(ctx context.Context, ln net.Listener, more ...net.Listener) error {
+	lns := append([]net.Listener{ln}, more...)
+	for _, l := range lns {
+		s.log.Info("relay serving", "addr", l.Addr().String(), "project", s.project,
+			"relay_key", s.dir.RelayKey.Public().String(), "version", buildinfo.Version())
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The closer goroutine is owned here: it ends when ctx ends, which the
@@ -197,7 +201,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() {
 		defer closer.Done()
 		<-ctx.Done()
-		ln.Close()
+		for _, l := range lns {
+			l.Close()
+		}
 	}()
 	s.goTracked(func() { s.sessions.janitor(ctx) })
 	s.goTracked(func() { s.credentialJanitor(ctx) })
@@ -205,8 +211,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("relay node of a cluster", "relay_node", s.cluster.id, "relay_nodes", len(s.cluster.listing()))
 		s.goTracked(func() { s.runCluster(ctx) })
 	}
-	err := s.acceptLoop(ctx, ln)
-	cancel()
+	// One accept loop per listener (the plain one and, with --tls-addr,
+	// the TLS one); the first to fail ends them all.
+	errs := make(chan error, len(lns))
+	var loops sync.WaitGroup
+	for _, l := range lns {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			err := s.acceptLoop(ctx, l)
+			errs <- err
+			cancel()
+		}()
+	}
+	loops.Wait()
+	close(errs)
+	var err error
+	for e := range errs {
+		if e != nil && err == nil {
+			err = e
+		}
+	}
 	closer.Wait()
 	s.shutdown()
 	s.wg.Wait()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/control"
+	"github.com/edgeportal/connect/wire/outer"
 )
 
 type token = [wire.TokenLen]byte
@@ -328,7 +329,9 @@ func (s *Server) serveData(c net.Conn, slot *pendingSlot) {
 	if hostileSplice != nil {
 		hostileSplice(s, sess, first, c)
 	} else {
-		splice(first, c)
+		// Plain connections of a dual (plain and TLS) listener splice as
+		// the TCP connections they are, in the kernel.
+		splice(outer.Plain(first), outer.Plain(c))
 	}
 	s.stats.ActiveSessions.Add(-1)
 	s.sessions.done(sess)

@@ -163,6 +163,7 @@ func cmdControl(action string) func(context.Context, *cliutil.Call) error {
 
 func cmdDoctor(ctx context.Context, c *cliutil.Call) error {
 	sa := serviceFlags(c)
+	cfgPath := c.Flags().String("config", "", "the node's config `FILE`, for a node run in the foreground with --config (default: the one an install placed)")
 	if err := c.Parse(0); err != nil {
 		return err
 	}
@@ -179,7 +180,7 @@ func cmdDoctor(ctx context.Context, c *cliutil.Call) error {
 	}
 	dir := spec.Rooted(spec.StateDir)
 	// The node's own config, for its hub route (a bad one is a check).
-	cfg, cfgErr := nodeConfig(dir)
+	cfg, cfgErr := nodeConfig(dir, *cfgPath)
 	checks := agent.Doctor(ctx, dir, cfg, func() (string, error) { return serviceState(spec, dir) })
 	if cfgErr != nil {
 		checks = append([]agent.Check{{What: "config", Detail: cfgErr.Error()}}, checks...)
@@ -190,16 +191,16 @@ func cmdDoctor(ctx context.Context, c *cliutil.Call) error {
 	return nil
 }
 
-// nodeConfig loads the config of the node in dir as it runs: the file
-// an install placed (with its variables and hub route) and this
-// environment.
-func nodeConfig(dir string) (*config.Config, error) {
-	return agent.LoadConfig(dir, "", nil, config.LoadOptions{EnvPrefix: brand.EnvPrefix(), Environ: os.Environ()})
+// nodeConfig loads the config of the node in dir as it runs: path, else
+// the file an install placed (with its variables), the hub route an
+// install stored, and this environment.
+func nodeConfig(dir, path string) (*config.Config, error) {
+	return agent.LoadConfig(dir, path, nil, config.LoadOptions{EnvPrefix: brand.EnvPrefix(), Environ: os.Environ()})
 }
 
 // nodeRoute is how the node in dir reaches the hub.
 func nodeRoute(dir string) (*agent.Route, error) {
-	cfg, err := nodeConfig(dir)
+	cfg, err := nodeConfig(dir, "")
 	if err != nil {
 		return nil, err
 	}

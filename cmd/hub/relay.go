@@ -122,14 +122,18 @@ func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	format := fs.String("log-format", "text", "text or json")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `[HOST]:PORT` (loopback when HOST is empty)")
 	clockOffset := fs.Duration("insecure-clock-offset", 0, "shift the relay's clock (tests of clock skew only; not for production)")
-	tlsCert := fs.String("tls-cert", "", "serve as TLS with this certificate (PEM, leaf first), for networks that let only TLS to 443 through; nodes still pin the relay's Noise key")
-	tlsKey := fs.String("tls-key", "", "the TLS certificate's private key (PEM)")
+	tlsCert := fs.String("tls-cert", "", "also serve TLS with this certificate `FILE` (PEM, leaf first) on the same port, told apart by the first byte, for nodes behind networks that let only TLS to 443 through; nodes still pin the relay's Noise key")
+	tlsKey := fs.String("tls-key", "", "the TLS certificate's private key `FILE` (PEM)")
+	tlsAddr := fs.String("tls-addr", "", "serve TLS only, on this extra `HOST:PORT` (e.g. :443), instead of on the plain address (default: the plain address serves both)")
 	storeURL := storeFlag(c)
 	if err := parseDir(c, dir, 0); err != nil {
 		return err
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return cliutil.Usagef("--tls-cert and --tls-key go together")
+	}
+	if *tlsAddr != "" && *tlsCert == "" {
+		return cliutil.Usagef("--tls-addr needs --tls-cert and --tls-key")
 	}
 	maddr, err := metrics.ListenAddr(*metricsAddr)
 	if err != nil {
@@ -173,20 +177,30 @@ func cmdServe(ctx context.Context, c *cliutil.Call) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	var more []net.Listener
 	if *tlsCert != "" {
 		cfg, err := outer.ServerConfig(*tlsCert, *tlsKey)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		ln = outer.NewListener(ln, cfg)
-		log.Info("serving as TLS (the outer layer; the Noise key is what nodes trust)", "cert", *tlsCert)
+		if *tlsAddr == "" {
+			ln = outer.NewDualListener(ln, cfg)
+		} else {
+			tln, err := net.Listen("tcp", *tlsAddr)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("listen --tls-addr: %w", err)
+			}
+			more = append(more, outer.NewListener(tln, cfg))
+		}
+		log.Info("serving TLS (the outer layer; the Noise key is what nodes trust)", "cert", *tlsCert, "addr", orDefault(*tlsAddr, d.Config.Listen))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	adminDone := make(chan error, 1)
 	go func() { adminDone <- srv.ServeAdmin(ctx) }()
-	err = srv.Serve(ctx, ln)
+	err = srv.Serve(ctx, ln, more...)
 	cancel()
 	if aerr := <-adminDone; aerr != nil && err == nil {
 		err = aerr
@@ -551,4 +565,11 @@ func ts(unix int64) string {
 		return "-"
 	}
 	return time.Unix(unix, 0).UTC().Format(time.RFC3339)
+}
+
+func orDefault(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
 }
