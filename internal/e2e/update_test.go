@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeportal/connect/hub"
+	"github.com/edgeportal/connect/hub/vendor"
 	"github.com/edgeportal/connect/internal/buildinfo"
 	"github.com/edgeportal/connect/wire/key"
 	"github.com/edgeportal/connect/wire/release"
@@ -147,32 +149,36 @@ func TestSelfUpdate(t *testing.T) {
 	}
 
 	// Each bad release is refused with a reason; the node keeps running.
-	v130 := buildAgent(t, filepath.Join(env.Dir, "build-1.3.0"), "v1.3.0")
+	// Every one is a binary stamped with its own version (publish checks),
+	// spoiled on the hub afterwards.
+	stamped := func(version string) string {
+		return buildAgent(t, filepath.Join(env.Dir, "build-"+version), version)
+	}
 	rel := func(version string) string { return filepath.Join(h.Dir, "releases", "stable", version) }
 	bin := func(version string) string {
 		return filepath.Join(rel(version), strings.ReplaceAll(platform, "/", "_"))
 	}
 
-	mustPublish("v1.3.0", platform+"="+v130) // tampered manifest
+	mustPublish("v1.3.0", platform+"="+stamped("v1.3.0")) // tampered manifest
 	m, _ := os.ReadFile(filepath.Join(rel("v1.3.0"), "manifest.cbor"))
 	m[len(m)/2] ^= 1
 	os.WriteFile(filepath.Join(rel("v1.3.0"), "manifest.cbor"), m, 0o600)
 
-	mustPublish("v1.3.1", platform+"="+v130) // signed by another key
+	mustPublish("v1.3.1", platform+"="+stamped("v1.3.1")) // signed by another key
 	var hubCfg struct{ Project string }
 	other, _ := release.Sign(key.NewSigningPrivate(), release.Manifest{Project: hubCfg.Project, Version: "v1.3.1", Channel: "stable"})
 	os.WriteFile(filepath.Join(rel("v1.3.1"), "manifest.cbor"), other, 0o600)
 
-	mustPublish("v1.3.2", platform+"="+v130) // binary altered after signing
+	mustPublish("v1.3.2", platform+"="+stamped("v1.3.2")) // binary altered after signing
 	b, _ := os.ReadFile(bin("v1.3.2"))
 	b[len(b)/2] ^= 1
 	os.WriteFile(bin("v1.3.2"), b, 0o600)
 
-	mustPublish("v1.3.3", platform+"="+v130) // truncated on the hub
+	mustPublish("v1.3.3", platform+"="+stamped("v1.3.3")) // truncated on the hub
 	b, _ = os.ReadFile(bin("v1.3.3"))
 	os.WriteFile(bin("v1.3.3"), b[:len(b)/3], 0o600)
 
-	mustPublish("v1.3.4", "windows/amd64="+v130) // another platform only
+	mustPublish("v1.3.4", "windows/amd64="+stamped("v1.3.4")) // another platform only
 
 	refusals := []struct{ version, want string }{
 		{"v1.3.0", "signature does not verify"},
@@ -183,13 +189,24 @@ func TestSelfUpdate(t *testing.T) {
 		{"v0.9.0", "not published"},
 	}
 	// A release whose binary is another version (the update loop's
-	// cause): refused by `release publish`, and by the node if a hub
-	// published it anyway.
-	if r := publish("v1.4.0", platform+"="+v130); r.Code == 0 {
-		refusals = append(refusals, struct{ version, want string }{"v1.4.0", "the binary says it is v1.3.0"})
-	} else if !strings.Contains(r.Stderr, "v1.3.0") {
-		t.Errorf("publish of a v1.3.0 binary as v1.4.0: %s", r.Stderr)
+	// cause): refused by `release publish`, and by the node when a hub
+	// published it anyway (signed with the real key, the check skipped).
+	v130 := filepath.Join(env.Dir, "build-v1.3.0", "initech-agent")
+	if r := publish("v1.4.0", platform+"="+v130); r.Code == 0 || !strings.Contains(r.Stderr, "the binary says it is v1.3.0") {
+		t.Errorf("publish of a v1.3.0 binary as v1.4.0: %d %s", r.Code, r.Stderr)
 	}
+	relKey, err := vendor.LoadPrivate(filepath.Join(h.VendorDir, vendor.ReleaseKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd, err := hub.LoadDir(h.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hd.Publish(hub.PublishOptions{Version: "v1.4.0", Files: map[string]string{platform: v130}, Key: relKey}); err != nil {
+		t.Fatal(err)
+	}
+	refusals = append(refusals, struct{ version, want string }{"v1.4.0", "the binary says it is v1.3.0"})
 	for _, rf := range refusals {
 		r := n.CLI([]string{"update"}, "--version", rf.version)
 		if r.Code == 0 || !strings.Contains(r.Stderr, rf.want) {
