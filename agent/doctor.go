@@ -25,6 +25,7 @@ import (
 // Check is one line of `doctor`.
 type Check struct {
 	OK     bool
+	Warn   bool // OK, but something may not work yet (not a failure)
 	What   string
 	Detail string // what is wrong and what to do, or what was found
 }
@@ -99,7 +100,7 @@ func Doctor(ctx context.Context, stateDir string, cfg *config.Config, serviceSta
 		switch {
 		case errors.As(err, &cs):
 			// The relay's key was checked before its clock.
-			add(true, "hub "+addr, "reachable, relay key %s matches", enr.HubKey.Fingerprint())
+			add(true, "hub "+addr, "reachable, relay key %s matches", enr.HubKey.String())
 			add(false, "clock", "%v", cs)
 			continue
 		case errors.As(err, &hop):
@@ -117,7 +118,7 @@ func Doctor(ctx context.Context, stateDir string, cfg *config.Config, serviceSta
 		}
 		skew := time.Since(time.Unix(h.ServerHello().TimeUnix, 0))
 		h.Close()
-		add(true, "hub "+addr, "reachable, relay key %s matches, credential accepted", enr.HubKey.Fingerprint())
+		add(true, "hub "+addr, "reachable, relay key %s matches, credential accepted", enr.HubKey.String())
 		add(true, "clock", "within %s of the hub", skew.Abs().Round(time.Second))
 		tctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		err = askAuthority(tctx, dialer(route), static, enr.authority([]string{addr}), func(h *hubConn) error {
@@ -127,7 +128,7 @@ func Doctor(ctx context.Context, stateDir string, cfg *config.Config, serviceSta
 		if err != nil {
 			add(false, "authority", "%v: credentials cannot be refreshed until it is back (the vendor's side)", err)
 		} else {
-			add(true, "authority", "reachable end to end through the relay, key %s matches", enr.AuthorityNoiseKey.Fingerprint())
+			add(true, "authority", "reachable end to end through the relay, key %s matches", enr.AuthorityNoiseKey.String())
 		}
 	}
 	c, err := localapi.Dial(stateDir)
@@ -150,6 +151,11 @@ func Doctor(ctx context.Context, stateDir string, cfg *config.Config, serviceSta
 			add(true, "node", "running, no relay configured")
 		}
 		if err == nil {
+			if ws, err := c.Check(ctx); err == nil {
+				for _, w := range ws {
+					out = append(out, Check{OK: true, Warn: true, What: w.Kind + " " + w.Name, Detail: w.Message})
+				}
+			}
 			var d net.Dialer
 			for _, o := range st.Outlets {
 				tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -200,8 +206,11 @@ func PrintChecks(w io.Writer, checks []Check) bool {
 	ok := true
 	for _, c := range checks {
 		mark := "ok  "
-		if !c.OK {
+		switch {
+		case !c.OK:
 			mark, ok = "FAIL", false
+		case c.Warn:
+			mark = "warn"
 		}
 		fmt.Fprintf(w, "%s %-18s %s\n", mark, c.What, c.Detail)
 	}

@@ -124,7 +124,7 @@ func CheckTicketAgainstBuild(t *enroll.Ticket) error {
 			return fmt.Errorf("embedded authority key: %w", err)
 		}
 		if !k.Equal(t.AuthorityPublic()) {
-			return fmt.Errorf("ticket names authority key %s, but this %s build trusts only %s", t.AuthorityPublic().Fingerprint(), brand.Vendor(), k.Fingerprint())
+			return fmt.Errorf("ticket names authority key %s, but this %s build trusts only %s", t.AuthorityPublic().String(), brand.Vendor(), k.String())
 		}
 	}
 	if s := brand.CommandKey(); s != "" {
@@ -133,7 +133,7 @@ func CheckTicketAgainstBuild(t *enroll.Ticket) error {
 			return fmt.Errorf("embedded command key: %w", err)
 		}
 		if !k.Equal(t.CommandPublic()) {
-			return fmt.Errorf("ticket names command key %s, but this %s build trusts only %s", t.CommandPublic().Fingerprint(), brand.Vendor(), k.Fingerprint())
+			return fmt.Errorf("ticket names command key %s, but this %s build trusts only %s", t.CommandPublic().String(), brand.Vendor(), k.String())
 		}
 	}
 	if s := brand.ReleaseKey(); s != "" {
@@ -142,7 +142,7 @@ func CheckTicketAgainstBuild(t *enroll.Ticket) error {
 			return fmt.Errorf("embedded release key: %w", err)
 		}
 		if rk := t.ReleasePublic(); !rk.IsZero() && !k.Equal(rk) {
-			return fmt.Errorf("ticket names release key %s, but this %s build trusts only %s", rk.Fingerprint(), brand.Vendor(), k.Fingerprint())
+			return fmt.Errorf("ticket names release key %s, but this %s build trusts only %s", rk.String(), brand.Vendor(), k.String())
 		}
 	}
 	return nil

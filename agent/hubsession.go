@@ -186,6 +186,7 @@ func (n *Node) session(ctx context.Context, addr string) error {
 		relayRetry.Stop()
 	}
 	relayBackoff := time.Second
+	n.warnOnce.Do(func() { n.goTracked(func() { n.logPortalWarnings(ctx) }) })
 	n.mu.Lock()
 	n.hub, n.hubErr = h, ""
 	close(n.hubReady)

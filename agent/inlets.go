@@ -199,26 +199,39 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 	log.Debug("portal closed", "bytes_out", up, "bytes_in", down, "duration", time.Since(start).Round(time.Millisecond), "err", err)
 }
 
-// AddInlet implements localapi.Backend.
+// AddInlet implements localapi.Backend: the inlet, then its warnings
+// (checked with the hub, outside the lock).
 func (n *Node) AddInlet(ctx context.Context, li localapi.Inlet) (localapi.Inlet, error) {
+	res, allow, err := n.addInlet(li)
+	if err != nil {
+		return res, err
+	}
+	res.Warnings = n.portalWarnings(ctx, res.Via, "", allow)
+	for _, w := range res.Warnings {
+		n.log.Warn("inlet may not work", "inlet", res.Listening, "reason", w)
+	}
+	return res, nil
+}
+
+func (n *Node) addInlet(li localapi.Inlet) (localapi.Inlet, policy.Expr, error) {
 	in := config.Inlet{From: li.From, Via: li.Via, To: li.To, Allow: li.Allow}
 	if err := config.ValidateInlet(&in); err != nil {
-		return localapi.Inlet{}, err
+		return localapi.Inlet{}, nil, err
 	}
 	il := &inlet{from: in.From, via: in.Via, to: in.To, allow: in.Allow, expr: in.AllowExpr, origin: OriginCLI}
 	n.portalsMu.Lock()
 	defer n.portalsMu.Unlock()
 	if err := n.startInlet(n.runCtx, il); err != nil {
-		return localapi.Inlet{}, err
+		return localapi.Inlet{}, nil, err
 	}
 	if err := n.savePortals(); err != nil {
 		n.mu.Lock()
 		delete(n.inlets, il.from)
 		n.mu.Unlock()
 		il.ln.Close()
-		return localapi.Inlet{}, fmt.Errorf("save inlet: %w", err)
+		return localapi.Inlet{}, nil, fmt.Errorf("save inlet: %w", err)
 	}
-	return localapi.Inlet{From: il.from, Via: il.via, To: il.to, Allow: il.effectiveAllowText(n.cfg), Origin: il.origin, Listening: il.ln.Addr().String()}, nil
+	return localapi.Inlet{From: il.from, Via: il.via, To: il.to, Allow: il.effectiveAllowText(n.cfg), Origin: il.origin, Listening: il.ln.Addr().String()}, il.effectiveAllow(n.cfg), nil
 }
 
 // RemoveInlet implements localapi.Backend.

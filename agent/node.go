@@ -114,6 +114,9 @@ type Node struct {
 	restart          bool               // Run returns ErrRestart (an update is in place)
 	stop             context.CancelFunc // ends Run
 
+	// warnOnce logs the config's outlet and inlet warnings once, after the
+	// first connection to the hub.
+	warnOnce sync.Once
 	// portalsMu serializes changes to the CLI's outlets and inlets with the
 	// write of portals.json, so the file always matches the last change.
 	portalsMu sync.Mutex

@@ -183,18 +183,31 @@ func (n *Node) serveStream(ctx context.Context, ch *portal.Channel, req *portal.
 	n.audit.Append(entry)
 }
 
-// AddOutlet implements localapi.Backend.
-func (n *Node) AddOutlet(ctx context.Context, lo localapi.Outlet) error {
+// AddOutlet implements localapi.Backend: the outlet, then its warnings
+// (a DNS lookup and a question to the hub, outside the lock).
+func (n *Node) AddOutlet(ctx context.Context, lo localapi.Outlet) (localapi.Outlet, error) {
+	res, allow, err := n.addOutlet(lo)
+	if err != nil {
+		return res, err
+	}
+	res.Warnings = n.portalWarnings(ctx, "", res.To, allow)
+	for _, w := range res.Warnings {
+		n.log.Warn("outlet may not work", "outlet", res.Name, "reason", w)
+	}
+	return res, nil
+}
+
+func (n *Node) addOutlet(lo localapi.Outlet) (localapi.Outlet, policy.Expr, error) {
 	o := config.Outlet{From: lo.Name, To: lo.To, Allow: lo.Allow}
 	if err := config.ValidateOutlet(&o); err != nil {
-		return err
+		return localapi.Outlet{}, nil, err
 	}
 	n.portalsMu.Lock()
 	defer n.portalsMu.Unlock()
 	n.mu.Lock()
 	if cur, dup := n.outlets[o.From]; dup {
 		n.mu.Unlock()
-		return fmt.Errorf("outlet %q already exists (origin %s)", o.From, cur.origin)
+		return localapi.Outlet{}, nil, fmt.Errorf("outlet %q already exists (origin %s)", o.From, cur.origin)
 	}
 	added := &outlet{name: o.From, to: o.To, allow: o.Allow, expr: o.AllowExpr, origin: OriginCLI}
 	n.outlets[o.From] = added
@@ -203,10 +216,10 @@ func (n *Node) AddOutlet(ctx context.Context, lo localapi.Outlet) error {
 		n.mu.Lock()
 		delete(n.outlets, o.From)
 		n.mu.Unlock()
-		return fmt.Errorf("save outlet: %w", err)
+		return localapi.Outlet{}, nil, fmt.Errorf("save outlet: %w", err)
 	}
 	n.log.Info("outlet ready", "outlet", o.From, "to", o.To, "allow", added.effectiveAllowText(n.cfg), "origin", OriginCLI)
-	return nil
+	return localapi.Outlet{Name: o.From, To: o.To, Allow: added.effectiveAllowText(n.cfg), Origin: OriginCLI}, added.effectiveAllow(n.cfg), nil
 }
 
 // RemoveOutlet implements localapi.Backend.

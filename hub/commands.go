@@ -183,7 +183,7 @@ func (q commandQueue) add(ctx context.Context, req SubmitRequest) (CommandRecord
 		}
 		if k := q.dir.Config.CommandKey; !k.IsZero() {
 			if err := signed.Verify(k, signed.ContextCommand, req.Data, &command.Command{}); err != nil {
-				return CommandRecord{}, fmt.Errorf("command refused: not signed by this project's command key (%s)", k.Fingerprint())
+				return CommandRecord{}, fmt.Errorf("command refused: not signed by this project's command key (%s)", k.String())
 			}
 		}
 		switch {

@@ -33,6 +33,7 @@ func init() {
 			control.TypeOpenSession:   handleOpenSession,
 			control.TypeCommandAck:    handleCommandAck,
 			control.TypeNodeState:     handleNodeState,
+			control.TypePortalCheck:   handlePortalCheck,
 			control.TypeReleaseCheck:  handleReleaseCheck,
 			control.TypeReleaseFetch:  handleReleaseFetch,
 			control.TypeUpdateResult:  handleUpdateResult,
@@ -57,6 +58,7 @@ var memberLimits = map[int]ratelimit.Rule{
 	int(control.TypeOpenSession):   {Every: 100, Per: time.Second, Burst: 400},
 	int(control.TypeCommandAck):    {Every: 50, Per: time.Second, Burst: 200},
 	int(control.TypeNodeState):     {Every: 2, Per: time.Second, Burst: 10},
+	int(control.TypePortalCheck):   {Every: 2, Per: time.Second, Burst: 20},
 	int(control.TypeReleaseCheck):  {Every: 2, Per: time.Second, Burst: 20},
 	int(control.TypeReleaseFetch):  {Every: 400, Per: time.Second, Burst: 800},
 	int(control.TypeUpdateResult):  {Every: 2, Per: time.Second, Burst: 10},
@@ -157,6 +159,44 @@ func handleCredential(ctx context.Context, s *Server, cc *controlConn, m control
 
 func handlePing(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
 	return control.Ping{TimeUnix: s.now().Unix()}, nil
+}
+
+// maxRelayName bounds a relay name a member asks about (config names are
+// at most 64 bytes).
+const maxRelayName = 64
+
+// handlePortalCheck answers a node's question about the relay and the
+// attribute names an inlet or outlet it is creating refers to.
+func handlePortalCheck(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
+	req, err := body[control.PortalCheck](m)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Attributes) > control.MaxPortalCheckNames {
+		return nil, &control.Error{Code: control.ErrCodeBadRequest, Message: fmt.Sprintf("portal check: %d names, at most %d", len(req.Attributes), control.MaxPortalCheckNames)}
+	}
+	var res control.PortalCheckResult
+	if req.Relay != "" {
+		if len(req.Relay) > maxRelayName {
+			return nil, &control.Error{Code: control.ErrCodeBadRequest, Message: fmt.Sprintf("portal check: a relay name has at most %d bytes", maxRelayName)}
+		}
+		res.RelayUp = s.relays.lookup(req.Relay) != nil
+		if !res.RelayUp && s.cluster != nil {
+			_, err := s.cluster.lookup(ctx, req.Relay)
+			res.RelayUp = err == nil
+		}
+		_, err := s.store.GetRelay(ctx, req.Relay)
+		res.RelayKnown = res.RelayUp || err == nil
+	}
+	if len(req.Attributes) > 0 {
+		have := s.members.attributeNames()
+		for _, n := range req.Attributes {
+			if have[n] {
+				res.Attributes = append(res.Attributes, n)
+			}
+		}
+	}
+	return res, nil
 }
 
 func handleNodeState(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {

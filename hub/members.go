@@ -141,3 +141,26 @@ func (s *Server) credentialJanitor(ctx context.Context) {
 		}
 	}
 }
+
+// attributeNames returns the attribute names of every connected member's
+// credential.
+func (t *memberConns) attributeNames() map[string]bool {
+	t.mu.Lock()
+	var conns []*controlConn
+	for _, set := range t.byID {
+		for cc := range set {
+			conns = append(conns, cc)
+			break // one connection per member is enough
+		}
+	}
+	t.mu.Unlock()
+	out := map[string]bool{}
+	for _, cc := range conns {
+		if c := cc.credential(); c != nil {
+			for n := range c.Attributes {
+				out[n] = true
+			}
+		}
+	}
+	return out
+}

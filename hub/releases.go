@@ -68,7 +68,7 @@ func (d *Dir) Publish(o PublishOptions) (*release.Manifest, error) {
 		return nil, errors.New("publish needs the vendor's release key (--release-key FILE); the relay holds none")
 	}
 	if k := d.Config.ReleaseKey; !k.IsZero() && !k.Equal(o.Key.Public()) {
-		return nil, fmt.Errorf("that release key (%s) is not this project's (%s): nodes would refuse the release", o.Key.Public().Fingerprint(), k.Fingerprint())
+		return nil, fmt.Errorf("that release key (%s) is not this project's (%s): nodes would refuse the release", o.Key.Public().String(), k.String())
 	}
 	dir := d.releasePath(o.Channel, o.Version)
 	if _, err := os.Stat(dir); err == nil {

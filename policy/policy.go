@@ -31,6 +31,7 @@ package policy
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -513,4 +514,35 @@ func eval(e Expr, peer Peer, why bool) (truth, string) {
 		return t, rx + "; and " + ry
 	}
 	return isFalse, "no policy: nothing is allowed"
+}
+
+// Names returns the attribute names e refers to, sorted, without the
+// identifier (which every peer has).
+func Names(e Expr) []string {
+	seen := map[string]bool{}
+	var walk func(Expr)
+	walk = func(e Expr) {
+		switch e := e.(type) {
+		case *AttrExpr:
+			seen[e.Name] = true
+		case *CmpExpr:
+			seen[e.Name] = true
+		case *NotExpr:
+			walk(e.X)
+		case *AndExpr:
+			walk(e.X)
+			walk(e.Y)
+		case *OrExpr:
+			walk(e.X)
+			walk(e.Y)
+		}
+	}
+	walk(e)
+	delete(seen, identifierName)
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }

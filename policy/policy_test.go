@@ -463,3 +463,19 @@ func BenchmarkEval(b *testing.B) {
 		}
 	}
 }
+
+func TestNames(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"a", "a"},
+		{"tier = gold and not (b or identifier = I1) and tier != x", "b,tier"},
+		{"identifier = I1", ""},
+	} {
+		e, err := Parse(tt.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(Names(e), ","); got != tt.want {
+			t.Errorf("Names(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -71,6 +71,16 @@ type Outlet struct {
 	// ceiling; Allow is both.
 	VendorAllow string `json:"vendor_allow,omitempty"`
 	Ceiling     string `json:"ceiling,omitempty"`
+	// Warnings (from AddOutlet) are what looks wrong but may come right
+	// later: a target that does not resolve, an attribute no member has.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Warning is one thing `doctor` found wrong with an outlet or an inlet.
+type Warning struct {
+	Kind    string `json:"kind"` // outlet | inlet
+	Name    string `json:"name"` // the outlet's name, the inlet's listen address
+	Message string `json:"message"`
 }
 
 // Inlet is one inlet.
@@ -81,6 +91,9 @@ type Inlet struct {
 	Allow     string `json:"allow,omitempty"`
 	Origin    string `json:"origin"`
 	Listening string `json:"listening,omitempty"` // the bound address
+	// Warnings (from AddInlet): a relay no node has registered, an
+	// attribute no member has.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // TicketRequest asks the node (an enroller) to create a ticket via the hub.
@@ -122,11 +135,13 @@ type Backend interface {
 	Status(ctx context.Context) Status
 	Explain(ctx context.Context) []Explanation
 	SetPaused(ctx context.Context, paused bool) error
-	AddOutlet(ctx context.Context, o Outlet) error
+	AddOutlet(ctx context.Context, o Outlet) (Outlet, error)
 	RemoveOutlet(ctx context.Context, name string) error
 	AddInlet(ctx context.Context, in Inlet) (Inlet, error)
 	RemoveInlet(ctx context.Context, from string) error
 	CreateTicket(ctx context.Context, r TicketRequest) (string, error)
+	// Check looks at every outlet and inlet as AddOutlet and AddInlet do.
+	Check(ctx context.Context) []Warning
 }
 
 // Serve serves b on the socket in stateDir until the returned stop is
@@ -145,11 +160,15 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 		if !decode(w, r, &o) {
 			return
 		}
-		if err := b.AddOutlet(r.Context(), o); err != nil {
+		got, err := b.AddOutlet(r.Context(), o)
+		if err != nil {
 			writeErr(w, http.StatusBadRequest, err)
 			return
 		}
-		unixhttp.Reply(w, o)
+		unixhttp.Reply(w, got)
+	})
+	mux.HandleFunc("GET /v1/check", func(w http.ResponseWriter, r *http.Request) {
+		unixhttp.Reply(w, b.Check(r.Context()))
 	})
 	mux.HandleFunc("DELETE /v1/outlets/{name}", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.RemoveOutlet(r.Context(), r.PathValue("name")); err != nil {
@@ -253,9 +272,18 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, err
 }
 
-// AddOutlet creates an outlet.
-func (c *Client) AddOutlet(ctx context.Context, o Outlet) error {
-	return c.do(ctx, "POST", "/v1/outlets", o, nil)
+// AddOutlet creates an outlet and returns it with its warnings.
+func (c *Client) AddOutlet(ctx context.Context, o Outlet) (Outlet, error) {
+	var out Outlet
+	err := c.do(ctx, "POST", "/v1/outlets", o, &out)
+	return out, err
+}
+
+// Check returns what looks wrong with the node's outlets and inlets.
+func (c *Client) Check(ctx context.Context) ([]Warning, error) {
+	var out []Warning
+	err := c.do(ctx, "GET", "/v1/check", nil, &out)
+	return out, err
 }
 
 // RemoveOutlet deletes an outlet.

@@ -221,6 +221,14 @@ func attrList(m map[string]string, sep string) string {
 	return strings.Join(attrs, sep)
 }
 
+// printWarnings prints what was created but may not work yet, one line
+// each, on stderr (the command still succeeds).
+func printWarnings(w io.Writer, ws []string) {
+	for _, m := range ws {
+		fmt.Fprintf(w, "%s: warning: %s\n", brand.AgentBinary(), m)
+	}
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "nothing (no policy)"
@@ -385,10 +393,12 @@ func cmdOutletCreate(ctx context.Context, c *cliutil.Call) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.AddOutlet(ctx, localapi.Outlet{Name: *from, To: *to, Allow: *allow}); err != nil {
+	o, err := cl.AddOutlet(ctx, localapi.Outlet{Name: *from, To: *to, Allow: *allow})
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "outlet %s → %s created\n", *from, *to)
+	printWarnings(c.Stderr, o.Warnings)
 	return nil
 }
 
@@ -455,6 +465,7 @@ func cmdInletCreate(ctx context.Context, c *cliutil.Call) error {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "inlet %s → %s → %s listening\n", in.Listening, in.Via, in.To)
+	printWarnings(c.Stderr, in.Warnings)
 	return nil
 }
 

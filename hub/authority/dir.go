@@ -106,7 +106,7 @@ func Init(dir string, o InitOptions) (*Dir, error) {
 			return nil, fmt.Errorf("authority init: %w", err)
 		}
 		if !hd.Config.AuthorityKey.IsZero() {
-			return nil, fmt.Errorf("authority init: the relay in %s already trusts authority %s; refusing to replace it", o.HubDir, hd.Config.AuthorityKey.Fingerprint())
+			return nil, fmt.Errorf("authority init: the relay in %s already trusts authority %s; refusing to replace it", o.HubDir, hd.Config.AuthorityKey.String())
 		}
 		o.Hubs, o.HubKey = hd.PublicAddrs(), hd.RelayKey.Public()
 	}
@@ -150,7 +150,7 @@ func Init(dir string, o InitOptions) (*Dir, error) {
 // command and release keys).
 func Trust(hd *hub.Dir, authorityKey, commandKey, releaseKey key.SigningPublic) error {
 	if cur := hd.Config.AuthorityKey; !cur.IsZero() && !cur.Equal(authorityKey) {
-		return fmt.Errorf("trust: the relay in %s already trusts authority %s; refusing to replace it", hd.Path, cur.Fingerprint())
+		return fmt.Errorf("trust: the relay in %s already trusts authority %s; refusing to replace it", hd.Path, cur.String())
 	}
 	hd.Config.AuthorityKey = authorityKey
 	if !commandKey.IsZero() {

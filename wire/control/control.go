@@ -64,6 +64,7 @@ const (
 	TypeRevocations      Type = 18 // authority→relay: Revocations → Empty
 	TypeAuthoritySession Type = 19 // relay→authority push: AuthoritySession
 	TypeLiveStatus       Type = 20 // authority→relay: Empty → LiveStatus
+	TypePortalCheck      Type = 21 // node→relay: PortalCheck → PortalCheckResult
 	TypeResponse         Type = 99 // an answer to a request (same ID)
 )
 
@@ -115,8 +116,10 @@ func (e *Error) RetryAfter() time.Duration {
 
 // SlowDown is the refusal of a request that came too soon after others.
 func SlowDown(what string, wait time.Duration) *Error {
-	return &Error{Code: ErrCodeSlowDown, Message: fmt.Sprintf("slow down: too many %s requests; ask again in %s", what, wait.Round(time.Millisecond)),
-		RetryAfterMS: max(wait.Milliseconds(), 1)}
+	// Rounded up: a node that waits exactly as long finds a token.
+	ms := max((wait+time.Millisecond-1)/time.Millisecond, 1)
+	return &Error{Code: ErrCodeSlowDown, Message: fmt.Sprintf("slow down: too many %s requests; ask again in %s", what, ms*time.Millisecond),
+		RetryAfterMS: int64(ms)}
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -214,6 +217,28 @@ type AuthoritySession struct {
 	Token []byte `cbor:"1,keyasint"`
 	Offer []byte `cbor:"2,keyasint"` // the node's preface offer (min, max): both ends put it in the Noise prologue
 }
+
+// PortalCheck asks the relay, when an admin creates an inlet or an
+// outlet, whether what it names exists now: the relay (for an inlet) and
+// the attribute names of its allow policy. The answer is advice for a
+// warning, never a decision: things may come later.
+type PortalCheck struct {
+	Relay      string   `cbor:"1,keyasint,omitempty"`
+	Attributes []string `cbor:"2,keyasint,omitempty"`
+}
+
+// PortalCheckResult answers PortalCheck. RelayKnown: some node owns the
+// relay name (it may be offline); RelayUp: its owner is connected now.
+// Attributes: those of the names asked that some connected member's
+// credential has (names only, never values).
+type PortalCheckResult struct {
+	RelayKnown bool     `cbor:"1,keyasint,omitempty"`
+	RelayUp    bool     `cbor:"2,keyasint,omitempty"`
+	Attributes []string `cbor:"3,keyasint,omitempty"`
+}
+
+// MaxPortalCheckNames bounds the names one PortalCheck may ask about.
+const MaxPortalCheckNames = 64
 
 // LiveStatus is what the relay knows of its connected nodes.
 type LiveStatus struct {

@@ -54,7 +54,7 @@ type KeyMismatchError struct {
 
 func (e *KeyMismatchError) Error() string {
 	return fmt.Sprintf("the %s at %s has key %s but this node expects %s: this is a ticket or enrollment for another hub",
-		e.What, e.Addr, e.Got.Fingerprint(), e.Want.Fingerprint())
+		e.What, e.Addr, e.Got.String(), e.Want.String())
 }
 
 // ErrNoAuthority means the relay has no authority connected to reach.

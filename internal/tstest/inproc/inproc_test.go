@@ -518,3 +518,41 @@ func ask(t *testing.T, w *World, static key.NodePrivate, tk *enroll.Ticket, typ 
 	defer ac.Close()
 	return ac.Call(ctx, typ, req, nil)
 }
+
+// TestPortalWarnings: an inlet via a relay nobody registered, an outlet
+// whose target does not resolve and a policy naming an attribute no
+// member has are created, each with a warning saying so; Check (doctor)
+// lists them; a well-formed one has none.
+func TestPortalWarnings(t *testing.T) {
+	_, outlet, inlet := pair(t, inletNode)
+	ctx := context.Background()
+	in, err := inlet.N.AddInlet(ctx, localapi.Inlet{From: "127.0.0.5:0", Via: "nobodys-relay", To: "x", Allow: "ghost-attribute"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(in.Warnings, "\n"); !strings.Contains(got, `relay "nobodys-relay" is not known to the hub`) ||
+		!strings.Contains(got, "no member connected to the hub now has attribute ghost-attribute") {
+		t.Errorf("inlet warnings:\n%s", got)
+	}
+	o, err := outlet.N.AddOutlet(ctx, localapi.Outlet{Name: "nowhere", To: "no-such-host.invalid:80", Allow: "inlet-node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(o.Warnings, "\n"); !strings.Contains(got, "target host no-such-host.invalid does not resolve") || strings.Contains(got, "attribute") {
+		t.Errorf("outlet warnings:\n%s", got)
+	}
+	good, err := inlet.N.AddInlet(ctx, localapi.Inlet{From: "127.0.0.4:0", Via: "acme-relay", To: "echo", Allow: "outlet-node"})
+	if err != nil || len(good.Warnings) > 0 {
+		t.Errorf("a sound inlet: %v %v", good.Warnings, err)
+	}
+	var found bool
+	for _, w := range outlet.N.Check(ctx) {
+		found = found || w.Kind == "outlet" && w.Name == "nowhere" && strings.Contains(w.Message, "does not resolve")
+		if w.Name == "echo" {
+			t.Errorf("the sound outlet has a warning: %+v", w)
+		}
+	}
+	if !found {
+		t.Error("Check does not list the outlet whose target does not resolve")
+	}
+}
