@@ -43,17 +43,17 @@ func (e *RevokedError) Unwrap() error { return ErrRevoked }
 
 // TicketRecord is what the store keeps of a ticket: never the secret.
 type TicketRecord struct {
-	ID         string            `cbor:"1,keyasint"`
-	Hash       [32]byte          `cbor:"2,keyasint"`
-	Attributes map[string]string `cbor:"3,keyasint,omitempty"`
-	Relay      string            `cbor:"4,keyasint,omitempty"`
-	Enroller   bool              `cbor:"5,keyasint,omitempty"`
-	CreatedAt  int64             `cbor:"6,keyasint"`
-	ExpiresAt  int64             `cbor:"7,keyasint"`
-	UsesLeft   int               `cbor:"8,keyasint"`
-	CreatedBy  string            `cbor:"9,keyasint,omitempty"` // "admin" or an enroller's identifier
-	Scope      *Scope            `cbor:"10,keyasint,omitempty"`
-	Revoked    bool              `cbor:"11,keyasint,omitempty"` // withdrawn by the vendor (leaked)
+	ID         string            `cbor:"1,keyasint" json:"id"`
+	Hash       [32]byte          `cbor:"2,keyasint" json:"-"` // of the secret; not shown
+	Attributes map[string]string `cbor:"3,keyasint,omitempty" json:"attributes,omitempty"`
+	Relay      string            `cbor:"4,keyasint,omitempty" json:"relay,omitempty"`
+	Enroller   bool              `cbor:"5,keyasint,omitempty" json:"enroller,omitempty"`
+	CreatedAt  int64             `cbor:"6,keyasint" json:"created_at"`
+	ExpiresAt  int64             `cbor:"7,keyasint" json:"expires_at"`
+	UsesLeft   int               `cbor:"8,keyasint" json:"uses_left"`
+	CreatedBy  string            `cbor:"9,keyasint,omitempty" json:"created_by,omitempty"` // "admin" or an enroller's identifier
+	Scope      *Scope            `cbor:"10,keyasint,omitempty" json:"scope,omitempty"`
+	Revoked    bool              `cbor:"11,keyasint,omitempty" json:"revoked,omitempty"` // withdrawn by the vendor (leaked)
 }
 
 // Member is an enrolled node.

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -539,10 +540,52 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
+// printJSON prints v as indented JSON with every time as RFC 3339 UTC
+// (the stores keep Unix seconds; people and scripts read one form).
 func printJSON(c *cliutil.Call, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var tree any
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&tree); err != nil {
+		return err
+	}
 	enc := json.NewEncoder(c.Stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return enc.Encode(rfc3339Times(tree))
+}
+
+// timeKeys are the JSON keys that hold Unix seconds.
+var timeKeys = map[string]bool{"created_at": true, "expires_at": true, "enrolled_at": true, "last_seen": true,
+	"revoked_at": true, "acked_at": true, "since": true, "issued_at": true}
+
+// rfc3339Times rewrites the Unix seconds under timeKeys as RFC 3339 (0:
+// no time, dropped).
+func rfc3339Times(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if n, ok := x.(json.Number); ok && timeKeys[k] {
+				if s, err := n.Int64(); err == nil {
+					if s == 0 {
+						delete(v, k)
+					} else {
+						v[k] = time.Unix(s, 0).UTC().Format(time.RFC3339)
+					}
+					continue
+				}
+			}
+			v[k] = rfc3339Times(x)
+		}
+	case []any:
+		for i := range v {
+			v[i] = rfc3339Times(v[i])
+		}
+	}
+	return v
 }
 
 func orDash(s string) string {
