@@ -397,7 +397,8 @@ func listenErr(err error) error {
 
 // CheckStart checks, before a node starts on stateDir, what would make it
 // fail after it changed something: another node already running there
-// (ErrAlreadyRunning: the running node's files stay untouched), and, for
+// (ErrAlreadyRunning: the running node's files stay untouched), a revoked
+// identity (*RevokedError), and, for
 // a first start, what the ticket is redeemed with: the ticket file (or
 // the one an install placed in the state directory), the relay name cfg
 // asks for, and the inlet ports. The ticket is not read for a node that
@@ -407,6 +408,9 @@ func CheckStart(stateDir, ticketFile string, cfg *config.Config) error {
 		return &InstallError{Field: FieldStateDir, Path: stateDir, Err: ErrAlreadyRunning}
 	}
 	if enr, err := LoadEnrollment(stateDir); err != nil || enr != nil {
+		if err == nil && enr.RevokedAt != nil {
+			return &RevokedError{At: *enr.RevokedAt} // sticky: say so before anything starts
+		}
 		return nil // enrolled, or a state directory the node reports on itself
 	}
 	if ticketFile == "" {

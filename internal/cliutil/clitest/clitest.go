@@ -13,6 +13,9 @@
 //	await-port HOST:PORT      wait (at most 30 s) until something listens
 //	stamped VERSION OUT       build a small Go binary whose embedded version
 //	                          (the -ldflags stamp buildinfo reads) is VERSION
+//	capture NAME REGEXP       set $NAME to the first submatch of REGEXP in
+//	                          the last command's stdout (an identifier a
+//	                          later command needs)
 //	snapshot DIR OUT          write every file under DIR, with its mode, size,
 //	                          modification time and SHA-256, to OUT, so
 //	                          `cmp` shows that a refusal changed nothing
@@ -29,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,7 +57,21 @@ func Cmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) 
 		"await-port": awaitPort,
 		"stamped":    stamped,
 		"snapshot":   snapshot,
+		"capture":    capture,
 	}
+}
+
+func capture(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: capture NAME REGEXP")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	m := re.FindStringSubmatch(ts.ReadFile("stdout"))
+	if len(m) < 2 {
+		ts.Fatalf("capture: no match for %q in stdout", args[1])
+	}
+	ts.Setenv(args[0], m[1])
 }
 
 func exits(ts *testscript.TestScript, neg bool, args []string) {
