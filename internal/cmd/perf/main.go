@@ -6,7 +6,7 @@
 // measures a direct TCP connection and the same through an inlet → hub →
 // outlet portal in one run, so machine noise cancels in the ratios.
 //
-//	go run ./internal/perf [--short] [--json FILE] [--nodes N]
+//	go run ./internal/cmd/perf [--short] [--json FILE] [--nodes N]
 package main
 
 import (
