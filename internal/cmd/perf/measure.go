@@ -4,75 +4,30 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/edgeportal/connect/enroll"
-	"github.com/edgeportal/connect/hub/authority"
-	"github.com/edgeportal/connect/wire"
-	"github.com/edgeportal/connect/wire/control"
-	"github.com/edgeportal/connect/wire/key"
-	"github.com/edgeportal/connect/wire/noiseconn"
 )
 
-// Run measures everything.
-func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
-	w, sinkAddr, echoAddr, done, err := setup(ctx, o, log)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	r := &Report{}
-	time.Sleep(time.Second)
-	for _, sd := range []string{w.vendor, w.cust} {
-		// At idle: enrolled, relay registered, inlets listening, no traffic yet.
-		r.AgentRSS = append(r.AgentRSS, rssOfStateDir(w, sd))
-	}
-	for _, p := range []struct {
-		f          *Figures
-		sink, echo string
-		name       string
-	}{{&r.Direct, sinkAddr, echoAddr, "direct"}, {&r.Portal, w.inletSink, w.inletEcho, "portal"}} {
-		fmt.Fprintf(log, "measuring %s …\n", p.name)
-		if p.f.Gbps1, err = throughput(p.sink, 1, o.Duration); err != nil {
-			return nil, fmt.Errorf("%s single stream: %w", p.name, err)
-		}
-		if p.f.Gbps4, err = throughput(p.sink, 4, o.Duration); err != nil {
-			return nil, fmt.Errorf("%s 4 streams: %w", p.name, err)
-		}
-		if p.f.RTTMean, p.f.RTTP50, p.f.RTTP99, err = rtt(p.echo, o.RTTs); err != nil {
-			return nil, fmt.Errorf("%s latency: %w", p.name, err)
-		}
-		if p.f.SetupP50, p.f.SetupP99, err = setupTimes(p.echo, o.Setups); err != nil {
-			return nil, fmt.Errorf("%s setup: %w", p.name, err)
-		}
-	}
-	fmt.Fprintf(log, "%d concurrent portals …\n", o.Conc)
-	r.ConcCount = o.Conc
-	r.ConcTotal, r.ConcFailures = concurrent(w.inletEcho, o.Conc, 1<<20)
-	fmt.Fprintf(log, "memory with %d idle nodes …\n", o.Nodes)
-	if err := hubMemory(ctx, w, o.Nodes, r); err != nil {
-		return nil, fmt.Errorf("hub memory: %w", err)
-	}
-	return r, nil
-}
-
 // throughput writes 256 KiB chunks for d over n connections to a sink and
-// counts what the sink received.
+// counts what the sink received (Gbit/s).
 func throughput(addr string, n int, d time.Duration) (float64, error) {
 	var wg sync.WaitGroup
-	var mu sync.Mutex
+	var mu sync.Mutex // guards total and firstErr
 	var total int64
 	var firstErr error
 	buf := make([]byte, 256<<10)
@@ -82,26 +37,30 @@ func throughput(addr string, n int, d time.Duration) (float64, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			fail := func(err error) {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
-				mu.Lock()
-				firstErr = err
-				mu.Unlock()
+				fail(err)
 				return
 			}
 			defer c.Close()
+			c.SetDeadline(time.Now().Add(d + time.Minute))
 			for time.Since(start) < d {
 				if _, err := c.Write(buf); err != nil {
-					break
+					fail(err)
+					return
 				}
 			}
 			c.(*net.TCPConn).CloseWrite()
-			c.SetReadDeadline(time.Now().Add(30 * time.Second))
 			var got int64
 			if err := binary.Read(c, binary.BigEndian, &got); err != nil {
-				mu.Lock()
-				firstErr = fmt.Errorf("sink count: %w", err)
-				mu.Unlock()
+				fail(fmt.Errorf("sink count: %w", err))
 				return
 			}
 			mu.Lock()
@@ -117,63 +76,115 @@ func throughput(addr string, n int, d time.Duration) (float64, error) {
 	return float64(total) * 8 / el.Seconds() / 1e9, nil
 }
 
-func percentile(ds []time.Duration, p float64) time.Duration {
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+// iperf3 runs `iperf3 -c` against addr with n parallel streams for d and
+// returns what the server received (Gbit/s).
+func iperf3(ctx context.Context, addr string, n int, d time.Duration) (float64, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d+time.Minute)
+	defer cancel()
+	secs := strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))
+	cmd := exec.CommandContext(ctx, "iperf3", "-c", host, "-p", port, "-t", secs, "-P", strconv.Itoa(n), "-J")
+	out, err := cmd.Output()
+	var res struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if jerr := json.Unmarshal(out, &res); jerr != nil {
+		if err == nil {
+			err = jerr
+		}
+		return 0, fmt.Errorf("iperf3 -c %s -P %d: %w", addr, n, err)
+	}
+	if res.Error != "" {
+		return 0, fmt.Errorf("iperf3 -c %s -P %d: %s", addr, n, res.Error)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("iperf3 -c %s -P %d: %w", addr, n, err)
+	}
+	return res.End.SumReceived.BitsPerSecond / 1e9, nil
 }
 
-// rtt sends 64-byte messages one at a time over one connection.
-func rtt(addr string, n int) (mean, p50, p99 time.Duration, err error) {
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// rtt sends 64-byte messages one at a time over one connection and
+// returns the round trips after a warm-up.
+func rtt(addr string, n int) ([]time.Duration, error) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
-		return 0, 0, 0, err
+		return nil, err
 	}
 	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute + time.Duration(n)*10*time.Millisecond))
 	msg, back := make([]byte, 64), make([]byte, 64)
-	var ds []time.Duration
-	var sum time.Duration
+	ds := make([]time.Duration, 0, n)
 	for i := 0; i < n+50; i++ {
 		t := time.Now()
 		if _, err := c.Write(msg); err != nil {
-			return 0, 0, 0, err
+			return nil, err
 		}
 		if _, err := io.ReadFull(c, back); err != nil {
-			return 0, 0, 0, err
+			return nil, err
 		}
 		if i >= 50 { // warm-up
-			d := time.Since(t)
-			ds = append(ds, d)
-			sum += d
+			ds = append(ds, time.Since(t))
 		}
 	}
-	return sum / time.Duration(n), percentile(ds, 0.5), percentile(ds, 0.99), nil
+	return ds, nil
 }
 
-// setupTimes connects and waits for the first echoed byte, n times.
-func setupTimes(addr string, n int) (p50, p99 time.Duration, err error) {
-	var ds []time.Duration
+// firstByte connects to an echo, sends one byte and waits for it back.
+func firstByte(addr string) (time.Duration, error) {
+	t := time.Now()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := c.Write([]byte{1}); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		return 0, err
+	}
+	return time.Since(t), nil
+}
+
+// setupTimes measures n new connections to their first echoed byte, one
+// after another, paced at every (0: back to back).
+func setupTimes(addr string, n int, every time.Duration) ([]time.Duration, error) {
+	ds := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
 		t := time.Now()
-		c, err := net.Dial("tcp", addr)
+		d, err := firstByte(addr)
 		if err != nil {
-			return 0, 0, err
+			return nil, fmt.Errorf("connection %d: %w", i, err)
 		}
-		c.Write([]byte{1})
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-			c.Close()
-			return 0, 0, fmt.Errorf("connection %d: %w", i, err)
+		ds = append(ds, d)
+		if w := every - time.Since(t); w > 0 {
+			time.Sleep(w)
 		}
-		ds = append(ds, time.Since(t))
-		c.Close()
 	}
-	return percentile(ds, 0.5), percentile(ds, 0.99), nil
+	return ds, nil
 }
 
-// concurrent opens n portals at once, each echoing size bytes, byte-exact.
+// concurrent opens n portals at once, each echoing size bytes, and checks
+// every byte. It returns the time until the last finished and how many
+// failed.
 func concurrent(addr string, n, size int) (time.Duration, int) {
 	var wg sync.WaitGroup
-	var mu sync.Mutex
+	var mu sync.Mutex // guards failures
 	failures := 0
 	start := time.Now()
 	for i := 0; i < n; i++ {
@@ -189,11 +200,15 @@ func concurrent(addr string, n, size int) (time.Duration, int) {
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(2 * time.Minute))
 			msg := bytes.Repeat([]byte{byte(i), byte(i >> 8), 0x5a}, size/3+1)[:size]
+			var wwg sync.WaitGroup
+			wwg.Add(1)
 			go func() {
+				defer wwg.Done()
 				c.Write(msg)
 				c.(*net.TCPConn).CloseWrite()
 			}()
 			got, err := io.ReadAll(c)
+			wwg.Wait()
 			if err != nil || !bytes.Equal(got, msg) {
 				fail()
 			}
@@ -201,6 +216,48 @@ func concurrent(addr string, n, size int) (time.Duration, int) {
 	}
 	wg.Wait()
 	return time.Since(start), failures
+}
+
+// stalled opens a portal to an echo, sends it stallBytes and never reads
+// the echo: its stream's window fills and stays full. It returns when the
+// portal is open and its writes have stopped moving; stop ends it.
+func stalled(addr string, stallBytes int) (stop func(), err error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards sent
+	sent := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 64<<10)
+		for total := 0; total < stallBytes; {
+			n, err := c.Write(buf)
+			total += n
+			mu.Lock()
+			sent = total
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// Wait until the writes stop moving: every buffer on the way is full.
+	last := -1
+	for i := 0; i < 100; i++ {
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		now := sent
+		mu.Unlock()
+		if now == last {
+			break
+		}
+		last = now
+	}
+	return func() { c.Close(); wg.Wait() }, nil
 }
 
 func rssKiB(pid int) int64 {
@@ -218,116 +275,113 @@ func rssKiB(pid int) int64 {
 	return -1
 }
 
-func rssOfStateDir(w *world, stateDir string) int64 {
-	for _, p := range w.procs {
-		for i, a := range p.Args {
-			if a == "--state-dir" && i+1 < len(p.Args) && p.Args[i+1] == stateDir {
-				return rssKiB(p.Process.Pid)
-			}
+// scrape reads a node's Prometheus metrics: the sum of each metric's
+// samples, by name, and by name plus label text ("name{a=\"b\"}").
+func scrape(addr string) (map[string]float64, error) {
+	cl := http.Client{Timeout: 10 * time.Second}
+	resp, err := cl.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics of %s: %s", addr, resp.Status)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		series := line[:sp]
+		m[series] += v
+		if i := strings.IndexByte(series, '{'); i >= 0 {
+			m[series[:i]] += v
 		}
 	}
-	return -1
+	return m, sc.Err()
 }
 
-// hubMemory connects n simulated members that hold idle control
-// connections and reports the relay's RSS growth per node. Their
-// credentials are issued with the authority's key straight from its
-// directory (this tool runs on the vendor's side), not redeemed one by
-// one.
-func hubMemory(ctx context.Context, w *world, n int, r *Report) error {
-	hub := w.procs[0]
-	ad, err := authority.LoadDir(w.authDir)
+// memSample is one reading of a node's memory.
+type memSample struct {
+	RSSKiB     int64   `json:"rss_kib"`
+	HeapBytes  float64 `json:"heap_inuse_bytes"`
+	StackBytes float64 `json:"stack_inuse_bytes"`
+	Goroutines float64 `json:"goroutines"`
+}
+
+// sampleMem reads a node's RSS and its Go runtime's figures.
+func sampleMem(a *agentProc) (memSample, error) {
+	s := memSample{RSSKiB: rssKiB(a.cmd.Process.Pid)}
+	m, err := scrape(a.metrics)
 	if err != nil {
-		return err
+		return s, err
 	}
-	a, err := ad.Authority(nil)
-	if err != nil {
-		return err
+	s.HeapBytes, s.StackBytes, s.Goroutines = m["go_memstats_heap_inuse_bytes"], m["go_memstats_stack_inuse_bytes"], m["go_goroutines"]
+	if s.RSSKiB <= 0 {
+		return s, fmt.Errorf("RSS of %s unreadable", a.name)
 	}
-	time.Sleep(time.Second)
-	r.HubRSSBefore = rssKiB(hub.Process.Pid)
+	return s, nil
+}
+
+// memDelta is the growth between two samples, per item.
+type memDelta struct {
+	Items         int       `json:"items"`
+	Before, After memSample `json:"-"`
+	RSSKiB        float64   `json:"rss_kib_per_item"`
+	HeapStackKiB  float64   `json:"heap_stack_kib_per_item"`
+	Goroutines    float64   `json:"goroutines_per_item"`
+}
+
+func delta(before, after memSample, n int) memDelta {
+	return memDelta{Items: n, Before: before, After: after,
+		RSSKiB:       float64(after.RSSKiB-before.RSSKiB) / float64(n),
+		HeapStackKiB: (after.HeapBytes + after.StackBytes - before.HeapBytes - before.StackBytes) / 1024 / float64(n),
+		Goroutines:   (after.Goroutines - before.Goroutines) / float64(n)}
+}
+
+// holdStreams opens n portals to an echo through addr, one after another
+// at most rate per second, checks each with one echoed byte and keeps
+// them open; close ends them.
+func holdStreams(addr string, n int, rate float64) (close func(), err error) {
 	var conns []net.Conn
-	defer func() {
+	close = func() {
 		for _, c := range conns {
 			c.Close()
 		}
-	}()
+	}
+	every := time.Duration(float64(time.Second) / rate)
 	for i := 0; i < n; i++ {
-		static := key.NewNodePrivate()
-		cred, err := a.Issue(enroll.Member{ID: string(static.Public().ID()), NodeKey: static.Public().Raw32()})
+		t := time.Now()
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
-			return err
+			close()
+			return nil, err
 		}
-		hello, _ := wire.Marshal(control.ClientHello{Version: wire.ProtocolVersion, Build: "perf", Credential: cred})
-		c, err := net.Dial("tcp", w.hubAdr)
-		if err != nil {
-			return err
+		conns = append(conns, c)
+		c.SetDeadline(time.Now().Add(15 * time.Second))
+		if _, err := c.Write([]byte{1}); err != nil {
+			close()
+			return nil, err
 		}
-		c.Write(wire.Preface(wire.KindControl))
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		nc, err := noiseconn.Initiate(hctx, c, hybrid(static, wire.Prologue("control", wire.OurOffer, nil)), func(key.NodePublic, []byte) ([]byte, error) { return hello, nil })
-		cancel()
-		if err != nil {
-			return fmt.Errorf("node %d: %w", i, err)
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			close()
+			return nil, fmt.Errorf("stream %d: %w", i, err)
 		}
-		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		resp, err := wire.ReadMessage(nc)
-		if err != nil {
-			return fmt.Errorf("node %d welcome: %w", i, err)
+		c.SetDeadline(time.Time{})
+		if w := every - time.Since(t); w > 0 {
+			time.Sleep(w)
 		}
-		if m, _ := control.Decode(resp); m.Err != nil {
-			return fmt.Errorf("node %d refused: %s", i, m.Err.Message)
-		}
-		nc.SetReadDeadline(time.Time{})
-		conns = append(conns, nc)
 	}
-	time.Sleep(2 * time.Second)
-	r.HubRSSAfter = rssKiB(hub.Process.Pid)
-	r.IdleNodes = n
-	r.HubKiBPerNode = float64(r.HubRSSAfter-r.HubRSSBefore) / float64(n)
-	return nil
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "PASS"
-	}
-	return "MISS"
-}
-
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
-
-// Print writes the table.
-func Print(w io.Writer, r *Report) {
-	d, p := r.Direct, r.Portal
-	fmt.Fprintf(w, "\n%-34s %14s %14s %14s  %s\n", "metric", "direct", "portal", "ratio/delta", "target")
-	row := func(name, a, b, c, target string) {
-		fmt.Fprintf(w, "%-34s %14s %14s %14s  %s\n", name, a, b, c, target)
-	}
-	row("throughput, 1 stream (Gbit/s)", fmt.Sprintf("%.2f", d.Gbps1), fmt.Sprintf("%.2f", p.Gbps1), fmt.Sprintf("%.2fx", p.Gbps1/d.Gbps1),
-		"≥ 0.30x "+verdict(p.Gbps1/d.Gbps1 >= 0.30))
-	row("throughput, 4 streams (Gbit/s)", fmt.Sprintf("%.2f", d.Gbps4), fmt.Sprintf("%.2f", p.Gbps4), fmt.Sprintf("%.2fx", p.Gbps4/d.Gbps4), "")
-	row("64 B request/response, mean", us(d.RTTMean), us(p.RTTMean), "+"+us(p.RTTMean-d.RTTMean), "")
-	row("64 B request/response, p50", us(d.RTTP50), us(p.RTTP50), "+"+us(p.RTTP50-d.RTTP50), "≤ +250 µs "+verdict(p.RTTP50-d.RTTP50 <= 250*time.Microsecond))
-	row("64 B request/response, p99", us(d.RTTP99), us(p.RTTP99), "+"+us(p.RTTP99-d.RTTP99), "")
-	row("new connection to first byte, p50", us(d.SetupP50), us(p.SetupP50), "", "≤ 2 ms "+verdict(p.SetupP50 <= 2*time.Millisecond))
-	row("new connection to first byte, p99", us(d.SetupP99), us(p.SetupP99), "", "")
-	row(fmt.Sprintf("%d concurrent portals × 1 MiB", r.ConcCount), "", r.ConcTotal.Round(time.Millisecond).String(),
-		fmt.Sprintf("%d failed", r.ConcFailures), "all byte-exact "+verdict(r.ConcFailures == 0))
-	row(fmt.Sprintf("hub RSS per idle node (%d nodes)", r.IdleNodes), "", fmt.Sprintf("%.1f KiB", r.HubKiBPerNode),
-		fmt.Sprintf("%d→%d KiB", r.HubRSSBefore, r.HubRSSAfter), "≤ 32 KiB "+verdict(r.HubKiBPerNode <= 32))
-	maxAgent := int64(0)
-	for _, a := range r.AgentRSS {
-		maxAgent = max(maxAgent, a)
-	}
-	row("agent RSS at idle", "", fmt.Sprintf("%.1f MiB", float64(maxAgent)/1024), "", "≤ 20 MiB "+verdict(maxAgent <= 20*1024))
-}
-
-// hybrid is the Noise config the relay's control channel requires.
-func hybrid(k key.NodePrivate, prologue []byte) *noiseconn.Config {
-	st, err := noiseconn.NewStatic(k)
-	if err != nil {
-		panic(err)
-	}
-	return &noiseconn.Config{Static: st, Prologue: prologue, Mode: noiseconn.Hybrid}
+	return close, nil
 }
