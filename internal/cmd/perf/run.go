@@ -110,6 +110,14 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	if !raw.Iperf3 {
 		fmt.Fprintln(log, "iperf3 is not installed (apt-get install -y iperf3): throughput rows use this tool's own bulk copy")
 	}
+	fmt.Fprintln(log, "handshakes (before any node runs) …")
+	if raw.Classical, err = handshakes(ctx, noiseconn.Classical, o.Shakes); err != nil {
+		return nil, fmt.Errorf("classical handshakes: %w", err)
+	}
+	if raw.Hybrid, err = handshakes(ctx, noiseconn.Hybrid, o.Shakes); err != nil {
+		return nil, fmt.Errorf("hybrid handshakes: %w", err)
+	}
+
 	fmt.Fprintln(log, "starting two nodes …")
 	p, err := w.startPair(ctx, "lo", "acme-relay", t, "", "")
 	if err != nil {
@@ -119,14 +127,6 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	for _, a := range []*agentProc{p.vendor, p.cust} {
 		// At idle: enrolled, relay registered, inlets listening, no channel yet.
 		raw.AgentRSS = append(raw.AgentRSS, rssKiB(a.cmd.Process.Pid))
-	}
-
-	fmt.Fprintln(log, "handshakes …")
-	if raw.Classical, err = handshakes(ctx, noiseconn.Classical, o.Shakes); err != nil {
-		return nil, fmt.Errorf("classical handshakes: %w", err)
-	}
-	if raw.Hybrid, err = handshakes(ctx, noiseconn.Hybrid, o.Shakes); err != nil {
-		return nil, fmt.Errorf("hybrid handshakes: %w", err)
 	}
 
 	fmt.Fprintf(log, "%d first portals of a new channel …\n", o.Channels)
@@ -222,28 +222,14 @@ func newChannels(ctx context.Context, w *world, p *pair, n int, firsts, setups *
 	return nil
 }
 
-// round measures one interleaved round of the loopback figures.
+// round measures one interleaved round of the loopback figures: the
+// latencies first, then the bulk transfers.
 func round(ctx context.Context, o Options, t *targets, p *pair, raw *Raw) error {
 	bulk := func(addr, iperfAddr string, n int) (float64, error) {
 		if raw.Iperf3 {
 			return iperf3(ctx, iperfAddr, n, o.Duration)
 		}
 		return throughput(addr, n, o.Duration)
-	}
-	for _, n := range []int{1, 4} {
-		d, err := bulk(t.sink, t.iperf, n)
-		if err != nil {
-			return fmt.Errorf("direct, %d streams: %w", n, err)
-		}
-		g, err := bulk(p.inSink, p.inIperf, n)
-		if err != nil {
-			return fmt.Errorf("portal, %d streams: %w", n, err)
-		}
-		if n == 1 {
-			raw.Gbps.Direct1, raw.Gbps.Portal1 = append(raw.Gbps.Direct1, d), append(raw.Gbps.Portal1, g)
-		} else {
-			raw.Gbps.Direct4, raw.Gbps.Portal4 = append(raw.Gbps.Direct4, d), append(raw.Gbps.Portal4, g)
-		}
 	}
 	for _, path := range []struct {
 		addr     string
@@ -259,12 +245,28 @@ func round(ctx context.Context, o Options, t *targets, p *pair, raw *Raw) error 
 		addr     string
 		p50, p99 *[]time.Duration
 	}{{t.echo, &raw.Setup.DirectP50, &raw.Setup.DirectP99}, {p.inEcho, &raw.Setup.PortalP50, &raw.Setup.PortalP99}} {
-		// Paced under the outlet node's per-peer portal rate.
-		ds, err := setupTimes(path.addr, o.Setups, 2*time.Millisecond)
+		// Back to back; o.Setups stays under the outlet node's per-peer
+		// burst of portals.
+		ds, err := setupTimes(path.addr, o.Setups, 0)
 		if err != nil {
 			return fmt.Errorf("new connections via %s: %w", path.addr, err)
 		}
 		*path.p50, *path.p99 = append(*path.p50, percentile(ds, 0.5)), append(*path.p99, percentile(ds, 0.99))
+	}
+	for _, n := range []int{1, 4} {
+		d, err := bulk(t.sink, t.iperf, n)
+		if err != nil {
+			return fmt.Errorf("direct, %d streams: %w", n, err)
+		}
+		g, err := bulk(p.inSink, p.inIperf, n)
+		if err != nil {
+			return fmt.Errorf("portal, %d streams: %w", n, err)
+		}
+		if n == 1 {
+			raw.Gbps.Direct1, raw.Gbps.Portal1 = append(raw.Gbps.Direct1, d), append(raw.Gbps.Portal1, g)
+		} else {
+			raw.Gbps.Direct4, raw.Gbps.Portal4 = append(raw.Gbps.Direct4, d), append(raw.Gbps.Portal4, g)
+		}
 	}
 	return nil
 }
