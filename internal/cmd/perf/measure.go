@@ -334,6 +334,25 @@ func sampleMem(a *agentProc) (memSample, error) {
 	return s, nil
 }
 
+// settle waits until a node's goroutine count has stopped changing
+// (streams and channels closed just before have wound down), for at most
+// ten seconds.
+func settle(ctx context.Context, a *agentProc) {
+	last, same := -1.0, 0
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && same < 3 && ctx.Err() == nil; {
+		time.Sleep(200 * time.Millisecond)
+		m, err := scrape(a.metrics)
+		if err != nil {
+			return
+		}
+		if g := m["go_goroutines"]; g == last {
+			same++
+		} else {
+			last, same = g, 0
+		}
+	}
+}
+
 // memDelta is the growth between two samples, per item.
 type memDelta struct {
 	Items         int       `json:"items"`

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"strings"
 	"time"
 )
@@ -136,8 +137,8 @@ func rows(o Options, r *Raw) []Row {
 	add(Row{Key: "concurrent_stalled", Name: fmt.Sprintf("%d portals × 1 MiB, one reader stalled", c.Count), Unit: "ms",
 		Direct: f(ms(plain)), Product: ms(stall), Ratio: f(float64(stall) / float64(plain)),
 		Target: fmt.Sprintf("all exact; ≤ %.2fx", 1+tol), Pass: b(fails == 0 && float64(stall) <= float64(plain)*(1+tol)),
-		Note: fmt.Sprintf("direct = the same portals without the stalled one; medians of %d interleaved rounds; %d of %d portals failed (%.0f refused at the inlet)",
-			len(c.Plain), fails, c.Count*len(c.Failures), c.Denied)})
+		Note: fmt.Sprintf("direct = the same portals without the stalled one; medians of %d interleaved rounds; %d of %d portals failed; inlet denials by reason: %s",
+			len(c.Plain), fails, c.Count*len(c.Failures), denials(c.Denied))})
 
 	memRow := func(key, name string, m memDelta, what string) Row {
 		return Row{Key: key, Name: name, Unit: "KiB", Product: m.RSSKiB, Target: "≤ 64 KiB", Pass: b(m.RSSKiB <= 64),
@@ -166,6 +167,18 @@ func rows(o Options, r *Raw) []Row {
 	add(Row{Key: "agent_idle_rss", Name: "agent RSS at idle", Unit: "MiB", Product: float64(maxAgent) / 1024, Target: "≤ 20 MiB", Pass: b(maxAgent <= 20*1024),
 		Note: "the larger of the two nodes, enrolled and connected, no channel"})
 	return out
+}
+
+func denials(m map[string]float64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 func num(v float64) string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/edgeportal/connect/wire/noiseconn"
@@ -36,11 +37,11 @@ type Raw struct {
 	NewChannelSetup []time.Duration `json:"new_channel_setup_ns"` // agent_channel_setup_seconds
 
 	Conc struct {
-		Count    int             `json:"count"`
-		Plain    []time.Duration `json:"plain_total_ns"`   // per round: the portals' total time without a stalled reader
-		Stalled  []time.Duration `json:"stalled_total_ns"` // and with one
-		Failures []int           `json:"failures"`         // per run, in the same order (plain, stalled, …)
-		Denied   float64         `json:"inlet_denials"`    // agent_portals_denied_total on the inlet node after them
+		Count    int                `json:"count"`
+		Plain    []time.Duration    `json:"plain_total_ns"`   // per round: the portals' total time without a stalled reader
+		Stalled  []time.Duration    `json:"stalled_total_ns"` // and with one
+		Failures []int              `json:"failures"`         // per run, in the same order (plain, stalled, …)
+		Denied   map[string]float64 `json:"inlet_denials"`    // agent_portals_denied_total on the inlet node after them, by series labels
 	} `json:"concurrent"`
 
 	StreamMem  struct{ Inlet, Outlet memDelta } `json:"open_stream_memory"`
@@ -165,12 +166,17 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		time.Sleep(time.Second) // let the per-peer portal rate refill
 	}
 	if m, err := scrape(p.vendor.metrics); err == nil {
-		raw.Conc.Denied = m["agent_portals_denied_total"]
+		raw.Conc.Denied = map[string]float64{}
+		for series, v := range m {
+			if rest, ok := strings.CutPrefix(series, `agent_portals_denied_total{`); ok {
+				raw.Conc.Denied[strings.TrimSuffix(rest, "}")] = v
+			}
+		}
 	}
 
 	fmt.Fprintf(log, "memory of %d open streams …\n", o.Streams)
-	time.Sleep(2 * time.Second)
-	if err := streamMemory(w, p, o.Streams, raw); err != nil {
+	time.Sleep(time.Second) // the per-peer portal rate refills
+	if err := streamMemory(ctx, w, p, o.Streams, raw); err != nil {
 		return nil, fmt.Errorf("open stream memory: %w", err)
 	}
 	is, err := w.issuer()
@@ -273,7 +279,9 @@ func round(ctx context.Context, o Options, t *targets, p *pair, raw *Raw) error 
 
 // streamMemory holds n streams open on the channel between p's nodes
 // and records both nodes' growth per stream.
-func streamMemory(w *world, p *pair, n int, raw *Raw) error {
+func streamMemory(ctx context.Context, w *world, p *pair, n int, raw *Raw) error {
+	settle(ctx, p.vendor)
+	settle(ctx, p.cust)
 	bi, err := sampleMem(p.vendor)
 	if err != nil {
 		return err
@@ -287,7 +295,8 @@ func streamMemory(w *world, p *pair, n int, raw *Raw) error {
 		return err
 	}
 	defer closeAll()
-	time.Sleep(2 * time.Second)
+	settle(ctx, p.vendor)
+	settle(ctx, p.cust)
 	ai, err := sampleMem(p.vendor)
 	if err != nil {
 		return err
@@ -304,6 +313,7 @@ func streamMemory(w *world, p *pair, n int, raw *Raw) error {
 // outlet node (through the real hub) and leave it idle, and records the
 // outlet node's growth per channel.
 func channelMemory(ctx context.Context, w *world, is *issuer, p *pair, n int, raw *Raw) error {
+	settle(ctx, p.cust)
 	before, err := sampleMem(p.cust)
 	if err != nil {
 		return err
@@ -321,7 +331,7 @@ func channelMemory(ctx context.Context, w *world, is *issuer, p *pair, n int, ra
 		}
 		peers = append(peers, pe)
 	}
-	time.Sleep(2 * time.Second)
+	settle(ctx, p.cust)
 	after, err := sampleMem(p.cust)
 	if err != nil {
 		return err
