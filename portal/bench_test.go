@@ -37,8 +37,9 @@ func benchNode(b *testing.B, auth *enroll.Authority, relay string, attrs map[str
 }
 
 // benchPair opens a channel over a loopback TCP pair; the outlet side
-// echoes every stream.
-func benchPair(b *testing.B, in, out *Self, relay string) (inlet, outlet *Channel, conns []net.Conn) {
+// echoes every stream and admits maxStreams at once (the agent's limit
+// per peer is 512; a session's accept queue is allocated at that size).
+func benchPair(b *testing.B, in, out *Self, relay string, maxStreams int) (inlet, outlet *Channel, conns []net.Conn) {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,7 +58,7 @@ func benchPair(b *testing.B, in, out *Self, relay string) (inlet, outlet *Channe
 	done := make(chan error, 1)
 	go func() {
 		var err error
-		outlet, err = Answer(ctx, y, AnswerOptions{Self: out, Token: token, Admit: admitAll, Relay: relay, MaxStreams: 4096})
+		outlet, err = Answer(ctx, y, AnswerOptions{Self: out, Token: token, Admit: admitAll, Relay: relay, MaxStreams: maxStreams})
 		done <- err
 	}()
 	outCred, err := enroll.VerifyCredential(out.Authority, out.Credential(), out.Static.Public(), out.now())
@@ -145,7 +146,7 @@ func BenchmarkIdleChannelMemory(b *testing.B) {
 		var chs []*Channel
 		var conns []net.Conn
 		for _, in := range ins {
-			ic, oc, cs := benchPair(b, in, out, "acme-relay")
+			ic, oc, cs := benchPair(b, in, out, "acme-relay", 512)
 			echoOne(b, ic, true)
 			chs, conns = append(chs, ic, oc), append(conns, cs...)
 		}
@@ -175,7 +176,7 @@ func BenchmarkOpenStreamMemory(b *testing.B) {
 	for b.Loop() {
 		in := benchNode(b, auth, "", nil)
 		out := benchNode(b, auth, "acme-relay", nil)
-		ic, oc, conns := benchPair(b, in, out, "acme-relay")
+		ic, oc, conns := benchPair(b, in, out, "acme-relay", 1024)
 		echoOne(b, ic, true) // the channel's own first-use allocations
 		before := heap()
 		var sts []net.Conn
