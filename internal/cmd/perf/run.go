@@ -44,6 +44,15 @@ type Raw struct {
 		Denied   map[string]float64 `json:"inlet_denials"`    // agent_portals_denied_total on the inlet node after them, by series labels
 	} `json:"concurrent"`
 
+	// The same within the outlet node's per-peer limits (a burst of
+	// 400 portals, 512 open at once).
+	ConcAdmitted struct {
+		Count    int             `json:"count"`
+		Plain    []time.Duration `json:"plain_total_ns"`
+		Stalled  []time.Duration `json:"stalled_total_ns"`
+		Failures []int           `json:"failures"`
+	} `json:"concurrent_within_limits"`
+
 	StreamMem  struct{ Inlet, Outlet memDelta } `json:"open_stream_memory"`
 	ChannelMem memDelta                         `json:"idle_channel_memory"` // outlet node
 
@@ -165,6 +174,21 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		raw.Conc.Stalled, raw.Conc.Failures = append(raw.Conc.Stalled, d), append(raw.Conc.Failures, f)
 		time.Sleep(time.Second) // let the per-peer portal rate refill
 	}
+	ca := &raw.ConcAdmitted
+	ca.Count = min(o.Conc, admittedConc)
+	for r := 0; r < o.Rounds; r++ {
+		time.Sleep(2500 * time.Millisecond) // the per-peer portal rate refills
+		d, f := concurrent(p.inEcho, ca.Count, 1<<20)
+		ca.Plain, ca.Failures = append(ca.Plain, d), append(ca.Failures, f)
+		time.Sleep(2500 * time.Millisecond)
+		stopStall, err := stalled(p.inEcho, 64<<20)
+		if err != nil {
+			return nil, fmt.Errorf("stalled reader: %w", err)
+		}
+		d, f = concurrent(p.inEcho, ca.Count, 1<<20)
+		stopStall()
+		ca.Stalled, ca.Failures = append(ca.Stalled, d), append(ca.Failures, f)
+	}
 	if m, err := scrape(p.vendor.metrics); err == nil {
 		raw.Conc.Denied = map[string]float64{}
 		for series, v := range m {
@@ -201,6 +225,11 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	rep.Rows = rows(o, raw)
 	return rep, nil
 }
+
+// admittedConc is the most concurrent portals one peer may open at once
+// without a refusal: the outlet node's per-peer burst (agent's
+// peerPortalRate, 400) less the stalled one, under MaxPortalsPerPeer.
+const admittedConc = 390
 
 // newChannels measures n first portals of a new channel: the inlet node
 // has just started (so no channel is up) when the client connects.
