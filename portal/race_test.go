@@ -1,0 +1,8 @@
+// Copyright 2026 The edgeportal authors.
+// SPDX-License-Identifier: Apache-2.0
+
+//go:build race
+
+package portal
+
+func init() { raceEnabled = true }
