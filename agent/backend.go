@@ -69,6 +69,9 @@ func (n *Node) Status(ctx context.Context) localapi.Status {
 	return st
 }
 
+// FlushAudit implements localapi.Backend.
+func (n *Node) FlushAudit(ctx context.Context) error { return n.audit.Flush() }
+
 // CreateTicket implements localapi.Backend: an enroller node asks the
 // authority, end to end, which grants only what the node's own ticket
 // lets it (its scope). The node checks the scope first for a quick

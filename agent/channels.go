@@ -33,14 +33,15 @@ const (
 	// credentials are looked for.
 	channelCheck = 15 * time.Second
 	// MaxPortalsPerPeer bounds the portals one peer node may have open
-	// through this node's outlets at once (more are refused).
-	MaxPortalsPerPeer = 512
+	// through this node's outlets at once (more are refused): a
+	// connection pool of a thousand fits, with room.
+	MaxPortalsPerPeer = 2048
 )
 
 // peerPortalRate bounds how fast one peer node may open portals to this
 // node's outlets, and how fast its denied attempts are recorded.
 var peerPortalRate = map[int]ratelimit.Rule{
-	ratePortals: {Every: 200, Per: time.Second, Burst: 400},
+	ratePortals: {Every: 500, Per: time.Second, Burst: 2000},
 	rateDenials: {Every: 20, Per: time.Second, Burst: 50},
 }
 

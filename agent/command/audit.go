@@ -118,6 +118,14 @@ type window struct {
 // breaks the chain; the head file catches a cut-off tail. Repeated
 // denials are coalesced (see DefaultCoalesceWindow); Run writes the
 // summaries of closed windows on time, Close writes what is left.
+//
+// Every record is synced to disk with its head before Append returns,
+// except the records of allowed portals, the bulk of a busy node's log:
+// those are chained at once and written in groups, by Run every
+// BatchEvery (or sooner, by the next record of another kind, or when
+// maxBatch are waiting). A crash loses at most that much of the portal
+// accounting, never a command or a denial, and never breaks the chain:
+// a group is written whole, then its head.
 type Audit struct {
 	dir    string
 	window time.Duration
@@ -134,6 +142,9 @@ type Audit struct {
 	records    int // records written since open (tests)
 	syncs      int // fsyncs issued since open (tests)
 	closed     bool
+	// pending are chained records (allowed portals) not written yet; h
+	// is the head after them.
+	pending [][]byte
 
 	fwdMu      sync.Mutex // guards fwd and the forwarding backoff below; taken without mu
 	fwd        Forwarder
@@ -267,7 +278,17 @@ func (a *Audit) Append(e Entry) error {
 	}
 	e.Peer, e.Outlet, e.Op, e.Reason = clip(e.Peer), clip(e.Outlet), clip(e.Op), clip(e.Reason)
 	lines, err := a.flushLocked(now, false)
-	if err == nil && !a.coalesceLocked(e, now) {
+	switch {
+	case err != nil:
+	case e.Kind == "portal" && e.Decision == "allowed":
+		var line []byte
+		if line, err = a.chainLocked(e); err == nil {
+			lines = append(lines, line)
+			if len(a.pending) >= maxBatch {
+				err = a.syncLocked()
+			}
+		}
+	case !a.coalesceLocked(e, now):
 		var line []byte
 		line, err = a.writeLocked(e)
 		if line != nil {
@@ -355,8 +376,27 @@ func (a *Audit) flushLocked(now time.Time, all bool) ([][]byte, error) {
 	return lines, nil
 }
 
-// writeLocked appends one record to the chain and syncs it.
+// Group commit of allowed portals' records.
+const (
+	// BatchEvery is how long an allowed portal's record may wait to be
+	// written.
+	BatchEvery = 200 * time.Millisecond
+	// maxBatch bounds the records waiting.
+	maxBatch = 256
+)
+
+// writeLocked appends one record to the chain and syncs it (with the
+// records waiting before it).
 func (a *Audit) writeLocked(e Entry) ([]byte, error) {
+	line, err := a.chainLocked(e)
+	if err != nil {
+		return nil, err
+	}
+	return line, a.syncLocked()
+}
+
+// chainLocked chains e after the head and queues its line.
+func (a *Audit) chainLocked(e Entry) ([]byte, error) {
 	if a.closed {
 		return nil, errors.New("audit log: closed")
 	}
@@ -367,29 +407,43 @@ func (a *Audit) writeLocked(e Entry) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.pending = append(a.pending, line)
+	a.h = head{N: e.N, Hash: e.Hash}
+	a.records++
+	return line, nil
+}
+
+// syncLocked writes the waiting records in one write, syncs them, then
+// writes and syncs the head.
+func (a *Audit) syncLocked() error {
+	if len(a.pending) == 0 {
+		return nil
+	}
+	var buf []byte
+	for _, l := range a.pending {
+		buf = append(append(buf, l...), '\n')
+	}
 	f, err := os.OpenFile(filepath.Join(a.dir, AuditFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
+		return fmt.Errorf("audit log: %w", err)
 	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
+	if _, err := f.Write(buf); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("audit log: %w", err)
+		return fmt.Errorf("audit log: %w", err)
 	}
 	a.syncs++
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("audit log: %w", err)
+		return fmt.Errorf("audit log: %w", err)
 	}
 	f.Close()
-	nh := head{N: e.N, Hash: e.Hash}
-	hb, _ := json.Marshal(nh)
+	a.pending = a.pending[:0]
+	hb, _ := json.Marshal(a.h)
 	a.syncs++
 	if err := atomicfile.WriteFile(filepath.Join(a.dir, AuditHeadFile), hb, 0o600); err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
+		return fmt.Errorf("audit log: %w", err)
 	}
-	a.h = nh
-	a.records++
-	return line, nil
+	return nil
 }
 
 // forwardTimeout bounds one forwarded record; forwardPause is how long
@@ -435,7 +489,7 @@ func (a *Audit) forward(lines [][]byte) {
 // is done; then it writes the rest. The node runs it for as long as it
 // keeps the log open.
 func (a *Audit) Run(ctx context.Context) error {
-	t := time.NewTicker(max(a.window/4, 10*time.Millisecond))
+	t := time.NewTicker(min(max(a.window/4, 10*time.Millisecond), BatchEvery))
 	defer t.Stop()
 	for {
 		select {
@@ -444,6 +498,9 @@ func (a *Audit) Run(ctx context.Context) error {
 		case <-t.C:
 			a.mu.Lock()
 			lines, err := a.flushLocked(a.now(), false)
+			if serr := a.syncLocked(); err == nil {
+				err = serr
+			}
 			a.mu.Unlock()
 			a.forward(lines)
 			if err != nil {
@@ -453,10 +510,14 @@ func (a *Audit) Run(ctx context.Context) error {
 	}
 }
 
-// Flush writes a summary record for every open coalescing window now.
+// Flush writes a summary record for every open coalescing window, and
+// every record waiting, now.
 func (a *Audit) Flush() error {
 	a.mu.Lock()
 	lines, err := a.flushLocked(a.now(), true)
+	if serr := a.syncLocked(); err == nil {
+		err = serr
+	}
 	a.mu.Unlock()
 	a.forward(lines)
 	return err

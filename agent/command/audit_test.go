@@ -282,6 +282,7 @@ func TestAuditHead(t *testing.T) {
 				if err := a.Append(Entry{Kind: "portal", Decision: "allowed"}); err != nil {
 					t.Fatal(err)
 				}
+				a.Flush()
 				if n, err := VerifyAudit(dir); err != nil || n != 6 {
 					t.Fatalf("the chain does not continue: %d %v", n, err)
 				}
@@ -311,6 +312,7 @@ func TestAuditHead(t *testing.T) {
 			t.Fatal(err)
 		}
 		a.Append(Entry{Kind: "portal", Decision: "allowed"})
+		a.Flush()
 		if n, err := VerifyAudit(dir); err != nil || n != 1 {
 			t.Fatalf("fresh log: %d %v", n, err)
 		}
@@ -326,4 +328,51 @@ func TestOldRecordsVerify(t *testing.T) {
 	if string(b) != old {
 		t.Fatalf("encoding changed:\n%s\n%s", b, old)
 	}
+}
+
+// TestAuditGroupCommit: allowed portals are written in groups (one write
+// and two syncs per group, by Run), any other record writes the group
+// before it at once, and the chain on disk is whole after each.
+func TestAuditGroupCommit(t *testing.T) {
+	dir := t.TempDir()
+	a, err := OpenAudit(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		a.Append(Entry{Kind: "portal", Peer: "I1", Outlet: "github", Decision: "allowed"})
+	}
+	if a.syncs != 0 {
+		t.Fatalf("%d syncs for 100 allowed portals before the group is due", a.syncs)
+	}
+	a.Append(Entry{Kind: "command", Seq: 1, Op: "outlet add", Decision: "applied"})
+	if n, err := VerifyAudit(dir); err != nil || n != 101 || a.syncs != 2 {
+		t.Fatalf("a command writes the group before it: %d records on disk, %d syncs, %v", n, a.syncs, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	for i := 0; i < 3*maxBatch; i++ {
+		a.Append(Entry{Kind: "portal", Peer: "I1", Outlet: "github", Decision: "allowed"})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := VerifyAudit(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 101+3*maxBatch {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Run did not write the waiting records: %d on disk", n)
+		}
+		time.Sleep(BatchEvery / 4)
+	}
+	cancel()
+	<-done
+	if a.syncs > 2+2*4 {
+		t.Errorf("%d syncs for %d records in groups of at most %d", a.syncs, 3*maxBatch, maxBatch)
+	}
+	a.Close()
 }

@@ -128,6 +128,10 @@ func TestAudit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if n, err := VerifyAudit(dir); err != nil || n != 0 {
+		t.Fatalf("allowed portals are written in groups: %d on disk before the group, %v", n, err)
+	}
+	a.Close()
 	a2, _ := OpenAudit(dir) // reopened: the chain continues
 	a2.Append(Entry{Kind: "command", Seq: 1, Op: "outlet add", Decision: "applied"})
 	if n, err := VerifyAudit(dir); err != nil || n != 6 {

@@ -161,6 +161,7 @@ func TestForwardDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	a.Flush()
 	if n, err := VerifyAudit(dir); err != nil || n != 20 {
 		t.Fatalf("local log: %d %v", n, err)
 	}
@@ -223,6 +224,7 @@ func TestForwardStalled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	a.Flush()
 	if got, err := VerifyAudit(dir); err != nil || got != n {
 		t.Fatalf("local log: %d %v", got, err)
 	}

@@ -142,6 +142,8 @@ type Backend interface {
 	CreateTicket(ctx context.Context, r TicketRequest) (string, error)
 	// Check looks at every outlet and inlet as AddOutlet and AddInlet do.
 	Check(ctx context.Context) []Warning
+	// FlushAudit writes the audit records the node holds back.
+	FlushAudit(ctx context.Context) error
 }
 
 // Serve serves b on the socket in stateDir until the returned stop is
@@ -169,6 +171,13 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 	})
 	mux.HandleFunc("GET /v1/check", func(w http.ResponseWriter, r *http.Request) {
 		unixhttp.Reply(w, b.Check(r.Context()))
+	})
+	mux.HandleFunc("POST /v1/audit/flush", func(w http.ResponseWriter, r *http.Request) {
+		if err := b.FlushAudit(r.Context()); err != nil {
+			writeErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		unixhttp.Reply(w, struct{}{})
 	})
 	mux.HandleFunc("DELETE /v1/outlets/{name}", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.RemoveOutlet(r.Context(), r.PathValue("name")); err != nil {
@@ -277,6 +286,11 @@ func (c *Client) AddOutlet(ctx context.Context, o Outlet) (Outlet, error) {
 	var out Outlet
 	err := c.do(ctx, "POST", "/v1/outlets", o, &out)
 	return out, err
+}
+
+// FlushAudit asks the node to write the audit records it holds back.
+func (c *Client) FlushAudit(ctx context.Context) error {
+	return c.do(ctx, "POST", "/v1/audit/flush", struct{}{}, nil)
 }
 
 // Check returns what looks wrong with the node's outlets and inlets.

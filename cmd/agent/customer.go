@@ -19,6 +19,15 @@ import (
 
 // cmdAudit lists the node's audit log. It reads the state directory, so
 // it works whether or not the node runs.
+// flushAudit asks a running node to write the audit records it holds
+// back (allowed portals are written in groups), so what is read is
+// current. A stopped node holds none.
+func flushAudit(ctx context.Context, dir string) {
+	if cl, err := localapi.Dial(dir); err == nil {
+		cl.FlushAudit(ctx)
+	}
+}
+
 func cmdAudit(ctx context.Context, c *cliutil.Call) error {
 	d := stateDirFlag(c)
 	asJSON := c.Flags().Bool("json", false, "print JSON lines (for a SIEM)")
@@ -29,6 +38,7 @@ func cmdAudit(ctx context.Context, c *cliutil.Call) error {
 	if err != nil {
 		return err
 	}
+	flushAudit(ctx, dir)
 	entries, err := command.ReadAudit(dir)
 	if err != nil {
 		return err
@@ -49,8 +59,10 @@ func cmdAudit(ctx context.Context, c *cliutil.Call) error {
 		if e.Kind == "command" {
 			who, what = fmt.Sprintf("seq %d", e.Seq), e.Op
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", e.N, e.Time, e.Kind, orDash(who), orDash(what), e.Decision,
-			orDash(e.Reason), e.BytesIn+e.BytesOut, e.DurationMS)
+		// Peer-chosen text (an outlet name a peer asked for, a reason) is
+		// shown escaped: it never moves the cursor or fakes a line.
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", e.N, e.Time, e.Kind, orDash(command.Escape(who)), orDash(command.Escape(what)), command.Escape(e.Decision),
+			orDash(command.Escape(e.Reason)), e.BytesIn+e.BytesOut, e.DurationMS)
 	}
 	return tw.Flush()
 }
@@ -65,6 +77,7 @@ func cmdAuditVerify(ctx context.Context, c *cliutil.Call) error {
 	if err != nil {
 		return err
 	}
+	flushAudit(ctx, dir)
 	n, err := command.VerifyAudit(dir)
 	if err != nil {
 		return err

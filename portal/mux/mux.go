@@ -223,7 +223,11 @@ type Session struct {
 	goingAway  bool   // Close started
 	peerAway   string // the peer's go-away reason, once received
 
-	accept chan *Incoming
+	// acceptQ holds streams the peer opened, waiting for Accept (at most
+	// cfg.AcceptBacklog); it takes memory only while streams wait.
+	acceptMu    sync.Mutex // guards acceptQ
+	acceptQ     []*Incoming
+	acceptReady chan struct{} // signalled (capacity 1) when acceptQ gains one
 
 	// wmu guards the write queues.
 	wmu   sync.Mutex
@@ -271,18 +275,18 @@ func newSession(conn Conn, c *Config, client bool) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{
-		conn:    conn,
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "mux"),
-		client:  client,
-		laddr:   addr("mux"),
-		raddr:   addr("mux"),
-		streams: map[uint32]*Stream{},
-		nextID:  2,
-		accept:  make(chan *Incoming, cfg.AcceptBacklog),
-		wake:    make(chan struct{}, 1),
-		pings:   map[uint32]pingWait{},
-		done:    make(chan struct{}),
+		conn:        conn,
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "mux"),
+		client:      client,
+		laddr:       addr("mux"),
+		raddr:       addr("mux"),
+		streams:     map[uint32]*Stream{},
+		nextID:      2,
+		acceptReady: make(chan struct{}, 1),
+		wake:        make(chan struct{}, 1),
+		pings:       map[uint32]pingWait{},
+		done:        make(chan struct{}),
 	}
 	if client {
 		s.nextID = 1
@@ -375,13 +379,12 @@ func (s *Session) fail(err error) {
 		for _, st := range streams {
 			st.sessionEnded(s.err)
 		}
-		for drained := false; !drained; {
-			select {
-			case in := <-s.accept:
-				in.st.sessionEnded(s.err)
-			default:
-				drained = true
-			}
+		s.acceptMu.Lock()
+		waiting := s.acceptQ
+		s.acceptQ = nil
+		s.acceptMu.Unlock()
+		for _, in := range waiting {
+			in.st.sessionEnded(s.err)
 		}
 	})
 }
@@ -702,13 +705,31 @@ func (s *Session) Open(ctx context.Context, hdr, early []byte) (*Stream, error) 
 
 // Accept waits for the peer's next stream.
 func (s *Session) Accept(ctx context.Context) (*Incoming, error) {
-	select {
-	case in := <-s.accept:
-		return in, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.done:
-		return nil, s.err
+	for {
+		select {
+		case <-s.done:
+			return nil, s.err
+		default:
+		}
+		s.acceptMu.Lock()
+		if len(s.acceptQ) > 0 {
+			in := s.acceptQ[0]
+			s.acceptQ[0] = nil
+			s.acceptQ = s.acceptQ[1:]
+			if len(s.acceptQ) == 0 {
+				s.acceptQ = nil // give the backing array back
+			}
+			s.acceptMu.Unlock()
+			return in, nil
+		}
+		s.acceptMu.Unlock()
+		select {
+		case <-s.acceptReady:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.done:
+			return nil, s.err
+		}
 	}
 }
 
@@ -989,11 +1010,14 @@ func (s *Session) peerOpen(id uint32, hdr []byte) error {
 	s.numPeer++
 	s.mu.Unlock()
 	s.touch()
-	select {
-	case s.accept <- &Incoming{st: st, header: hdr}:
+	s.acceptMu.Lock()
+	if len(s.acceptQ) < s.cfg.AcceptBacklog {
+		s.acceptQ = append(s.acceptQ, &Incoming{st: st, header: hdr})
+		s.acceptMu.Unlock()
+		notify(s.acceptReady)
 		return nil
-	default:
 	}
+	s.acceptMu.Unlock()
 	s.remove(st)
 	return s.control(refuseFrame(id, CodeBacklogFull, fmt.Sprintf("%d streams wait to be accepted", s.cfg.AcceptBacklog)))
 }
