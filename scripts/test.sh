@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (the README's, and what .ci/run calls).
-# Installs what the tests need on a fresh machine, then runs gofmt, go vet,
-# the race detector on the core packages, the fuzz seed corpora, the
-# end-to-end tests with the real binaries, and cross-compilation.
+# Installs what the tests need on a fresh machine (Debian packages, as root),
+# then runs gofmt, go vet, the race detector on the core packages, the fuzz
+# seed corpora, the end-to-end tests with the real binaries (a real systemd,
+# PostgreSQL and squid), and cross-compilation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -16,6 +17,10 @@ command -v wixl >/dev/null || need+=(wixl)
 command -v msiinfo >/dev/null || need+=(msitools)
 command -v rpm >/dev/null || need+=(rpm)
 command -v cpio >/dev/null || need+=(cpio)
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)   # systemd-box: a real systemd for the service tests
+command -v squid >/dev/null || need+=(squid-openssl)                 # a real CONNECT proxy (and ssl-bump) for the egress tests
+command -v iperf3 >/dev/null || need+=(iperf3)                       # the bench's throughput rows
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)    # the cluster tests' database
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
