@@ -18,8 +18,8 @@
 // directory as its account. The unit needs nothing for self-update: the
 // agent stages releases in its state directory (agent/update).
 //
-// Platform specifics live in installer_<os>.go. Imports: internal/brand,
-// kardianos/service. Imported by cmd/*-agent. Never imports agent or hub.
+// Platform specifics live in installer_<os>.go. Imported by cmd/agent and
+// agent. Never imports hub.
 package installer
 
 import (

@@ -14,8 +14,7 @@
 // record can also go to the system journal, syslog or the Windows Event
 // Log (NewForwarder), where the agent's account cannot rewrite it.
 //
-// Imports: wire/command, wire/key, policy, agent/statedir, internal/atomicfile,
-// golang.org/x/sys/windows/svc/eventlog (Windows). Imported by agent.
+// Imported by agent.
 package command
 
 import (

@@ -24,8 +24,7 @@
 // and an error names where the value came from: the file's line, the
 // environment variable, or the flag.
 //
-// Imports: policy, wire/release (version syntax), koanf, yaml. Imported
-// by agent and cmd.
+// Imported by agent and cmd.
 package config
 
 import (

@@ -39,8 +39,8 @@
 // Not supported: NTLM, Kerberos/Negotiate and Digest proxy authentication,
 // PAC/WPAD discovery, https:// and SOCKS proxies.
 //
-// Imports: stdlib, golang.org/x/net/http/httpproxy, wire/outer. Imported
-// by agent (control, data and update connections) and its doctor command.
+// Imported by agent (control, data and update connections) and its doctor
+// command.
 package egress
 
 import (

@@ -6,7 +6,7 @@
 // inlet management and ticket creation, plus the typed Client the CLI uses.
 //
 // It does not import agent: the agent implements Backend and passes itself
-// in. Imports: stdlib only. Imported by agent and cmd.
+// in. Imported by agent and cmd.
 package localapi
 
 import (

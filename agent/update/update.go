@@ -56,8 +56,7 @@
 // the launcher in place. On Windows, where a process cannot exec, the
 // binary is replaced in place (ApplyInPlace) as before.
 //
-// Imports: wire/release, wire/minisig, wire/key, internal/atomicfile,
-// internal/buildinfo, minio/selfupdate (in place only). Imported by agent.
+// Imported by agent.
 package update
 
 import (

@@ -13,7 +13,7 @@
 //   - 1: any other error, printed as one line (prog: message);
 //   - ExitError: a code passed on from a child process, printed by it.
 //
-// Imports: stdlib, enroll (attribute checks). Imported only by cmd/*.
+// Imported only by cmd/*.
 package cliutil
 
 import (

@@ -5,7 +5,6 @@
 // binds to loopback unless told otherwise. Each binary builds its own
 // registry (never the global one); this package only serves it.
 //
-// Imports: prometheus/client_golang, internal/brand, internal/buildinfo.
 // Imported by hub, agent and cmd.
 package metrics
 

@@ -93,8 +93,7 @@
 // side starts with a hello carrying Version. The opener's ids are odd on
 // the Client side and even on the Server side, and only grow.
 //
-// Imports: stdlib only (it runs over wire/noiseconn, through a small
-// interface). Imported by agent. Must not import hub, agent or enroll.
+// Imported by agent. Must not import hub, agent or enroll.
 package mux
 
 import (

@@ -18,7 +18,7 @@
 // implement WriterTo and ReaderFrom with large pooled buffers, and
 // *net.TCPConn splices on Linux.
 //
-// Imports: stdlib only. Imported by agent (and benchmarks).
+// Imported by agent (and benchmarks).
 package pipe
 
 import (

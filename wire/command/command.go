@@ -8,7 +8,7 @@
 // them here, then judges them against the customer's allow-list in
 // agent/command.
 //
-// Imports: wire/key, wire/signed. Imported by hub and agent.
+// Imported by hub and agent.
 package command
 
 import (

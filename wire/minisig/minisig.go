@@ -11,7 +11,7 @@
 // signature of the file), a trusted comment line, and base64(Ed25519
 // signature of (file signature || trusted comment)).
 //
-// Imports: wire/key. Imported by hub (publishing) and agent/update.
+// Imported by hub (publishing) and agent/update.
 package minisig
 
 import (

@@ -44,8 +44,7 @@
 // is allocated per frame. An idle connection holds only a small read
 // buffer (a big one is kept only while reads keep filling it).
 //
-// Imports: stdlib, flynn/noise, wire/key. Imported by hub, portal,
-// portal/mux, agent.
+// Imported by hub, portal, portal/mux, agent.
 package noiseconn
 
 import (

@@ -8,7 +8,7 @@
 // manifest that verifies with the release key it was built with (or, for
 // unbranded builds, the one its ticket named).
 //
-// Imports: wire/signed, wire/key. Imported by hub and agent/update.
+// Imported by hub and agent/update.
 package release
 
 import (

@@ -6,7 +6,6 @@
 // CA that a TLS-inspecting proxy re-signs with.
 //
 // Only _test.go files and test harnesses (internal/tstest/...) import it.
-// Imports: stdlib only.
 package certtest
 
 import (

@@ -15,7 +15,7 @@
 // naming the package; under CI (CI set) a missing squid fails instead, so
 // a setup script that forgot it does not turn into silent skips.
 //
-// Only _test.go files import it. Imports: stdlib, internal/tstest/certtest.
+// Only _test.go files import it.
 package squidtest
 
 import (
