@@ -7,7 +7,6 @@ import (
 	"context"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/edgeportal/connect/wire/key"
@@ -49,12 +48,6 @@ func (c *waitConn) Write(p []byte) (int, error) {
 	c.wait += time.Since(t)
 	c.bytes += n
 	return n, err
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // handshakes runs n handshakes of mode between two in-process nodes over
