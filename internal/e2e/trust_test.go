@@ -65,12 +65,14 @@ func TestRelayHoldsNoSigningKey(t *testing.T) {
 	if after := h.CLI([]string{"commands", "list"}, "--json").Stdout; after != before {
 		t.Errorf("a refused command was queued: %s", after)
 	}
-	bin := filepath.Join(env.Dir, "bin")
-	os.WriteFile(bin, []byte("not an agent"), 0o700)
+	// A real agent binary stamped with the version it is published as,
+	// so only the key is wrong.
+	ver := "v9.0.0"
+	stamped := buildAgent(t, filepath.Join(env.Dir, "build-"+ver), ver)
 	r = h.env.Run(env.HubBin, "release", "publish", "--dir", h.Dir, "--release-key", filepath.Join(evil, vendor.ReleaseKeyFile),
-		"--version", "v9.0.0", "--file", "linux/amd64="+bin)
+		"--version", ver, "--file", "linux/amd64="+stamped)
 	oneLine(t, "a release signed by another key", r, "is not this project's")
-	if _, err := os.Stat(filepath.Join(h.Dir, "releases", "stable", "v9.0.0")); err == nil {
+	if _, err := os.Stat(filepath.Join(h.Dir, "releases", "stable", ver)); err == nil {
 		t.Error("a refused release was published")
 	}
 	// And a credential made with an attacker's key gets no one in: see
