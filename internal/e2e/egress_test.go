@@ -32,15 +32,6 @@ func portOf(t *testing.T, addr string) int {
 	return n
 }
 
-func writeSecret(t *testing.T, env *Env, name, content string) string {
-	t.Helper()
-	p := filepath.Join(env.Dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // startBehindProxy starts a vendor node that reaches the hub directly and
 // a customer node (outlet web → target) whose every hub connection goes
 // through the proxy its config names, with hubExtra appended to its hub
@@ -73,8 +64,8 @@ func TestEgressThroughProxy(t *testing.T) {
 	env := NewEnv(t)
 	h := env.NewHub().Start()
 	sq := squidtest.Start(t, squidtest.Options{AllowPorts: []int{portOf(t, h.Addr)}, Users: map[string]string{proxyUser: proxyPassword}, Realm: proxyRealm})
-	good := writeSecret(t, env, "proxy-auth", proxyUser+":"+proxyPassword+"\n")
-	bad := writeSecret(t, env, "bad-proxy-auth", proxyUser+":not-the-password\n")
+	good := writeFile(t, env, "proxy-auth", proxyUser+":"+proxyPassword+"\n")
+	bad := writeFile(t, env, "bad-proxy-auth", proxyUser+":not-the-password\n")
 	web := HTTPServer(t, "through the proxy\n")
 
 	p := startBehindProxy(t, env, h, web, "hub:\n  proxy: http://"+sq.Addr+"\n  proxy-auth-file: "+good+"\n", "")
