@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -339,15 +341,22 @@ func TestSlowNodeDoesNotStallOthers(t *testing.T) {
 		}
 	}
 
+	// The hub's read loop for the stuck member queues the chunks in the
+	// order asked; wait until the kernel holds a MiB of them for the
+	// member that does not read, so the writer is about to block on the
+	// rest. Announcements sent before that would just pass.
+	waitSendQueue(t, w.Hub.Addr, s.LocalAddr().String(), 1<<20)
+
 	// Flood: the hub announces sessions to the stuck member until its
 	// queue is full and it says so.
 	full := false
+	var last error
 	for i := 0; i < 2*hub.OutboundQueue && !full; i++ {
-		_, err := session("stuck-relay")
-		full = err != nil && strings.Contains(err.Error(), "did not take the session")
+		_, last = session("stuck-relay")
+		full = last != nil && strings.Contains(last.Error(), "did not take the session")
 	}
 	if !full {
-		t.Fatal("the hub never gave up on the stuck member's queue")
+		t.Fatalf("the hub never gave up on the stuck member's queue (last answer: %v)", last)
 	}
 	// The inlet node tries its stuck inlet too: its channel attempt waits
 	// for an owner that never answers, on its own.
@@ -380,6 +389,38 @@ func TestSlowNodeDoesNotStallOthers(t *testing.T) {
 		}
 		t.Logf("healthy %s: worst %s before, %s while another member is stuck", c.what, c.before, c.worst)
 	}
+}
+
+// waitSendQueue waits until the kernel's send queue of the TCP connection
+// from local to remote (both "ip:port", IPv4) holds at least n bytes, as
+// /proc/net/tcp shows it. The test fails after 10 s.
+func waitSendQueue(t *testing.T, local, remote string, n int64) {
+	t.Helper()
+	hex := func(hostport string) string {
+		ap := netip.MustParseAddrPort(hostport)
+		a := ap.Addr().As4()
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], ap.Port())
+	}
+	want := hex(local) + " " + hex(remote)
+	var seen int64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 5 || f[1]+" "+f[2] != want {
+				continue
+			}
+			tx, _, _ := strings.Cut(f[4], ":")
+			seen, _ = strconv.ParseInt(tx, 16, 64)
+			if seen >= n {
+				return
+			}
+		}
+	}
+	t.Fatalf("the hub's send queue to the stuck member holds %d bytes after 10 s, want %d", seen, n)
 }
 
 // enrollRaw enrolls a hand-driven member that registers relay (if not
