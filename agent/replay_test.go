@@ -99,3 +99,41 @@ func TestReplayConnOverflow(t *testing.T) {
 		t.Fatalf("the client after a final refusal: %v, want a reset", err)
 	}
 }
+
+// BenchmarkClientRead: reading the client through a replayConn once the
+// outlet node accepted (one atomic load per read) against the bare TCP
+// connection, 256 KiB reads as the portal's copy makes them.
+func BenchmarkClientRead(b *testing.B) {
+	for _, wrapped := range []bool{false, true} {
+		name := "tcp"
+		if wrapped {
+			name = "replayConn"
+		}
+		b.Run(name, func(b *testing.B) {
+			client, server := testnet.Pair(b)
+			var r io.Reader = server
+			if wrapped {
+				rp := newReplayConn(server.(*net.TCPConn))
+				rp.accepted()
+				r = rp
+			}
+			chunk := make([]byte, 64<<10)
+			b.SetBytes(int64(len(chunk)))
+			go func() {
+				for range b.N {
+					if _, err := client.Write(chunk); err != nil {
+						return
+					}
+				}
+				client.Close()
+			}()
+			buf := make([]byte, 256<<10)
+			b.ResetTimer()
+			for {
+				if _, err := r.Read(buf); err != nil {
+					break
+				}
+			}
+		})
+	}
+}

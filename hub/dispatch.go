@@ -168,7 +168,11 @@ func handleNodeState(ctx context.Context, s *Server, cc *controlConn, m control.
 	if err != nil {
 		return nil, err
 	}
-	h := Health{Paused: ns.Paused, Draining: ns.Draining, Down: cleanDown(ns.Down)}
+	down, refusal := checkDown(ns.Down)
+	if refusal != nil {
+		return nil, refusal
+	}
+	h := Health{Paused: ns.Paused, Draining: ns.Draining, Down: down}
 	cc.mu.Lock()
 	cc.health = h
 	relay := cc.relay

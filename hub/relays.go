@@ -6,11 +6,13 @@ package hub
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/edgeportal/connect/internal/escape"
 	"github.com/edgeportal/connect/wire/control"
 )
 
@@ -224,23 +226,21 @@ func bindingRefusal(b RelayBinding, node string, replica bool) *control.Error {
 		"relay name %q belongs to node %s (since %s); %s", b.Name, b.Owner, since, free)}
 }
 
-// cleanDown is a reported Down list as the hub keeps it: sorted, without
-// duplicates or empty names, each name bounded, at most MaxDown.
-func cleanDown(down []string) []string {
-	var out []string
+// checkDown validates a reported Down list and returns it as the hub
+// keeps it (sorted, without duplicates); a bad one is refused whole.
+func checkDown(down []string) ([]string, *control.Error) {
+	if len(down) > control.MaxDown {
+		return nil, &control.Error{Code: control.ErrCodeBadRequest, Message: fmt.Sprintf("node state: %d outlets down, at most %d", len(down), control.MaxDown)}
+	}
 	for _, d := range down {
-		if d == "" || len(d) > maxOutletName || strings.ContainsFunc(d, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-			continue
+		if !outletNameRE.MatchString(d) {
+			return nil, &control.Error{Code: control.ErrCodeBadRequest, Message: fmt.Sprintf("node state: %s is not an outlet name", escape.String(strconv.Quote(d)))}
 		}
-		out = append(out, d)
 	}
+	out := slices.Clone(down)
 	slices.Sort(out)
-	out = slices.Compact(out)
-	if len(out) > control.MaxDown {
-		out = out[:control.MaxDown]
-	}
-	return out
+	return slices.Compact(out), nil
 }
 
-// maxOutletName bounds one outlet name in a reported Down list.
-const maxOutletName = 64
+// outletNameRE is an outlet's name (as agent/config.ValidName has it).
+var outletNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)

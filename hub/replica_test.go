@@ -181,6 +181,16 @@ func TestReplicaSteering(t *testing.T) {
 	if resp, e := open(control.OpenSessionRequest{Relay: "acme-relay", Outlet: "web"}); e != nil || resp.Peer != idb {
 		t.Fatalf("B back: %+v, %v", resp, e)
 	}
+	// Bad input: a node state naming no outlet is refused and changes
+	// nothing (A still reports web down only).
+	if e := call(t, ca, control.TypeNodeState, control.NodeState{Down: []string{"web", "bad name"}}, nil); e == nil || e.Code != control.ErrCodeBadRequest {
+		t.Fatalf("a bad node state: %v", e)
+	}
+	for _, n := range h.srv.Nodes(ctx) {
+		if n.ID == ida && !slices.Equal(n.Down, []string{"web"}) {
+			t.Fatalf("a refused node state changed A's health: %+v", n)
+		}
+	}
 	// Bad input: too many owners to avoid.
 	many := make([]string, control.MaxAvoid+1)
 	if _, e := open(control.OpenSessionRequest{Relay: "acme-relay", Avoid: many}); e == nil || e.Code != control.ErrCodeBadRequest {

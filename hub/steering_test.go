@@ -86,9 +86,14 @@ func TestUnhealthyMessage(t *testing.T) {
 	}
 }
 
-func TestCleanDown(t *testing.T) {
-	got := cleanDown([]string{"web", "", "db", "web", "x\ny", strings.Repeat("a", maxOutletName+1)})
-	if !slices.Equal(got, []string{"db", "web"}) {
-		t.Fatalf("cleanDown = %q", got)
+func TestCheckDown(t *testing.T) {
+	got, e := checkDown([]string{"web", "db", "web"})
+	if e != nil || !slices.Equal(got, []string{"db", "web"}) {
+		t.Fatalf("checkDown = %q, %v", got, e)
+	}
+	for _, bad := range [][]string{{""}, {"x\ny"}, {strings.Repeat("a", 65)}, make([]string, control.MaxDown+1)} {
+		if _, e := checkDown(bad); e == nil || e.Code != control.ErrCodeBadRequest || strings.Contains(e.Message, "\n") {
+			t.Errorf("checkDown(%q) = %v, want a one-line bad-request", bad, e)
+		}
 	}
 }
