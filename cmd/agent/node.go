@@ -282,6 +282,9 @@ func cmdTicketCreate(ctx context.Context, c *cliutil.Call) error {
 		if err != nil {
 			return err
 		}
+		if *replica && *relay == "" {
+			return cliutil.Usagef("--replica needs --relay NAME: a replica serves a relay name beside its other replicas")
+		}
 		o = enroll.TicketOptions{Attributes: m, Relay: *relay, Replica: *replica, ExpiresIn: dur, Uses: *uses}
 		return o.Validate()
 	})
