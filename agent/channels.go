@@ -93,7 +93,9 @@ type relayChannels struct {
 	chans   []*outChannel
 	dialing *dialing // a channel being opened, or nil
 	// want is how many owners the relay last said could take a portal
-	// (at most MaxChannelsPerRelay); peak the most it said lately.
+	// (at most MaxChannelsPerRelay); peak the most it ever said (while
+	// there are fewer channels than that, a probe now and then looks for
+	// a replica that came back).
 	want, peak int
 	// replicated: the relay said more than one owner could take a
 	// portal; then portals avoid refusing peers and spread.
@@ -279,10 +281,11 @@ func (cs *channels) startDialLocked(relay string, rc *relayChannels, outlet stri
 			if resp.Healthy > 1 {
 				rc.replicated = true
 			}
-		case isRelayRefusal(d.err, control.ErrCodeRelayUnhealthy):
-			// No other owner can take it now: stop spreading until the
-			// relay says otherwise (a later probe asks again).
-			rc.want = len(rc.chans)
+		default:
+			// No other owner can take it now (or it failed): stop
+			// spreading until the relay says otherwise; a probe asks
+			// again after spreadProbe.
+			rc.want = min(rc.want, len(rc.chans))
 		}
 		cs.mu.Unlock()
 		close(d.done)
@@ -301,12 +304,6 @@ func (cs *channels) replicated(relay string) bool {
 	defer cs.mu.Unlock()
 	rc := cs.byRelay[relay]
 	return rc != nil && rc.replicated
-}
-
-// isRelayRefusal reports whether err is the relay's refusal with code.
-func isRelayRefusal(err error, code string) bool {
-	var ce *control.Error
-	return errors.As(err, &ce) && ce.Code == code
 }
 
 // forget drops oc (it ended under a portal).

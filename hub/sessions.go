@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -321,33 +322,54 @@ func handleOpenSession(ctx context.Context, s *Server, cc *controlConn, m contro
 	if len(cands) == 0 {
 		return nil, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q is not connected to the hub", req.Relay)}
 	}
-	pick, healthy, refusal := s.steer(req.Relay, req.Outlet, req.Avoid, cands)
-	if refusal != nil {
-		cc.log.Info("no owner of the relay can take a session", "relay", req.Relay, "outlet", escape.String(req.Outlet), "reason", refusal.Message)
-		return nil, refusal
-	}
-	if pick.conn == nil {
-		resp, err := s.openRemoteSession(ctx, cc, req.Relay, pick.presence)
-		if err != nil {
+	// An owner that cannot take the session after all (its queue is
+	// full, its relay node does not answer the link) is left out and the
+	// next one picked.
+	var last error
+	for len(cands) > 0 {
+		pick, healthy, refusal := s.steer(req.Relay, req.Outlet, req.Avoid, cands)
+		if refusal != nil {
+			if last != nil {
+				return nil, last
+			}
+			cc.log.Info("no owner of the relay can take a session", "relay", req.Relay, "outlet", escape.String(req.Outlet), "reason", refusal.Message)
+			return nil, refusal
+		}
+		resp, err := s.openTo(ctx, cc, req.Relay, pick)
+		if err == nil {
+			resp.Healthy = healthy
+			return resp, nil
+		}
+		var ce *control.Error
+		if !errors.As(err, &ce) || ce.Code != control.ErrCodeRelayUnknown {
 			return nil, err
 		}
-		resp.Healthy = healthy
-		return resp, nil
+		last = err
+		cands = slices.DeleteFunc(cands, func(c candidate) bool { return c.id == pick.id })
+	}
+	return nil, last
+}
+
+// openTo opens a session from cc to one owner of relay: held here, its
+// node gets the announcement on its queue; held elsewhere, over a link.
+func (s *Server) openTo(ctx context.Context, cc *controlConn, relay string, pick candidate) (control.OpenSessionResponse, error) {
+	if pick.conn == nil {
+		return s.openRemoteSession(ctx, cc, relay, pick.presence)
 	}
 	owner := pick.conn
-	sess, err := s.sessions.open(cc.id, owner.id, req.Relay, s.now())
+	sess, err := s.sessions.open(cc.id, owner.id, relay, s.now())
 	if err != nil {
-		return nil, err
+		return control.OpenSessionResponse{}, err
 	}
 	// Hand the announcement to the owner's queue: never wait for another
 	// node here.
-	if err := owner.push(control.TypeIncoming, control.Incoming{Token: sess.token[:], Relay: req.Relay, From: cc.id}); err != nil {
+	if err := owner.push(control.TypeIncoming, control.Incoming{Token: sess.token[:], Relay: relay, From: cc.id}); err != nil {
 		s.sessions.cancel(sess)
-		return nil, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q: its node did not take the session: %v", req.Relay, err)}
+		return control.OpenSessionResponse{}, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q: its node did not take the session: %v", relay, err)}
 	}
 	s.stats.SessionsOpened.Add(1)
 	s.metrics.sessionsOpened.Inc()
-	return control.OpenSessionResponse{Token: sess.token[:], Peer: owner.id, Healthy: healthy}, nil
+	return control.OpenSessionResponse{Token: sess.token[:], Peer: owner.id}, nil
 }
 
 // serveData pairs a data connection with its peer by token and splices
