@@ -288,9 +288,11 @@ func TestReplicas(t *testing.T) {
 	// A's target stops: A reports it down (members list says so) and
 	// every new portal goes to B.
 	w.ta.stop()
+	stopped := time.Now()
 	Await(t, 20*time.Second, "members list showing A's web down", func() bool {
 		return slices.Equal(w.member(t, a.ID).Down, []string{"web"})
 	})
+	t.Logf("A's target stopped: members list showed it down %s later", time.Since(stopped).Round(100*time.Millisecond))
 	if r := w.hub.CLI([]string{"members", "list"}); !strings.Contains(r.Stdout, "online, down: web") {
 		t.Fatalf("members list text: %s", r.Stdout)
 	}
@@ -311,9 +313,11 @@ func TestReplicas(t *testing.T) {
 	w.ta.start()
 	Await(t, 20*time.Second, "A's target up again", func() bool { return len(w.member(t, a.ID).Down) == 0 })
 	w.b.Proc.Kill()
+	killed := time.Now()
 	Await(t, 20*time.Second, "B gone from relay list", func() bool {
 		return slices.Equal(ownerIDs(w.relays(t)["acme-relay"]), []string{a.ID})
 	})
+	t.Logf("B killed: gone from relay list %s later", time.Since(killed).Round(10*time.Millisecond))
 	if s := w.gets(t, 10); s["replica A\n"] != 10 {
 		t.Fatalf("with B killed: %v", s)
 	}
@@ -340,9 +344,11 @@ func TestReplicas(t *testing.T) {
 		t.Fatalf("drain returned with a portal open:\n%s", drain.Logs())
 	}
 	held.c.Close()
+	closed := time.Now()
 	if code := drain.Wait(t, 20*time.Second); code != 0 || !strings.Contains(drain.Logs(), "drained: no portal open") {
 		t.Fatalf("drain: exit %d\n%s", code, drain.Logs())
 	}
+	t.Logf("drain returned %s after the last open portal closed:\n%s", time.Since(closed).Round(10*time.Millisecond), drain.Logs())
 	// The restart the drain was for: B serves again.
 	w.b.Restart()
 	w.b.AwaitRelayUp()
