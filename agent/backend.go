@@ -16,7 +16,8 @@ import (
 
 // The local API's backend: what `status`, `tcp-outlet`, `tcp-inlet` and
 // `ticket create` ask a running node (outlet and inlet changes are in
-// outlets.go and inlets.go, pause and explain in commands.go).
+// outlets.go and inlets.go, pause and explain in commands.go, drain in
+// drain.go).
 
 // Status implements localapi.Backend.
 func (n *Node) Status(ctx context.Context) localapi.Status {
@@ -37,6 +38,8 @@ func (n *Node) Status(ctx context.Context) localapi.Status {
 		Outlets:           []localapi.Outlet{},
 		Inlets:            []localapi.Inlet{},
 		Paused:            n.paused,
+		Replica:           n.cred.Replica,
+		Draining:          n.drain != nil,
 	}
 	if st.Attributes == nil {
 		st.Attributes = map[string]string{}
@@ -47,7 +50,10 @@ func (n *Node) Status(ctx context.Context) localapi.Status {
 		st.Hub = a[0]
 	}
 	for _, o := range n.outlets {
-		lo := localapi.Outlet{Name: o.name, To: o.to, Allow: o.effectiveAllowText(n.cfg), Origin: o.origin}
+		lo := localapi.Outlet{Name: o.name, To: o.to, Allow: o.effectiveAllowText(n.cfg), Origin: o.origin, Down: n.down[o.name]}
+		if lo.Down != "" {
+			st.Down = append(st.Down, o.name)
+		}
 		if o.origin == OriginVendor {
 			lo.VendorAllow = o.allow
 			if o.ceiling != nil {
@@ -65,6 +71,7 @@ func (n *Node) Status(ctx context.Context) localapi.Status {
 	}
 	st.Channels = n.channels.status() // takes only the channels' lock
 	sort.Slice(st.Outlets, func(i, j int) bool { return st.Outlets[i].Name < st.Outlets[j].Name })
+	sort.Strings(st.Down)
 	sort.Slice(st.Inlets, func(i, j int) bool { return st.Inlets[i].From < st.Inlets[j].From })
 	return st
 }
@@ -83,7 +90,7 @@ func (n *Node) CreateTicket(ctx context.Context, r localapi.TicketRequest) (stri
 	if !cred.Enroller {
 		return "", enroll.ErrNotEnroller
 	}
-	o := enroll.TicketOptions{Attributes: r.Attributes, Relay: r.Relay, ExpiresIn: r.ExpiresIn, Uses: r.Uses}
+	o := enroll.TicketOptions{Attributes: r.Attributes, Relay: r.Relay, Replica: r.Replica, ExpiresIn: r.ExpiresIn, Uses: r.Uses}
 	if err := o.Validate(); err != nil {
 		return "", err
 	}
@@ -93,7 +100,7 @@ func (n *Node) CreateTicket(ctx context.Context, r localapi.TicketRequest) (stri
 	var resp control.CreateTicketResponse
 	err := askAuthority(ctx, n.dial(), n.static, enr.authority(n.hubAddrs()), func(h *hubConn) error {
 		return h.Call(ctx, control.TypeCreateTicket, control.CreateTicketRequest{
-			Attributes: r.Attributes, Relay: r.Relay, ExpiresIn: int64(r.ExpiresIn / time.Second), Uses: r.Uses,
+			Attributes: r.Attributes, Relay: r.Relay, Replica: r.Replica, ExpiresIn: int64(r.ExpiresIn / time.Second), Uses: r.Uses,
 		}, &resp)
 	})
 	if err != nil {

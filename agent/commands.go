@@ -388,12 +388,9 @@ func (n *Node) SetPaused(ctx context.Context, paused bool) error {
 	}
 	n.mu.Lock()
 	n.paused = paused
-	h := n.hub
 	n.mu.Unlock()
 	n.log.Warn("customer switch", "paused", paused)
-	if h != nil {
-		h.Call(ctx, control.TypeNodeState, control.NodeState{Paused: paused}, nil)
-	}
+	n.reportState(ctx, nil)
 	return nil
 }
 

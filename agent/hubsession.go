@@ -190,7 +190,6 @@ func (n *Node) session(ctx context.Context, addr string) error {
 	n.mu.Lock()
 	n.hub, n.hubErr = h, ""
 	close(n.hubReady)
-	paused := n.paused
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
@@ -198,9 +197,8 @@ func (n *Node) session(ctx context.Context, addr string) error {
 		n.hubReady = make(chan struct{})
 		n.mu.Unlock()
 	}()
-	if paused {
-		h.Call(ctx, control.TypeNodeState, control.NodeState{Paused: true}, nil)
-	}
+	// The relay starts from a node that is not paused, draining or down.
+	n.reportState(ctx, h)
 	// An update on trial is confirmed once the node is up: connected and,
 	// if it has one, its relay registered.
 	finished := false

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,8 +122,15 @@ func bindData(c net.Conn, token []byte) (net.Conn, error) {
 	return c, nil
 }
 
+// maxPortalAttempts bounds how many replicas one portal tries.
+const maxPortalAttempts = 3
+
 // serveInlet carries one client connection through a portal: a stream
-// of the channel to the relay's owner (opened first if none is up).
+// of a channel to the relay's owner (opened first if none is usable).
+// To a relay served by replicas, a portal that a replica refuses before
+// any byte reached its target (target refused or timed out, draining,
+// paused) is tried on another, with the client's first bytes replayed:
+// the client sees one connection.
 func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 	start := time.Now()
 	log := n.log.With("inlet", in.from, "via", in.via, "outlet", in.to, "client", client.RemoteAddr().String())
@@ -138,65 +147,241 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 		}
 		client.Close()
 	}
-	var st *mux.Stream
-	var ch *portal.Channel
-	// A channel that ended just now is opened again, once.
+	var rp *replayConn // the client, kept for a retry (a replicated relay only)
 	for attempt := 0; ; attempt++ {
-		var err error
-		ch, err = n.channels.get(ctx, in.via)
+		oc, st, err := n.openPortal(ctx, in)
 		if err != nil {
 			fail("portal not opened", err)
 			return
 		}
-		n.mu.Lock()
-		allow := in.effectiveAllow(n.cfg)
-		n.mu.Unlock()
-		if rej := portal.Check(allow, fmt.Sprintf("tcp-inlet %s", in.from), ch.Peer()); rej != nil {
-			fail("portal denied", rej)
-			return
+		conn := client
+		tc, isTCP := client.(*net.TCPConn)
+		switch {
+		case rp != nil:
+			rp = rp.again()
+			conn = rp
+		case isTCP && n.channels.replicated(in.via):
+			rp = newReplayConn(tc)
+			conn = rp
 		}
-		st, err = ch.Open(ctx, in.to)
-		if err == nil {
-			break
-		}
-		if attempt > 0 || ctx.Err() != nil {
-			fail("portal not opened", err)
-			return
-		}
-		n.channels.forget(in.via, ch)
-	}
-	log = log.With("peer", ch.Peer().ID)
-	// The bytes flow at once; the portal counts as open once the outlet
-	// node accepts it (a refusal counts as a denial instead).
-	const pending, accepted, over = 0, 1, 2
-	var state atomic.Int32
-	st.OnAccept(func() {
-		if state.CompareAndSwap(pending, accepted) {
-			n.metrics.setup.Observe(time.Since(start).Seconds())
-			n.metrics.opened.WithLabelValues("inlet").Inc()
-			n.metrics.open.WithLabelValues("inlet").Inc()
-		}
-	})
-	defer func() {
+		plog := log.With("peer", oc.ch.Peer().ID)
+		// The bytes flow at once; the portal counts as open once the outlet
+		// node accepts it (a refusal counts as a denial instead).
+		const pending, accepted, over = 0, 1, 2
+		var state atomic.Int32
+		st.OnAccept(func() {
+			if rp != nil {
+				rp.accepted()
+			}
+			if state.CompareAndSwap(pending, accepted) {
+				n.metrics.setup.Observe(time.Since(start).Seconds())
+				n.metrics.opened.WithLabelValues("inlet").Inc()
+				n.metrics.open.WithLabelValues("inlet").Inc()
+			}
+		})
+		plog.Debug("portal opening", "channel_wait", time.Since(start), "attempt", attempt+1)
+		up, down, err := pipe.Pipe(ctx, conn, st)
 		if !state.CompareAndSwap(pending, over) {
 			n.metrics.open.WithLabelValues("inlet").Dec()
 		}
-	}()
-	log.Debug("portal opening", "channel_wait", time.Since(start))
-	up, down, err := pipe.Pipe(ctx, client, st)
-	n.metrics.bytes.WithLabelValues("inlet", "out").Add(float64(up))
-	n.metrics.bytes.WithLabelValues("inlet", "in").Add(float64(down))
-	if rej, ok := portal.Refused(err); ok {
-		// The outlet node refused it before any byte reached the target.
-		n.metrics.denied.WithLabelValues("inlet", rej.Code).Inc()
-		if rej.Code == control.PortalDenied {
-			log.Warn("portal denied", "err", rej)
-		} else {
-			log.Warn("portal failed", "err", rej)
+		n.metrics.bytes.WithLabelValues("inlet", "out").Add(float64(up))
+		n.metrics.bytes.WithLabelValues("inlet", "in").Add(float64(down))
+		if rej, ok := portal.Refused(err); ok {
+			// The outlet node refused it before any byte reached the target.
+			n.metrics.denied.WithLabelValues("inlet", rej.Code).Inc()
+			retry := n.channels.refused(in.via, oc, in.to, rej.Code)
+			if retry && rp != nil && rp.replayable() && attempt+1 < maxPortalAttempts && ctx.Err() == nil {
+				plog.Info("portal refused by a replica; trying another", "code", rej.Code, "reason", rej.Message)
+				continue
+			}
+			if rej.Code == control.PortalDenied {
+				plog.Warn("portal denied", "err", rej)
+			} else {
+				plog.Warn("portal failed", "err", rej)
+			}
+			rp.finish()
+			return
 		}
+		rp.finish()
+		plog.Debug("portal closed", "bytes_out", up, "bytes_in", down, "duration", time.Since(start).Round(time.Millisecond), "err", err)
 		return
 	}
-	log.Debug("portal closed", "bytes_out", up, "bytes_in", down, "duration", time.Since(start).Round(time.Millisecond), "err", err)
+}
+
+// openPortal opens a stream to in's outlet on a channel to in's relay,
+// once the outlet node passes the inlet's policy. A channel that ended
+// just now is opened again, once.
+func (n *Node) openPortal(ctx context.Context, in *inlet) (*outChannel, *mux.Stream, error) {
+	for attempt := 0; ; attempt++ {
+		oc, err := n.channels.get(ctx, in.via, in.to)
+		if err != nil {
+			return nil, nil, err
+		}
+		n.mu.Lock()
+		allow := in.effectiveAllow(n.cfg)
+		n.mu.Unlock()
+		if rej := portal.Check(allow, fmt.Sprintf("tcp-inlet %s", in.from), oc.ch.Peer()); rej != nil {
+			return nil, nil, rej
+		}
+		st, err := oc.ch.Open(ctx, in.to)
+		if err == nil {
+			return oc, st, nil
+		}
+		if attempt > 0 || ctx.Err() != nil {
+			return nil, nil, err
+		}
+		n.channels.forget(in.via, oc)
+	}
+}
+
+// maxReplay bounds the client bytes kept for a portal's retry: a client
+// that sent more before the outlet node answered is not retried.
+const maxReplay = 64 << 10
+
+// replayConn is an inlet's client connection while its portal waits for
+// the outlet node's answer: what the client sends is kept (up to
+// maxReplay), and pipe.Pipe's close or reset only interrupts the read,
+// so a portal a replica refused can go to another with the same bytes.
+// Once the outlet node accepts, it is the client connection as it is.
+//
+// It embeds the *net.TCPConn itself (not a net.Conn): writes to the
+// client keep the socket's vectored writes (net.Buffers finds them on
+// the embedded connection), and only the reading methods are its own.
+type replayConn struct {
+	*net.TCPConn
+	active atomic.Bool // keeping or replaying: Read takes the slow path
+
+	mu          sync.Mutex // guards the fields below
+	keep        bool       // before the answer: record what is read
+	buf         []byte     // what was read while keeping
+	eof         bool       // the client's end was read while keeping
+	overflow    bool       // more than maxReplay was read: no retry
+	interrupted bool       // the pipe closed or reset it while keeping
+	reset       bool       // and it asked for a reset
+	replay      []byte     // read these first (a retry)
+	replayEOF   bool       // then the client's end
+}
+
+func newReplayConn(c *net.TCPConn) *replayConn {
+	rc := &replayConn{TCPConn: c, keep: true}
+	rc.active.Store(true)
+	return rc
+}
+
+// again returns a fresh wrapper of the same client that first replays
+// what this one kept.
+func (rc *replayConn) again() *replayConn {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.TCPConn.SetReadDeadline(time.Time{})
+	next := &replayConn{TCPConn: rc.TCPConn, keep: true, replay: rc.buf, replayEOF: rc.eof}
+	next.active.Store(true)
+	return next
+}
+
+// replayable reports whether a retry can give the next replica what the
+// client sent.
+func (rc *replayConn) replayable() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.keep && !rc.overflow
+}
+
+// accepted ends the keeping: the outlet node took the portal.
+func (rc *replayConn) accepted() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.keep, rc.buf = false, nil
+	rc.active.Store(len(rc.replay) > 0 || rc.replayEOF)
+}
+
+// WriteTo copies the client to w through Read (never around it).
+func (rc *replayConn) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(w, struct{ io.Reader }{rc})
+}
+
+func (rc *replayConn) Read(p []byte) (int, error) {
+	if !rc.active.Load() {
+		return rc.TCPConn.Read(p)
+	}
+	rc.mu.Lock()
+	if len(rc.replay) > 0 {
+		n := copy(p, rc.replay)
+		rc.replay = rc.replay[n:]
+		rc.recordLocked(p[:n], nil)
+		rc.active.Store(rc.keep || len(rc.replay) > 0 || rc.replayEOF)
+		rc.mu.Unlock()
+		return n, nil
+	}
+	if rc.replayEOF {
+		rc.replayEOF = false
+		rc.recordLocked(nil, io.EOF)
+		rc.active.Store(rc.keep)
+		rc.mu.Unlock()
+		return 0, io.EOF
+	}
+	rc.mu.Unlock()
+	n, err := rc.TCPConn.Read(p)
+	rc.mu.Lock()
+	rc.recordLocked(p[:n], err)
+	rc.mu.Unlock()
+	return n, err
+}
+
+// recordLocked keeps what a read returned while keeping.
+func (rc *replayConn) recordLocked(b []byte, err error) {
+	if !rc.keep || rc.overflow {
+		return
+	}
+	if len(rc.buf)+len(b) > maxReplay {
+		rc.overflow, rc.buf = true, nil
+		return
+	}
+	rc.buf = append(rc.buf, b...)
+	if errors.Is(err, io.EOF) {
+		rc.eof = true
+	}
+}
+
+// Close, while keeping, only interrupts a read in progress.
+func (rc *replayConn) Close() error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.keep {
+		rc.interrupted = true
+		return rc.TCPConn.SetReadDeadline(time.Now())
+	}
+	return rc.TCPConn.Close()
+}
+
+// SetLinger is how pipe resets a connection: while keeping, it is
+// remembered for finish.
+func (rc *replayConn) SetLinger(sec int) error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.keep {
+		rc.reset = rc.reset || sec == 0
+		return nil
+	}
+	return rc.TCPConn.SetLinger(sec)
+}
+
+// finish does what the pipe asked while keeping (the portal will not be
+// retried): close the client, with a reset if it was one. A nil
+// replayConn (no replicas) has nothing to do.
+func (rc *replayConn) finish() {
+	if rc == nil {
+		return
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if !rc.interrupted {
+		return
+	}
+	if rc.reset {
+		rc.TCPConn.SetLinger(0)
+	}
+	rc.TCPConn.Close()
 }
 
 // AddInlet implements localapi.Backend: the inlet, then its warnings

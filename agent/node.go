@@ -15,6 +15,8 @@
 //	channels.go    one end-to-end channel per peer node, portals as its streams
 //	inlets.go      inlets: listening, opening portals
 //	outlets.go     outlets: answering portals, checking policy, dialing targets
+//	health.go      outlet health checks and the state reported to the relay
+//	drain.go       draining for maintenance: no new portals, open ones finish
 //	commands.go    vendor commands: verify, judge against the allow-list, apply, audit
 //	updates.go     self-update from signed releases
 //	backend.go     the local API's backend (status, outlet and inlet management, tickets)
@@ -110,6 +112,8 @@ type Node struct {
 	inlets           map[string]*inlet
 	hubReady         chan struct{} // closed while a hub connection is up
 	paused           bool
+	down             map[string]string // outlet → why its target is unreachable (health.go)
+	drain            *drainState       // set by drain, until the node restarts (drain.go)
 	cmds             cmdState
 	restart          bool               // Run returns ErrRestart (an update is in place)
 	stop             context.CancelFunc // ends Run
@@ -124,6 +128,9 @@ type Node struct {
 	// order); it guards nothing else.
 	cmdMu    sync.Mutex
 	cmdQueue chan queuedCommand
+
+	// reports serializes what the node tells the relay of its state.
+	reports stateReports
 
 	allow    *command.AllowList // nil: no remote outlets; set before goroutines start
 	audit    *command.Audit     // set before goroutines start
@@ -277,6 +284,7 @@ func (n *Node) run(ctx context.Context) error {
 	n.goTracked(func() { n.commandWorker(ctx) })
 	n.goTracked(func() { n.autoUpdate(ctx) })
 	n.goTracked(func() { n.channels.janitor(ctx) })
+	n.goTracked(func() { n.runHealth(ctx) })
 	// Channels end with the node, and with them every portal in them.
 	defer n.channels.closeAll()
 	stopAPI, err := localapi.Serve(ctx, dir, n)

@@ -128,7 +128,7 @@ func (n *Node) serveStream(ctx context.Context, ch *portal.Channel, req *portal.
 		deny(control.PortalSlowDown, fmt.Sprintf("node %s opens portals faster than this node allows", peer.ID))
 		return
 	}
-	release, ok := n.channels.holdPortal(peer.ID)
+	release, ok := n.channels.holdPortal(peer.ID, req.Outlet)
 	if !ok {
 		deny(control.PortalSlowDown, fmt.Sprintf("node %s has %d portals open to this node, the most it may", peer.ID, MaxPortalsPerPeer))
 		return
@@ -140,10 +140,14 @@ func (n *Node) serveStream(ctx context.Context, ch *portal.Channel, req *portal.
 	if o != nil {
 		allow = o.effectiveAllow(n.cfg)
 	}
-	paused := n.paused
+	paused, draining := n.paused, n.drain != nil
 	n.mu.Unlock()
 	if paused {
 		deny(control.PortalPaused, "the node is paused by the customer")
+		return
+	}
+	if draining {
+		deny(control.PortalDraining, drainingMessage)
 		return
 	}
 	if o == nil {

@@ -54,6 +54,7 @@ type TicketRecord struct {
 	CreatedBy  string            `cbor:"9,keyasint,omitempty" json:"created_by,omitempty"` // "admin" or an enroller's identifier
 	Scope      *Scope            `cbor:"10,keyasint,omitempty" json:"scope,omitempty"`
 	Revoked    bool              `cbor:"11,keyasint,omitempty" json:"revoked,omitempty"` // withdrawn by the vendor (leaked)
+	Replica    bool              `cbor:"12,keyasint,omitempty" json:"replica,omitempty"` // the node serves Relay as a replica
 }
 
 // Member is an enrolled node.
@@ -72,6 +73,7 @@ type Member struct {
 	Platform   string            `cbor:"12,keyasint,omitempty" json:"platform,omitempty"`
 	LastUpdate string            `cbor:"13,keyasint,omitempty" json:"last_update,omitempty"`
 	Scope      *Scope            `cbor:"14,keyasint,omitempty" json:"scope,omitempty"`
+	Replica    bool              `cbor:"15,keyasint,omitempty" json:"replica,omitempty"` // serves Relay as a replica
 }
 
 // Store is the state the authority needs. Implementations must make
@@ -144,11 +146,14 @@ func (a *Authority) now() time.Time {
 type TicketOptions struct {
 	Attributes map[string]string
 	Relay      string
-	Enroller   bool
-	Scope      *Scope // what an enroller ticket lets its holder grant; required with Enroller
-	ExpiresIn  time.Duration
-	Uses       int
-	CreatedBy  string // "admin" or the enroller's identifier
+	// Replica makes the node a replica of Relay: one of several nodes
+	// serving the name on purpose. Needs Relay.
+	Replica   bool
+	Enroller  bool
+	Scope     *Scope // what an enroller ticket lets its holder grant; required with Enroller
+	ExpiresIn time.Duration
+	Uses      int
+	CreatedBy string // "admin" or the enroller's identifier
 }
 
 // Validate checks the options and returns a one-line error naming the
@@ -176,6 +181,9 @@ func (o TicketOptions) Validate() error {
 	}
 	if o.Relay != "" && !ValidRelayName(o.Relay) {
 		return fmt.Errorf("relay name %q is invalid: use letters, digits, '.', '_' and '-', at most 64", o.Relay)
+	}
+	if o.Replica && o.Relay == "" {
+		return errors.New("a replica ticket needs a relay name: a replica serves a relay beside the name's other replicas")
 	}
 	if o.Enroller {
 		if o.Scope == nil {
@@ -215,6 +223,7 @@ func (a *Authority) CreateTicket(ctx context.Context, o TicketOptions) (string, 
 		TicketID:          TicketID(secret),
 		Attributes:        o.Attributes,
 		Relay:             o.Relay,
+		Replica:           o.Replica,
 		Enroller:          o.Enroller,
 		Scope:             o.Scope,
 		IssuedAt:          now.Unix(),
@@ -253,6 +262,7 @@ func (a *Authority) CreateTicket(ctx context.Context, o TicketOptions) (string, 
 		Hash:       SecretHash(secret),
 		Attributes: o.Attributes,
 		Relay:      o.Relay,
+		Replica:    o.Replica,
 		Enroller:   o.Enroller,
 		CreatedAt:  g.IssuedAt,
 		ExpiresAt:  g.ExpiresAt,
@@ -349,7 +359,7 @@ func (a *Authority) Redeem(ctx context.Context, o RedeemOptions) (Member, []byte
 		if err := a.checkTicket(t, o.Relay); err != nil {
 			return Member{}, nil, err
 		}
-		return Member{ID: id, Attributes: t.Attributes, Relay: t.Relay, Enroller: t.Enroller, Scope: t.Scope}, nil, nil
+		return Member{ID: id, Attributes: t.Attributes, Relay: t.Relay, Replica: t.Replica, Enroller: t.Enroller, Scope: t.Scope}, nil, nil
 	}
 	m, err := a.Store.RedeemTicket(ctx, hash, func(t TicketRecord) (Member, error) {
 		if err := a.checkTicket(t, o.Relay); err != nil {
@@ -361,6 +371,7 @@ func (a *Authority) Redeem(ctx context.Context, o RedeemOptions) (Member, []byte
 			NodeKey:    o.Node.Raw32(),
 			Attributes: t.Attributes,
 			Relay:      t.Relay,
+			Replica:    t.Replica,
 			Enroller:   t.Enroller,
 			EnrolledAt: a.now().Unix(),
 			LastSeen:   a.now().Unix(),
@@ -424,6 +435,7 @@ func (a *Authority) Issue(m Member) ([]byte, error) {
 		ID:         m.ID,
 		Attributes: m.Attributes,
 		Relay:      m.Relay,
+		Replica:    m.Replica,
 		Enroller:   m.Enroller,
 		Scope:      m.Scope,
 		IssuedAt:   now.Unix(),

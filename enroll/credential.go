@@ -17,7 +17,7 @@ import (
 const ClockSkew = 5 * time.Minute
 
 // Credential is the authority's statement that a node's static key has
-// these attributes until ExpiresAt. CBOR keys 1-9.
+// these attributes until ExpiresAt. CBOR keys 1-10.
 type Credential struct {
 	Project    string            `cbor:"1,keyasint"`
 	NodeKey    [32]byte          `cbor:"2,keyasint"`
@@ -28,6 +28,9 @@ type Credential struct {
 	IssuedAt   int64             `cbor:"7,keyasint"`
 	ExpiresAt  int64             `cbor:"8,keyasint"`
 	Scope      *Scope            `cbor:"9,keyasint,omitempty"` // what an enroller may grant
+	// Replica: the node is one of several serving Relay on purpose (its
+	// ticket said so). Omitted when false.
+	Replica bool `cbor:"10,keyasint,omitempty"`
 }
 
 // Expires returns the expiry time.

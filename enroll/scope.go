@@ -14,13 +14,17 @@ import (
 // Scope is what an enroller may grant in the tickets it makes: which
 // attributes (a name, or name=value to pin the value), which relay names
 // (exact names or patterns with '*', such as "acme-*"), the longest
-// lifetime and the most uses. An enroller never grants the enroller role.
-// CBOR keys 1-4.
+// lifetime and the most uses, and whether it may make replicas. An
+// enroller never grants the enroller role. CBOR keys 1-5.
 type Scope struct {
 	Attributes  []string `cbor:"1,keyasint,omitempty" json:"attributes,omitempty"`
 	Relays      []string `cbor:"2,keyasint,omitempty" json:"relays,omitempty"`
 	MaxLifetime int64    `cbor:"3,keyasint" json:"max_lifetime_seconds"`
 	MaxUses     int      `cbor:"4,keyasint" json:"max_uses"`
+	// Replicas lets the enroller grant replica tickets for the relays it
+	// may grant. Off unless the admin says so: a replica shares a relay
+	// name with its other owners, which an admin decides on purpose.
+	Replicas bool `cbor:"5,keyasint,omitempty" json:"replicas,omitempty"`
 }
 
 // Defaults of an enroller scope that does not say.
@@ -70,6 +74,9 @@ func (s *Scope) Check(o TicketOptions) error {
 	if o.Relay != "" && !s.allowsRelay(o.Relay) {
 		return fmt.Errorf("%w: relay name %q does not match what it may grant (%s)", ErrOutsideScope, o.Relay, listOrNone(s.Relays))
 	}
+	if o.Replica && !s.Replicas {
+		return fmt.Errorf("%w: it may not grant replica tickets (the admin's --enroller-replicas allows it)", ErrOutsideScope)
+	}
 	if max := time.Duration(s.MaxLifetime) * time.Second; o.ExpiresIn > max {
 		return fmt.Errorf("%w: lifetime %s is longer than its longest, %s", ErrOutsideScope, o.ExpiresIn, max)
 	}
@@ -117,6 +124,10 @@ func (s *Scope) String() string {
 	if s == nil {
 		return "nothing"
 	}
-	return fmt.Sprintf("attributes %s; relays %s; at most %s and %d uses", listOrNone(s.Attributes), listOrNone(s.Relays),
+	replicas := ""
+	if s.Replicas {
+		replicas = " (replicas too)"
+	}
+	return fmt.Sprintf("attributes %s; relays %s%s; at most %s and %d uses", listOrNone(s.Attributes), listOrNone(s.Relays), replicas,
 		time.Duration(s.MaxLifetime)*time.Second, s.MaxUses)
 }

@@ -84,6 +84,11 @@ type Grant struct {
 	ReleaseKey        [32]byte `cbor:"14,keyasint,omitempty"`
 	// Scope is what an enroller may grant (nil unless Enroller).
 	Scope *Scope `cbor:"15,keyasint,omitempty"`
+	// Replica makes the node one of several that serve Relay on purpose:
+	// the relay admits it beside the name's other owners when the name
+	// was first registered by a replica too (never beside a sole owner).
+	// Omitted when false, so tickets without it keep their bytes.
+	Replica bool `cbor:"16,keyasint,omitempty"`
 }
 
 // Expires returns the grant's expiry.

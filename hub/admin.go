@@ -34,7 +34,19 @@ type Admin interface {
 // RelayStatus is a relay name as `relay list` shows it.
 type RelayStatus struct {
 	RelayBinding
-	Up bool `json:"up"` // its owner is connected and registered it
+	Up bool `json:"up"` // an owner is connected and registered it
+	// Owners are the nodes serving it now (one, or one per replica), with
+	// the health each reports. Empty when the relay is not running.
+	Owners []RelayOwner `json:"owners,omitempty"`
+}
+
+// RelayOwner is one live owner of a relay name.
+type RelayOwner struct {
+	ID string `json:"id"`
+	// RelayNode is the relay node holding its registration (in a
+	// cluster; "" for a single relay).
+	RelayNode string `json:"relay_node,omitempty"`
+	Health
 }
 
 var (
@@ -75,7 +87,7 @@ func (o *Offline) Commands(ctx context.Context, relay string) ([]CommandRecord, 
 
 // Relays implements Admin.
 func (o *Offline) Relays(ctx context.Context) ([]RelayStatus, error) {
-	return relayStatus(ctx, o.Store, func(string) bool { return false })
+	return relayStatus(ctx, o.Store, nil)
 }
 
 // ReleaseRelay implements Admin.
@@ -83,11 +95,14 @@ func (o *Offline) ReleaseRelay(ctx context.Context, name string) (RelayBinding, 
 	return releaseRelay(ctx, o.Store, name)
 }
 
-func relayStatus(ctx context.Context, st Store, up func(string) bool) ([]RelayStatus, error) {
+// relayStatus lists the bindings with their live owners (owners[name]).
+func relayStatus(ctx context.Context, st Store, owners map[string][]RelayOwner) ([]RelayStatus, error) {
 	bs, err := st.ListRelays(ctx)
 	out := make([]RelayStatus, 0, len(bs))
 	for _, b := range bs {
-		out = append(out, RelayStatus{RelayBinding: b, Up: up(b.Name)})
+		os := owners[b.Name]
+		sort.Slice(os, func(i, j int) bool { return os[i].ID < os[j].ID })
+		out = append(out, RelayStatus{RelayBinding: b, Up: len(os) > 0, Owners: os})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, err
@@ -106,16 +121,37 @@ func (s *Server) Commands(ctx context.Context, relay string) ([]CommandRecord, e
 	return s.store.ListCommands(ctx, relay)
 }
 
-// Relays implements Admin.
+// Relays implements Admin: the bindings, each with the owners serving
+// it now (held here, with the health they reported on their
+// connection; in a cluster, held by other relay nodes, from presence).
 func (s *Server) Relays(ctx context.Context) ([]RelayStatus, error) {
-	up := map[string]bool{}
+	return relayStatus(ctx, s.store, s.liveOwners(ctx))
+}
+
+// liveOwners returns every relay's live owners, by relay name.
+func (s *Server) liveOwners(ctx context.Context) map[string][]RelayOwner {
+	owners := map[string][]RelayOwner{}
+	here := map[[2]string]bool{}
+	me := ""
+	if s.cluster != nil {
+		me = s.cluster.id
+	}
+	for _, cc := range s.members.all() {
+		if name := cc.relayName(); name != "" {
+			owners[name] = append(owners[name], RelayOwner{ID: cc.id, RelayNode: me, Health: cc.state()})
+			here[[2]string{name, cc.id}] = true
+		}
+	}
 	if s.cluster != nil {
 		ps, _ := s.cluster.store.ListPresence(ctx)
 		for _, p := range ps {
-			up[p.Relay] = true
+			if here[[2]string{p.Relay, p.Owner}] || p.Node == me {
+				continue
+			}
+			owners[p.Relay] = append(owners[p.Relay], RelayOwner{ID: p.Owner, RelayNode: p.Node, Health: p.Health})
 		}
 	}
-	return relayStatus(ctx, s.store, func(name string) bool { return up[name] || s.relays.lookup(name) != nil })
+	return owners
 }
 
 // ReleaseRelay implements Admin: the binding goes, and the owner's live
@@ -125,8 +161,7 @@ func (s *Server) ReleaseRelay(ctx context.Context, name string) (RelayBinding, e
 	if err != nil {
 		return b, err
 	}
-	if cc := s.relays.lookup(name); cc != nil {
-		s.relays.release(cc)
+	for _, cc := range s.relays.dropRelay(name) {
 		cc.close() // the node reconnects and claims it again if it may
 	}
 	for _, sess := range s.sessions.dropRelay(name) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -200,9 +201,13 @@ func (s *Server) liveNodes(ctx context.Context) []control.NodeLive {
 		}
 		n.Connected = true
 		cc.mu.Lock()
-		n.Paused = n.Paused || cc.paused
+		n.Paused = n.Paused || cc.health.Paused
+		n.Draining = n.Draining || cc.health.Draining
+		if len(cc.health.Down) > 0 {
+			n.Down = slices.Clone(cc.health.Down)
+		}
 		if cc.relay != "" {
-			n.Relay = cc.relay
+			n.Relay, n.Replica = cc.relay, cc.replica
 		}
 		cc.mu.Unlock()
 	}
@@ -215,7 +220,11 @@ func (s *Server) liveNodes(ctx context.Context) []control.NodeLive {
 				n = &out[len(out)-1]
 				byID[p.Owner] = n
 			}
+			if n.Connected && n.Relay != "" {
+				continue // connected here: its connection is the truth
+			}
 			n.Connected, n.Relay = true, p.Relay
+			n.Paused, n.Draining, n.Down = p.Paused, p.Draining, p.Down
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -29,8 +29,10 @@ import (
 //     migrate`); a relay node that is not listed, or listed with another
 //     key, refuses to start.
 //   - Presence. The relay node that holds a relay name's live registration
-//     says so in the store with a lease it renews every HeartbeatInterval;
-//     a node that dies loses its leases after PresenceLease by itself.
+//     for an owner (a relay served by replicas has one per replica) says
+//     so in the store with a lease it renews every HeartbeatInterval, and
+//     with the health the owner reports; a node that dies loses its
+//     leases after PresenceLease by itself.
 //   - Links. An inlet on relay node A asking for a relay whose owner is
 //     connected to B: A dials B, and the two run Noise XX with their own
 //     keys (each pins the other's listed key, and the dialled one checks
@@ -89,9 +91,9 @@ type clusterState struct {
 	mu    sync.Mutex // guards nodes and known
 	nodes []RelayNode
 	// known is the last presence read of each relay: while the database
-	// is away, sessions still find the relay node that held it (whose
+	// is away, sessions still find the relay nodes that held it (whose
 	// link answer is the final word).
-	known    map[string]Presence
+	known    map[string][]Presence
 	queries  func() int64 // the store's statement counter, or nil
 	lastSeen time.Time    // of the listing
 }
@@ -108,9 +110,9 @@ func (c *clusterState) setListing(ns []RelayNode) {
 	c.nodes, c.lastSeen = ns, time.Now()
 }
 
-// lookup returns relay's presence from the store, or (the store being
-// unreachable) the last one read.
-func (c *clusterState) lookup(ctx context.Context, relay string) (Presence, error) {
+// lookup returns relay's presences from the store, or (the store being
+// unreachable) the last ones read.
+func (c *clusterState) lookup(ctx context.Context, relay string) ([]Presence, error) {
 	p, err := c.store.LookupPresence(ctx, relay)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -170,7 +172,7 @@ func (s *Server) joinCluster(ctx context.Context, cs ClusterStore) error {
 		return fmt.Errorf("relay node %s is listed in the cluster's database with key %s, but its directory holds key %s: refusing to start",
 			me, ns[i].Key.Fingerprint(), pub.Fingerprint())
 	}
-	s.cluster = &clusterState{store: cs, id: me, nodes: ns, known: map[string]Presence{}}
+	s.cluster = &clusterState{store: cs, id: me, nodes: ns, known: map[string][]Presence{}}
 	if q, ok := cs.(interface{ Queries() int64 }); ok {
 		s.cluster.queries = q.Queries
 	}
@@ -228,8 +230,7 @@ func (s *Server) onEvent(ctx context.Context, ev Event) {
 		s.syncRevocations(ctx)
 	case EventReleased:
 		s.cluster.forget(ev.Relay)
-		if cc := s.relays.lookup(ev.Relay); cc != nil {
-			s.relays.release(cc)
+		for _, cc := range s.relays.dropRelay(ev.Relay) {
 			cc.log.Info("relay released elsewhere in the cluster; closing", "relay", ev.Relay)
 			cc.close()
 		}
@@ -238,7 +239,9 @@ func (s *Server) onEvent(ctx context.Context, ev Event) {
 		if ev.Node == s.cluster.id {
 			return
 		}
-		if cc := s.relays.lookup(ev.Relay); cc != nil {
+		// Target is the owner that registered again elsewhere (a replica's
+		// move leaves the relay's other owners here alone).
+		if cc := s.relays.holder(ev.Relay, ev.Target); cc != nil {
 			s.relays.release(cc)
 			cc.log.Info("relay registered again on another relay node; closing this stale connection", "relay", ev.Relay, "relay_node", ev.Node)
 			cc.close()
@@ -256,11 +259,17 @@ func (s *Server) resync(ctx context.Context) {
 		if name == "" {
 			continue
 		}
-		if p, err := s.cluster.store.LookupPresence(ctx, name); err == nil && p.Node != s.cluster.id {
-			s.onEvent(ctx, Event{Kind: EventMoved, Relay: name, Node: p.Node})
-		} else if errors.Is(err, ErrNotFound) {
+		ps, err := s.cluster.store.LookupPresence(ctx, name)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			continue
+		}
+		i := slices.IndexFunc(ps, func(p Presence) bool { return p.Owner == cc.id })
+		switch {
+		case i >= 0 && ps[i].Node != s.cluster.id:
+			s.onEvent(ctx, Event{Kind: EventMoved, Relay: name, Node: ps[i].Node, Target: cc.id})
+		case i < 0:
 			// Our lease ran out while the database was away: take it again.
-			s.cluster.store.ClaimPresence(ctx, name, cc.id, s.cluster.id, PresenceLease)
+			s.cluster.store.ClaimPresence(ctx, Presence{Relay: name, Owner: cc.id, Node: s.cluster.id, Health: cc.state()}, PresenceLease)
 		}
 	}
 }
@@ -289,9 +298,10 @@ func (s *Server) syncRevocations(ctx context.Context) {
 	}
 }
 
-// claimPresence records that this node holds relay for owner.
+// claimPresence records that this node holds relay for cc's node, with
+// the health it reported.
 func (s *Server) claimPresence(ctx context.Context, cc *controlConn, relay string) error {
-	prev, err := s.cluster.store.ClaimPresence(ctx, relay, cc.id, s.cluster.id, PresenceLease)
+	prev, err := s.cluster.store.ClaimPresence(ctx, Presence{Relay: relay, Owner: cc.id, Node: s.cluster.id, Health: cc.state()}, PresenceLease)
 	if err != nil {
 		return fmt.Errorf("record the relay's presence: %w", err)
 	}
@@ -385,8 +395,8 @@ func (s *Server) serveLink(ctx context.Context, c net.Conn, peer key.NodePublic,
 			return
 		}
 		copy(tok[:], h.Token)
-		owner := s.relays.lookup(h.Relay)
-		if owner == nil || owner.id != h.Owner {
+		owner := s.relays.holder(h.Relay, h.Owner)
+		if owner == nil {
 			refuse(linkNoRelay, fmt.Sprintf("relay %q is not held here", h.Relay))
 			return
 		}
@@ -423,25 +433,19 @@ func (s *Server) serveLink(ctx context.Context, c net.Conn, peer key.NodePublic,
 	}
 }
 
-// openRemoteSession opens a session to a relay held by another relay node:
-// that node announces it to the relay's owner and holds the outlet's
-// half; the link it answers on becomes the peer of this node's inlet half.
-func (s *Server) openRemoteSession(ctx context.Context, cc *controlConn, relay string) (any, error) {
+// openRemoteSession opens a session to a relay owner held by another
+// relay node (p, from steering): that node announces it to the owner
+// and holds the outlet's half; the link it answers on becomes the peer
+// of this node's inlet half.
+func (s *Server) openRemoteSession(ctx context.Context, cc *controlConn, relay string, p Presence) (control.OpenSessionResponse, error) {
 	unknown := &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q is not connected to the hub", relay)}
-	p, err := s.cluster.lookup(ctx, relay)
-	if errors.Is(err, ErrNotFound) {
-		return nil, unknown
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look the relay up: %w", err)
-	}
 	n, ok := s.cluster.node(p.Node)
 	if !ok || p.Node == s.cluster.id {
-		return nil, unknown
+		return control.OpenSessionResponse{}, unknown
 	}
 	sess, err := s.sessions.open(cc.id, p.Owner, relay, s.now())
 	if err != nil {
-		return nil, err
+		return control.OpenSessionResponse{}, err
 	}
 	link, code, err := s.dialLink(ctx, n, linkHello{Op: linkSession, Token: sess.token[:], Relay: relay, From: cc.id, Owner: p.Owner})
 	if err != nil || code != linkOK {
@@ -450,11 +454,11 @@ func (s *Server) openRemoteSession(ctx context.Context, cc *controlConn, relay s
 		if err != nil {
 			cc.log.Warn("could not reach the relay node holding the relay", "relay", relay, "relay_node", p.Node, "err", err)
 		}
-		return nil, unknown
+		return control.OpenSessionResponse{}, unknown
 	}
 	if !s.sessions.attach(sess, link) {
 		link.Close()
-		return nil, unknown
+		return control.OpenSessionResponse{}, unknown
 	}
 	link.SetDeadline(time.Now().Add(SessionPairTimeout))
 	s.stats.SessionsOpened.Add(1)

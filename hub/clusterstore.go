@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/edgeportal/connect/wire/control"
@@ -38,11 +39,29 @@ type RelayNode struct {
 }
 
 // Presence says which relay node holds the live registration of a relay
-// name, for which owner, until its lease runs out.
+// name for one of its owners (a relay served by replicas has one per
+// replica), until its lease runs out, and what that owner last reported
+// of its health.
 type Presence struct {
 	Relay string `json:"relay"`
 	Owner string `json:"owner"`
 	Node  string `json:"node"`
+	Health
+}
+
+// Health is what a relay's owner last reported of itself (NodeState):
+// whether the customer paused it, whether it is draining for
+// maintenance, and which of its outlets cannot reach their target.
+type Health struct {
+	Paused   bool     `json:"paused,omitempty"`
+	Draining bool     `json:"draining,omitempty"`
+	Down     []string `json:"down,omitempty"`
+}
+
+// OK reports whether the owner can take a portal to outlet ("" for any
+// outlet) now.
+func (h Health) OK(outlet string) bool {
+	return !h.Paused && !h.Draining && (outlet == "" || !slices.Contains(h.Down, outlet))
 }
 
 // Event kinds a shared store carries between relay nodes (see Event).
@@ -134,15 +153,20 @@ type ClusterStore interface {
 	// Heartbeat renews node's lease and the leases of the presence it
 	// holds, and records whether the authority is connected to it.
 	Heartbeat(ctx context.Context, node string, authority bool, lease time.Duration) error
-	// ClaimPresence makes node the holder of relay's live registration
-	// for owner, taking it from any other node (the owner reconnected
-	// there), and returns the node it took it from ("" if none). The
-	// caller has checked owner holds relay's binding.
-	ClaimPresence(ctx context.Context, relay, owner, node string, lease time.Duration) (prev string, err error)
-	// DropPresence removes relay's presence if node holds it.
-	DropPresence(ctx context.Context, relay, node string) error
-	// LookupPresence returns relay's live presence, or ErrNotFound.
-	LookupPresence(ctx context.Context, relay string) (Presence, error)
+	// ClaimPresence makes p.Node the holder of p.Relay's live
+	// registration for p.Owner (with p's health), taking it from any
+	// other node (the owner reconnected there), and returns the node it
+	// took it from ("" if none). The caller has checked the owner may
+	// hold relay (its binding, or a replica of a replicas' binding).
+	ClaimPresence(ctx context.Context, p Presence, lease time.Duration) (prev string, err error)
+	// SetPresenceHealth records owner's health in its presence of relay,
+	// if node holds it.
+	SetPresenceHealth(ctx context.Context, relay, owner, node string, h Health) error
+	// DropPresence removes owner's presence of relay if node holds it.
+	DropPresence(ctx context.Context, relay, owner, node string) error
+	// LookupPresence returns relay's live presences (one per owner), or
+	// ErrNotFound when it has none.
+	LookupPresence(ctx context.Context, relay string) ([]Presence, error)
 	// ListPresence returns every live presence.
 	ListPresence(ctx context.Context) ([]Presence, error)
 	// Listen calls handle for every event until ctx ends. After each

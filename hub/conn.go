@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,11 +45,12 @@ type controlConn struct {
 
 	role string // control.RoleMember or control.RoleAuthority; set before the read loop
 
-	mu      sync.Mutex         // guards cred, credRaw, relay and paused
+	mu      sync.Mutex         // guards cred, credRaw, relay, replica and health
 	cred    *enroll.Credential // the member's current credential (members only)
 	credRaw []byte             // its signed bytes
 	relay   string             // the relay this connection registered, or ""
-	paused  bool               // the customer paused the node
+	replica bool               // it registered relay as a replica
+	health  Health             // the node's last NodeState (paused, draining, outlets down)
 
 	cmdMu     sync.Mutex // serializes command delivery; guards delivered
 	delivered uint64     // highest command seq pushed on this connection
@@ -65,6 +67,21 @@ func (cc *controlConn) relayName() string {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	return cc.relay
+}
+
+func (cc *controlConn) isReplica() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.replica
+}
+
+// state returns the node's last reported health (a copy).
+func (cc *controlConn) state() Health {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	h := cc.health
+	h.Down = slices.Clone(h.Down)
+	return h
 }
 
 // close closes the connection; the read loop and the writer then end.
@@ -319,7 +336,7 @@ func (s *Server) removeConn(cc *controlConn) {
 		cc.log.Info("relay down", "relay", name)
 		if s.cluster != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			s.cluster.store.DropPresence(ctx, name, s.cluster.id)
+			s.cluster.store.DropPresence(ctx, name, cc.id, s.cluster.id)
 			cancel()
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/edgeportal/connect/internal/escape"
@@ -199,15 +200,31 @@ func handlePortalCheck(ctx context.Context, s *Server, cc *controlConn, m contro
 	return res, nil
 }
 
+// handleNodeState keeps what the node reports of itself (pause, drain,
+// outlets whose target is down): steering reads it for every session,
+// and in a cluster it goes into the node's presence for the others.
 func handleNodeState(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
 	ns, err := body[control.NodeState](m)
 	if err != nil {
 		return nil, err
 	}
+	down, refusal := checkDown(ns.Down)
+	if refusal != nil {
+		return nil, refusal
+	}
+	h := Health{Paused: ns.Paused, Draining: ns.Draining, Down: down}
 	cc.mu.Lock()
-	cc.paused = ns.Paused
+	cc.health = h
+	relay := cc.relay
 	cc.mu.Unlock()
-	cc.log.Info("node state", "paused", ns.Paused)
+	cc.log.Info("node state", "paused", h.Paused, "draining", h.Draining, "down", escape.String(strings.Join(h.Down, ",")))
+	if s.cluster != nil && relay != "" {
+		if err := s.cluster.store.SetPresenceHealth(ctx, relay, cc.id, s.cluster.id, h); err != nil {
+			// Other relay nodes steer on the old health until the next
+			// report; this one steers on the new one at once.
+			cc.log.Warn("could not share the node's health with the cluster", "err", err)
+		}
+	}
 	return nil, nil
 }
 

@@ -22,8 +22,9 @@
 //	conn.go      one control connection: its read loop and its own bounded outbound queue
 //	dispatch.go  the control handler table
 //	enroll.go    redemption, refresh, enroller tickets, leave
-//	relays.go    the relay registry
+//	relays.go    the relay registry: one owner per name, or its replicas
 //	sessions.go  session tokens, pairing and splicing of data connections
+//	steering.go  which of a relay's owners gets a session (health, load)
 //	members.go   live connections per member, revocation, member status
 //	commands.go  the vendor command queue and its delivery
 //	releases.go  signed releases served to nodes

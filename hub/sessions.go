@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/edgeportal/connect/internal/escape"
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/outer"
@@ -49,17 +51,41 @@ func (sess *session) close() {
 
 // sessionTable holds pending sessions (by token) and spliced ones.
 type sessionTable struct {
-	mu      sync.Mutex // guards pending, spliced, perNode and closed
+	mu      sync.Mutex // guards pending, spliced, perNode, perOwner and closed
 	pending map[token]*session
 	spliced map[*session]struct{}
 	perNode map[string]int // pending sessions each node opened
-	closed  bool           // the server is shutting down
+	// perOwner counts the live sessions (pending or spliced) to each
+	// relay owner, for steering among a relay's replicas.
+	perOwner map[string]int
+	closed   bool // the server is shutting down
 }
 
 func (t *sessionTable) init() {
 	t.pending = map[token]*session{}
 	t.spliced = map[*session]struct{}{}
 	t.perNode = map[string]int{}
+	t.perOwner = map[string]int{}
+}
+
+// load returns how many live sessions go to each of owners.
+func (t *sessionTable) load(owners []string) []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]int, len(owners))
+	for i, o := range owners {
+		out[i] = t.perOwner[o]
+	}
+	return out
+}
+
+func (t *sessionTable) ownerAddLocked(owner string, d int) {
+	if owner == "" {
+		return
+	}
+	if t.perOwner[owner] += d; t.perOwner[owner] <= 0 {
+		delete(t.perOwner, owner)
+	}
 }
 
 // open creates a pending session from one member to a relay's owner.
@@ -76,6 +102,7 @@ func (t *sessionTable) open(from, to, relay string, now time.Time) (*session, er
 	}
 	t.pending[sess.token] = sess
 	t.perNode[from]++
+	t.ownerAddLocked(to, 1)
 	return sess, nil
 }
 
@@ -96,6 +123,7 @@ func (t *sessionTable) openLinked(tok token, from, to, relay string, link net.Co
 	}
 	t.pending[tok] = sess
 	t.perNode[from]++
+	t.ownerAddLocked(to, 1)
 	return sess, nil
 }
 
@@ -135,6 +163,7 @@ func (t *sessionTable) unpendLocked(sess *session) {
 		return
 	}
 	delete(t.pending, sess.token)
+	t.ownerAddLocked(sess.to, -1)
 	if sess.from == "" {
 		return
 	}
@@ -261,36 +290,82 @@ func (t *sessionTable) pair(tok token, c net.Conn) (sess *session, first net.Con
 	sess.conns = []net.Conn{first, c}
 	t.unpendLocked(sess)
 	t.spliced[sess] = struct{}{}
+	t.ownerAddLocked(sess.to, 1)
 	return sess, first, true
 }
 
 func (t *sessionTable) done(sess *session) {
 	t.mu.Lock()
-	delete(t.spliced, sess)
+	if _, ok := t.spliced[sess]; ok {
+		delete(t.spliced, sess)
+		t.ownerAddLocked(sess.to, -1)
+	}
 	t.mu.Unlock()
 }
 
+// handleOpenSession opens a session to one of the relay's owners: the
+// only one, or the replica steering picks (steering.go). The owner held
+// here gets the announcement on its queue; one held by another relay
+// node is reached over a link.
 func handleOpenSession(ctx context.Context, s *Server, cc *controlConn, m control.Msg) (any, error) {
 	req, err := body[control.OpenSessionRequest](m)
 	if err != nil {
 		return nil, err
 	}
-	owner := s.relays.lookup(req.Relay)
-	if owner == nil && s.cluster != nil {
-		return s.openRemoteSession(ctx, cc, req.Relay)
+	if len(req.Avoid) > control.MaxAvoid {
+		return nil, &control.Error{Code: control.ErrCodeBadRequest, Message: fmt.Sprintf("open session: %d owners to avoid, at most %d", len(req.Avoid), control.MaxAvoid)}
 	}
-	if owner == nil {
-		return nil, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q is not connected to the hub", req.Relay)}
-	}
-	sess, err := s.sessions.open(cc.id, owner.id, req.Relay, s.now())
+	cands, err := s.candidates(ctx, req.Relay)
 	if err != nil {
 		return nil, err
 	}
+	if len(cands) == 0 {
+		return nil, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q is not connected to the hub", req.Relay)}
+	}
+	// An owner that cannot take the session after all (its queue is
+	// full, its relay node does not answer the link) is left out and the
+	// next one picked.
+	var last error
+	for len(cands) > 0 {
+		pick, healthy, refusal := s.steer(req.Relay, req.Outlet, req.Avoid, cands)
+		if refusal != nil {
+			if last != nil {
+				return nil, last
+			}
+			cc.log.Info("no owner of the relay can take a session", "relay", req.Relay, "outlet", escape.String(req.Outlet), "reason", refusal.Message)
+			return nil, refusal
+		}
+		resp, err := s.openTo(ctx, cc, req.Relay, pick)
+		if err == nil {
+			resp.Healthy = healthy
+			return resp, nil
+		}
+		var ce *control.Error
+		if !errors.As(err, &ce) || ce.Code != control.ErrCodeRelayUnknown {
+			return nil, err
+		}
+		last = err
+		cands = slices.DeleteFunc(cands, func(c candidate) bool { return c.id == pick.id })
+	}
+	return nil, last
+}
+
+// openTo opens a session from cc to one owner of relay: held here, its
+// node gets the announcement on its queue; held elsewhere, over a link.
+func (s *Server) openTo(ctx context.Context, cc *controlConn, relay string, pick candidate) (control.OpenSessionResponse, error) {
+	if pick.conn == nil {
+		return s.openRemoteSession(ctx, cc, relay, pick.presence)
+	}
+	owner := pick.conn
+	sess, err := s.sessions.open(cc.id, owner.id, relay, s.now())
+	if err != nil {
+		return control.OpenSessionResponse{}, err
+	}
 	// Hand the announcement to the owner's queue: never wait for another
 	// node here.
-	if err := owner.push(control.TypeIncoming, control.Incoming{Token: sess.token[:], Relay: req.Relay, From: cc.id}); err != nil {
+	if err := owner.push(control.TypeIncoming, control.Incoming{Token: sess.token[:], Relay: relay, From: cc.id}); err != nil {
 		s.sessions.cancel(sess)
-		return nil, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q: its node did not take the session: %v", req.Relay, err)}
+		return control.OpenSessionResponse{}, &control.Error{Code: control.ErrCodeRelayUnknown, Message: fmt.Sprintf("relay %q: its node did not take the session: %v", relay, err)}
 	}
 	s.stats.SessionsOpened.Add(1)
 	s.metrics.sessionsOpened.Inc()

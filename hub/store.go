@@ -28,6 +28,12 @@ type RelayBinding struct {
 	Name  string `cbor:"1,keyasint" json:"name"`
 	Owner string `cbor:"2,keyasint" json:"owner"`
 	Since int64  `cbor:"3,keyasint" json:"since"`
+	// Replicas is set when the first owner registered the name with a
+	// replica credential: then other nodes whose credential makes them
+	// replicas of the name serve it beside the owner. It never changes
+	// while the binding lasts: a sole owner's name takes no replica, and
+	// a replicas' name takes no node without a replica credential.
+	Replicas bool `cbor:"4,keyasint,omitempty" json:"replicas,omitempty"`
 }
 
 // NodeRecord is what the relay remembers of a node between connections.
@@ -49,12 +55,14 @@ type Revoked struct {
 
 // RelayStore is the relay's own state.
 type RelayStore interface {
-	// ClaimRelay binds name to owner unless another identity holds it,
-	// atomically, and returns the binding that holds after the call.
-	ClaimRelay(ctx context.Context, name, owner string, at int64) (RelayBinding, error)
+	// ClaimRelay binds name to owner (as a replicas' name when replicas)
+	// unless a binding exists, atomically, and returns the binding that
+	// holds after the call: a new one, or the existing one unchanged.
+	ClaimRelay(ctx context.Context, name, owner string, replicas bool, at int64) (RelayBinding, error)
 	// ReleaseRelay removes the binding of name (ErrNotFound if none).
 	ReleaseRelay(ctx context.Context, name string) (RelayBinding, error)
-	// ReleaseRelaysOf removes every binding owner holds and returns them.
+	// ReleaseRelaysOf removes every binding owner holds and returns them
+	// (and, in a cluster store, every presence of owner's).
 	ReleaseRelaysOf(ctx context.Context, owner string) ([]RelayBinding, error)
 	// GetRelay returns the binding of name, or ErrNotFound.
 	GetRelay(ctx context.Context, name string) (RelayBinding, error)

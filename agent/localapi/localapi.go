@@ -3,7 +3,8 @@
 
 // Package localapi is the node's local control socket: an HTTP API on an
 // owner-only unix socket in the state directory, serving status, outlet and
-// inlet management and ticket creation, plus the typed Client the CLI uses.
+// inlet management, ticket creation, pause and drain, plus the typed
+// Client the CLI uses.
 //
 // It does not import agent: the agent implements Backend and passes itself
 // in. Imported by agent and cmd.
@@ -41,6 +42,16 @@ type Status struct {
 	Inlets            []Inlet           `json:"inlets"`
 	Paused            bool              `json:"paused"`
 	Channels          []Channel         `json:"channels"`
+	// Replica: the node serves its relay as one of several replicas (its
+	// ticket said --replica).
+	Replica bool `json:"replica"`
+	// Draining: `drain` was run; the node takes no new portal until it
+	// restarts.
+	Draining bool `json:"draining"`
+	// Down lists the outlets whose target the node's health checks cannot
+	// reach now (reported to the relay, which steers new portals to
+	// replicas that can).
+	Down []string `json:"down,omitempty"`
 }
 
 // Channel is one end-to-end channel to a peer node.
@@ -52,6 +63,12 @@ type Channel struct {
 	Streams   int       `json:"streams"`   // portals open in it now
 	Since     time.Time `json:"since"`
 	RTT       string    `json:"rtt,omitempty"` // last measured round trip
+	// Draining: the peer refused a portal because it is draining; this
+	// node opens no new portal on the channel.
+	Draining bool `json:"draining,omitempty"`
+	// Refused lists the outlets the peer refused lately (target refused
+	// or timed out, paused): new portals to them go to another replica.
+	Refused []string `json:"refused,omitempty"`
 }
 
 // RelayStatus is the node's relay registration.
@@ -74,6 +91,9 @@ type Outlet struct {
 	// Warnings (from AddOutlet) are what looks wrong but may come right
 	// later: a target that does not resolve, an attribute no member has.
 	Warnings []string `json:"warnings,omitempty"`
+	// Down is why the node's health check cannot reach the target now
+	// ("" while it can, or before the first check).
+	Down string `json:"down,omitempty"`
 }
 
 // Warning is one thing `doctor` found wrong with an outlet or an inlet.
@@ -100,6 +120,7 @@ type Inlet struct {
 type TicketRequest struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 	Relay      string            `json:"relay,omitempty"`
+	Replica    bool              `json:"replica,omitempty"`
 	ExpiresIn  time.Duration     `json:"expires_in"`
 	Uses       int               `json:"uses"`
 }
@@ -129,6 +150,37 @@ type UpdateResult struct {
 	Message   string `json:"message,omitempty"`
 }
 
+// DrainRequest asks the node to drain, with a deadline.
+type DrainRequest struct {
+	Deadline time.Duration `json:"deadline"`
+}
+
+// DrainStatus is where a drain is: the node reports Draining to the
+// relay (which sends new portals to other replicas) and refuses new ones
+// itself; open portals finish; when none is left, or at the deadline,
+// it closes the channels peers opened to it.
+type DrainStatus struct {
+	Draining bool          `json:"draining"`
+	Started  bool          `json:"started,omitempty"` // this request started it (Drain's answer only)
+	Since    time.Time     `json:"since,omitempty"`
+	Deadline time.Time     `json:"deadline,omitempty"`
+	Open     []DrainPortal `json:"open"` // portals through this node's outlets still open
+	// Done: no portal was left, or the deadline came; the channels peers
+	// opened are closed. The node serves again after a restart.
+	Done bool `json:"done"`
+	// DeadlineReached: the deadline came first; Cut lists the portals it
+	// closed.
+	DeadlineReached bool          `json:"deadline_reached,omitempty"`
+	Cut             []DrainPortal `json:"cut,omitempty"`
+}
+
+// DrainPortal is one portal through the node's outlets.
+type DrainPortal struct {
+	Outlet string    `json:"outlet"`
+	Peer   string    `json:"peer"`
+	Since  time.Time `json:"since"`
+}
+
 // Backend is implemented by the running node.
 type Backend interface {
 	Update(ctx context.Context, r UpdateRequest) (UpdateResult, error)
@@ -144,6 +196,11 @@ type Backend interface {
 	Check(ctx context.Context) []Warning
 	// FlushAudit writes the audit records the node holds back.
 	FlushAudit(ctx context.Context) error
+	// Drain starts draining (or reports a drain already going) and
+	// returns where it is.
+	Drain(ctx context.Context, r DrainRequest) (DrainStatus, error)
+	// DrainStatus reports where a drain is.
+	DrainStatus(ctx context.Context) DrainStatus
 }
 
 // Serve serves b on the socket in stateDir until the returned stop is
@@ -231,6 +288,21 @@ func Serve(ctx context.Context, stateDir string, b Backend) (func() error, error
 	})
 	mux.HandleFunc("GET /v1/explain", func(w http.ResponseWriter, r *http.Request) {
 		unixhttp.Reply(w, b.Explain(r.Context()))
+	})
+	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+		var req DrainRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		st, err := b.Drain(r.Context(), req)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		unixhttp.Reply(w, st)
+	})
+	mux.HandleFunc("GET /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+		unixhttp.Reply(w, b.DrainStatus(r.Context()))
 	})
 	for path, paused := range map[string]bool{"/v1/pause": true, "/v1/resume": false} {
 		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
@@ -338,6 +410,20 @@ func (c *Client) SetPaused(ctx context.Context, paused bool) error {
 		path = "/v1/pause"
 	}
 	return c.do(ctx, "POST", path, struct{}{}, nil)
+}
+
+// Drain asks the node to drain with deadline (or reports a drain going).
+func (c *Client) Drain(ctx context.Context, deadline time.Duration) (DrainStatus, error) {
+	var out DrainStatus
+	err := c.do(ctx, "POST", "/v1/drain", DrainRequest{Deadline: deadline}, &out)
+	return out, err
+}
+
+// DrainStatus asks where the node's drain is.
+func (c *Client) DrainStatus(ctx context.Context) (DrainStatus, error) {
+	var out DrainStatus
+	err := c.do(ctx, "GET", "/v1/drain", nil, &out)
+	return out, err
 }
 
 // Update asks the node to check for or apply a release.

@@ -52,7 +52,7 @@ func program() *cliutil.Program {
 			{Name: "status", Synopsis: "[--state-dir DIR] [--json]", Run: cmdStatus,
 				Summary: "show the running node: identity, hub, relay, outlets and inlets",
 				Example: "status --json"},
-			{Name: "ticket create", Synopsis: "[--state-dir DIR] [--attribute NAME[=VALUE]]... [--relay NAME] [--expires-in 24h] [--usage-count 1] [--out FILE]", Run: cmdTicketCreate,
+			{Name: "ticket create", Synopsis: "[--state-dir DIR] [--attribute NAME[=VALUE]]... [--relay NAME [--replica]] [--expires-in 24h] [--usage-count 1] [--out FILE]", Run: cmdTicketCreate,
 				Summary: "create a ticket through the authority (an enroller node, within its scope)",
 				Example: "ticket create --attribute inlet-to-saas --relay acme-relay --out acme.ticket"},
 			{Name: "ticket inspect", Synopsis: "[--json] FILE", Run: cmdTicketInspect,
@@ -94,6 +94,9 @@ func program() *cliutil.Program {
 			{Name: "resume", Synopsis: "[--state-dir DIR]", Run: cmdResume,
 				Summary: "undo pause",
 				Example: "resume"},
+			{Name: "drain", Synopsis: "[--state-dir DIR] [--deadline 5m]", Run: cmdDrain,
+				Summary: "stop new portals to this node (they go to the relay's other replicas), let open ones finish, then close its channels; for a maintenance restart, after which it serves again",
+				Example: "drain --deadline 10m && sudo systemctl restart " + brand.ServiceName()},
 			{Name: "install", Synopsis: "--ticket FILE [--config FILE] [--variable NAME=VALUE]... [--user] [--state-dir DIR] [--dry-run] [flags]", Run: cmdInstall,
 				Summary: "check everything, then install the node as an OS service and wait until it is up",
 				Example: "install --ticket acme.ticket --config customer.yaml --variable GITHUB_ADDRESS=github.local:80\n" +

@@ -177,6 +177,7 @@ func printStatus(w io.Writer, st localapi.Status) {
 			r += " (" + st.Relay.Error + ")"
 		}
 		fmt.Fprintf(w, "Relay       %s, %s\n", st.Relay.Name, r)
+		fmt.Fprintf(w, "Replica     %s\n", yesNo(st.Replica, "yes: one of several nodes serving "+st.Relay.Name, "no"))
 	} else {
 		fmt.Fprintf(w, "Relay       none\n")
 	}
@@ -184,6 +185,16 @@ func printStatus(w io.Writer, st localapi.Status) {
 	fmt.Fprintf(w, "Version     %s\n", st.Version)
 	if st.Paused {
 		fmt.Fprintf(w, "PAUSED      no outlet is served until resumed\n")
+	}
+	if st.Draining {
+		fmt.Fprintf(w, "DRAINING    no new portal is served; open ones finish; a restart serves again\n")
+	}
+	if len(st.Outlets) > 0 && st.Relay.Name != "" {
+		h := "every outlet's target answers"
+		if len(st.Down) > 0 {
+			h = "reported to the relay as down: " + strings.Join(st.Down, ", ")
+		}
+		fmt.Fprintf(w, "Health      %s\n", h)
 	}
 	for _, o := range st.Outlets {
 		origin := o.Origin
@@ -193,7 +204,11 @@ func printStatus(w io.Writer, st localapi.Status) {
 				origin = fmt.Sprintf("vendor's allow %s, within the customer's %s", o.VendorAllow, orNone(o.Ceiling))
 			}
 		}
-		fmt.Fprintf(w, "Outlet      %s → %s  allow: %s  (%s)\n", o.Name, o.To, orNone(o.Allow), origin)
+		down := ""
+		if o.Down != "" {
+			down = "  TARGET DOWN: " + o.Down
+		}
+		fmt.Fprintf(w, "Outlet      %s → %s  allow: %s  (%s)%s\n", o.Name, o.To, orNone(o.Allow), origin, down)
 	}
 	for _, in := range st.Inlets {
 		fmt.Fprintf(w, "Inlet       %s → %s → %s  allow: %s  (%s)\n", in.Listening, in.Via, in.To, orNone(in.Allow), in.Origin)
@@ -207,8 +222,15 @@ func printStatus(w io.Writer, st localapi.Status) {
 		if ch.RTT != "" {
 			rtt = ", rtt " + ch.RTT
 		}
-		fmt.Fprintf(w, "Channel     %s %s (relay %s), %d portals, %s, up since %s%s\n", dir, ch.Peer, ch.Relay, ch.Streams, ch.Suite,
-			ch.Since.UTC().Format(time.RFC3339), rtt)
+		marks := ""
+		if ch.Draining {
+			marks += ", peer draining"
+		}
+		if len(ch.Refused) > 0 {
+			marks += ", refused lately: " + strings.Join(ch.Refused, ",")
+		}
+		fmt.Fprintf(w, "Channel     %s %s (relay %s), %d portals, %s, up since %s%s%s\n", dir, ch.Peer, ch.Relay, ch.Streams, ch.Suite,
+			ch.Since.UTC().Format(time.RFC3339), rtt, marks)
 	}
 }
 
@@ -251,6 +273,7 @@ func cmdTicketCreate(ctx context.Context, c *cliutil.Call) error {
 	var attrs cliutil.Strings
 	fs.Var(&attrs, "attribute", "`NAME` or NAME=VALUE the new node is granted; repeatable")
 	relay := fs.String("relay", "", "relay `NAME` the new node may register")
+	replica := fs.Bool("replica", false, "the new node serves --relay as one of its replicas (if this enroller's scope allows replicas)")
 	out := fs.String("out", "", "write the ticket to this `FILE` (mode 0600) instead of stdout")
 	var o enroll.TicketOptions
 	cl, err := d.parseDial(c, func() error {
@@ -267,13 +290,16 @@ func cmdTicketCreate(ctx context.Context, c *cliutil.Call) error {
 		if err != nil {
 			return err
 		}
-		o = enroll.TicketOptions{Attributes: m, Relay: *relay, ExpiresIn: dur, Uses: *uses}
+		if *replica && *relay == "" {
+			return cliutil.Usagef("--replica needs --relay NAME: a replica serves a relay name beside its other replicas")
+		}
+		o = enroll.TicketOptions{Attributes: m, Relay: *relay, Replica: *replica, ExpiresIn: dur, Uses: *uses}
 		return o.Validate()
 	})
 	if err != nil {
 		return err
 	}
-	text, err := cl.CreateTicket(ctx, localapi.TicketRequest{Attributes: o.Attributes, Relay: o.Relay, ExpiresIn: o.ExpiresIn, Uses: o.Uses})
+	text, err := cl.CreateTicket(ctx, localapi.TicketRequest{Attributes: o.Attributes, Relay: o.Relay, Replica: o.Replica, ExpiresIn: o.ExpiresIn, Uses: o.Uses})
 	if err != nil {
 		return err
 	}
@@ -307,6 +333,7 @@ type ticketInfo struct {
 	Uses              int               `json:"uses"`
 	Attributes        map[string]string `json:"attributes"`
 	Relay             string            `json:"relay,omitempty"`
+	Replica           bool              `json:"replica"`
 	Enroller          bool              `json:"enroller"`
 	Scope             *enroll.Scope     `json:"enroller_scope,omitempty"`
 }
@@ -337,7 +364,7 @@ func cmdTicketInspect(ctx context.Context, c *cliutil.Call) error {
 		RelayKey: t.HubPublic().String(), AuthorityKey: t.AuthorityPublic().String(), AuthorityNoiseKey: t.AuthorityNoisePublic().String(),
 		CommandKey: signingKey(t.CommandPublic()), ReleaseKey: signingKey(t.ReleasePublic()),
 		Issued: time.Unix(g.IssuedAt, 0).UTC(), Expires: g.Expires().UTC(), Uses: g.Uses,
-		Attributes: g.Attributes, Relay: g.Relay, Enroller: g.Enroller, Scope: g.Scope,
+		Attributes: g.Attributes, Relay: g.Relay, Replica: g.Replica, Enroller: g.Enroller, Scope: g.Scope,
 	}
 	if info.Attributes == nil {
 		info.Attributes = map[string]string{}
@@ -363,6 +390,9 @@ func cmdTicketInspect(ctx context.Context, c *cliutil.Call) error {
 	fmt.Fprintf(tw, "Uses\t%d\n", info.Uses)
 	fmt.Fprintf(tw, "Attributes\t%s\n", orWord(attrList(info.Attributes, ", "), "none"))
 	fmt.Fprintf(tw, "Relay\t%s\n", orDash(info.Relay))
+	if info.Relay != "" {
+		fmt.Fprintf(tw, "Replica\t%s\n", yesNo(info.Replica, "yes: served together with its other replicas", "no: its sole owner"))
+	}
 	if info.Enroller {
 		fmt.Fprintf(tw, "Enroller\tyes: may grant %s\n", info.Scope)
 	} else {

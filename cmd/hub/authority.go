@@ -17,6 +17,7 @@ import (
 	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/internal/cliutil"
+	"github.com/edgeportal/connect/internal/escape"
 	"github.com/edgeportal/connect/wire/key"
 )
 
@@ -148,12 +149,14 @@ func cmdTicketCreate(ctx context.Context, c *cliutil.Call) error {
 	var attrs cliutil.Strings
 	fs.Var(&attrs, "attribute", "`NAME` or NAME=VALUE the node is granted; repeatable")
 	relay := fs.String("relay", "", "relay `NAME` the node may register")
+	replica := fs.Bool("replica", false, "the node serves --relay as one of its replicas: several nodes with replica tickets share the name (never beside a sole owner)")
 	enroller := fs.Bool("enroller", false, "the node may create tickets, within the scope below (never the enroller role itself)")
 	var mayGrant, relays cliutil.Strings
 	fs.Var(&mayGrant, "enroller-may-grant", "`ATTR[,ATTR…]` (or NAME=VALUE) an enroller may grant; repeatable")
 	fs.Var(&relays, "enroller-relays", "`PATTERN[,PATTERN…]` of relay names an enroller may grant ('*' matches any characters); repeatable")
 	maxLife := fs.String("enroller-max-lifetime", enroll.DefaultScopeLifetime.String(), "the longest lifetime of an enroller's tickets")
 	maxUses := fs.Int("enroller-max-uses", enroll.DefaultScopeUses, "the most uses of an enroller's tickets")
+	mayReplicas := fs.Bool("enroller-replicas", false, "an enroller may grant replica tickets (--replica) for the relays it may grant")
 	out := fs.String("out", "", "write the ticket to this `FILE` (mode 0600) instead of stdout")
 	if err := parseDir(c, dir, 0); err != nil {
 		return err
@@ -166,15 +169,21 @@ func cmdTicketCreate(ctx context.Context, c *cliutil.Call) error {
 	if err != nil {
 		return err
 	}
-	o := enroll.TicketOptions{Attributes: m, Relay: *relay, Enroller: *enroller, ExpiresIn: d, Uses: *uses, CreatedBy: "admin"}
+	o := enroll.TicketOptions{Attributes: m, Relay: *relay, Replica: *replica, Enroller: *enroller, ExpiresIn: d, Uses: *uses, CreatedBy: "admin"}
 	if *enroller {
 		life, err := cliutil.Duration("enroller-max-lifetime", *maxLife)
 		if err != nil {
 			return err
 		}
-		o.Scope = &enroll.Scope{Attributes: splitList(mayGrant), Relays: splitList(relays), MaxLifetime: int64(life / time.Second), MaxUses: *maxUses}
+		o.Scope = &enroll.Scope{Attributes: splitList(mayGrant), Relays: splitList(relays), MaxLifetime: int64(life / time.Second), MaxUses: *maxUses,
+			Replicas: *mayReplicas}
 	} else if len(mayGrant)+len(relays) > 0 {
 		return cliutil.Usagef("--enroller-may-grant and --enroller-relays need --enroller")
+	} else if *mayReplicas {
+		return cliutil.Usagef("--enroller-replicas needs --enroller")
+	}
+	if *replica && *relay == "" {
+		return cliutil.Usagef("--replica needs --relay NAME: a replica serves a relay name beside its other replicas")
 	}
 	if err := o.Validate(); err != nil {
 		return err
@@ -255,7 +264,7 @@ func cmdTicketList(ctx context.Context, c *cliutil.Call) error {
 		if t.Enroller {
 			attrs += " (enroller: " + t.Scope.String() + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, orDash(attrs), orDash(t.Relay), ts(t.CreatedAt), ts(t.ExpiresAt), max(t.UsesLeft, 0), state, orDash(t.CreatedBy))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, orDash(attrs), orDash(relayText(t.Relay, t.Replica)), ts(t.CreatedAt), ts(t.ExpiresAt), max(t.UsesLeft, 0), state, orDash(t.CreatedBy))
 	}
 	return tw.Flush()
 }
@@ -315,21 +324,53 @@ func cmdMembersList(ctx context.Context, c *cliutil.Call) error {
 		if m.Enroller {
 			attrs += ",(enroller)"
 		}
-		state := "offline"
-		switch {
-		case m.Revoked:
-			state = "revoked"
-		case !m.Live:
-			state = "unknown (authority not running)"
-		case m.Paused:
-			state = "paused"
-		case m.Connected:
-			state = "online"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(strings.TrimPrefix(attrs, ",")), orDash(m.Relay),
-			ts(m.EnrolledAt), ts(m.LastSeen), state, orDash(m.Version), orDash(m.LastUpdate))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, orDash(strings.TrimPrefix(attrs, ",")), orDash(relayText(m.Relay, m.Replica)),
+			ts(m.EnrolledAt), ts(m.LastSeen), memberState(m), orDash(m.Version), orDash(m.LastUpdate))
 	}
 	return tw.Flush()
+}
+
+// relayText is a relay name as the lists show it, marked when the node
+// serves it as a replica.
+func relayText(relay string, replica bool) string {
+	if relay != "" && replica {
+		return relay + " (replica)"
+	}
+	return relay
+}
+
+// memberState is a member's STATE column: offline, online, paused,
+// draining, and the outlets it reports down.
+func memberState(m authority.MemberStatus) string {
+	switch {
+	case m.Revoked:
+		return "revoked"
+	case !m.Live:
+		return "unknown (authority not running)"
+	case !m.Connected:
+		return "offline"
+	}
+	return "online" + healthText(m.Paused, m.Draining, m.Down)
+}
+
+// healthText is what a node reports of itself, for a list: "" when all
+// is well, else ", paused", ", draining", ", down: web,db".
+func healthText(paused, draining bool, down []string) string {
+	var out string
+	if paused {
+		out += ", paused"
+	}
+	if draining {
+		out += ", draining"
+	}
+	if len(down) > 0 {
+		esc := make([]string, len(down))
+		for i, d := range down {
+			esc[i] = escape.String(d)
+		}
+		out += ", down: " + strings.Join(esc, ",")
+	}
+	return out
 }
 
 func cmdMembersRevoke(ctx context.Context, c *cliutil.Call) error {

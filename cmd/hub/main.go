@@ -57,6 +57,7 @@ func program() *cliutil.Program {
 			{Name: "ticket create", Synopsis: "--dir AUTH [flags]", Run: cmdTicketCreate,
 				Summary: "create an enrollment ticket",
 				Example: "ticket create --dir auth --attribute inlet-to-saas --relay acme-relay --out acme.ticket\n" +
+					"ticket create --dir auth --attribute outlet-from-saas --relay acme-relay --replica --usage-count 2 --out acme-replica.ticket\n" +
 					"ticket create --dir auth --enroller --enroller-may-grant inlet-to-saas --enroller-relays 'acme-*' --out saas.ticket"},
 			{Name: "ticket list", Synopsis: "--dir AUTH [--json]", Run: cmdTicketList,
 				Summary: "list tickets: uses left, expiry, who made them",
@@ -65,13 +66,13 @@ func program() *cliutil.Program {
 				Summary: "withdraw a ticket (one that leaked) so it can no longer be redeemed",
 				Example: "ticket revoke --dir auth T1a2b3c4d5e6f"},
 			{Name: "members list", Synopsis: "--dir AUTH [--json]", Run: cmdMembersList,
-				Summary: "list members with what the relay knows of them now",
+				Summary: "list members with what the relay knows of them now (online, paused, draining, outlets down)",
 				Example: "members list --dir auth --json"},
 			{Name: "members revoke", Synopsis: "--dir AUTH IDENTIFIER", Run: cmdMembersRevoke,
 				Summary: "revoke a member for good: the relay closes its connections at once",
 				Example: "members revoke --dir auth I5f3c…"},
 			{Name: "relay list", Synopsis: "--dir HUB [--json]", Run: cmdRelayList,
-				Summary: "list relay names and the identity that owns each",
+				Summary: "list relay names, the identity that owns each, and the nodes serving it now with their health",
 				Example: "relay list --dir hub"},
 			{Name: "relay release", Synopsis: "--dir HUB NAME", Run: cmdRelayRelease,
 				Summary: "free a relay name so another identity may register it",

@@ -245,9 +245,21 @@ func cmdRelayList(ctx context.Context, c *cliutil.Call) error {
 		return printJSON(c, rs)
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "RELAY\tOWNER\tSINCE\tUP")
+	fmt.Fprintln(tw, "RELAY\tOWNER\tSINCE\tUP\tSERVED-BY")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Owner, ts(r.Since), yesNo(r.Up))
+		name := r.Name
+		if r.Replicas {
+			name += " (replicas)"
+		}
+		var by []string
+		for _, o := range r.Owners {
+			h := strings.TrimPrefix(healthText(o.Paused, o.Draining, o.Down), ", ")
+			if h != "" {
+				h = " (" + h + ")"
+			}
+			by = append(by, o.ID+h)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, r.Owner, ts(r.Since), yesNo(r.Up), orDash(strings.Join(by, ", ")))
 	}
 	return tw.Flush()
 }

@@ -40,6 +40,10 @@ type MemberStatus struct {
 	Connected bool   `json:"connected"`
 	RelayUp   string `json:"relay_up,omitempty"`
 	Paused    bool   `json:"paused,omitempty"`
+	// Draining and Down are the node's last report to the relay: it is
+	// draining for maintenance; these outlets cannot reach their target.
+	Draining bool     `json:"draining,omitempty"`
+	Down     []string `json:"down,omitempty"`
 }
 
 var (
@@ -87,6 +91,7 @@ func members(ctx context.Context, a *enroll.Authority, live map[string]control.N
 		st := MemberStatus{Member: m, Live: live != nil}
 		if n, ok := live[m.ID]; ok {
 			st.Connected, st.RelayUp, st.Paused = n.Connected, n.Relay, n.Paused
+			st.Draining, st.Down = n.Draining, n.Down
 			if n.Version != "" {
 				st.Version, st.Platform = n.Version, n.Platform
 			}
@@ -101,7 +106,7 @@ func members(ctx context.Context, a *enroll.Authority, live map[string]control.N
 func (s *Server) CreateTicket(ctx context.Context, o enroll.TicketOptions) (string, error) {
 	text, g, err := s.ticketAuthority().CreateTicket(ctx, o)
 	if err == nil {
-		s.log.Info("ticket created", "ticket", g.TicketID, "relay", g.Relay, "enroller", g.Enroller, "uses", g.Uses,
+		s.log.Info("ticket created", "ticket", g.TicketID, "relay", g.Relay, "replica", g.Replica, "enroller", g.Enroller, "uses", g.Uses,
 			"expires", g.Expires().UTC().Format(time.RFC3339))
 	}
 	return text, err

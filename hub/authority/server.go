@@ -397,7 +397,7 @@ func (s *Server) answer(ctx context.Context, log *slog.Logger, peer key.NodePubl
 		if req.DryRun {
 			return control.CredentialResponse{}, nil
 		}
-		log.Info("node enrolled", "ticket", mem.TicketID, "relay", mem.Relay, "enroller", mem.Enroller)
+		log.Info("node enrolled", "ticket", mem.TicketID, "relay", mem.Relay, "replica", mem.Replica, "enroller", mem.Enroller)
 		return control.CredentialResponse{Credential: cred}, nil
 	case control.TypeRefresh:
 		cred, err := s.auth.Refresh(ctx, peer)
@@ -411,13 +411,13 @@ func (s *Server) answer(ctx context.Context, log *slog.Logger, peer key.NodePubl
 			return nil, badRequest(err)
 		}
 		text, g, err := s.ticketAuthority().CreateTicketAs(ctx, peer, enroll.TicketOptions{
-			Attributes: req.Attributes, Relay: req.Relay, ExpiresIn: time.Duration(req.ExpiresIn) * time.Second, Uses: req.Uses,
+			Attributes: req.Attributes, Relay: req.Relay, Replica: req.Replica, ExpiresIn: time.Duration(req.ExpiresIn) * time.Second, Uses: req.Uses,
 		})
 		if err != nil {
 			log.Info("enroller ticket refused", "err", err)
 			return nil, err
 		}
-		log.Info("ticket created by enroller", "ticket", g.TicketID, "relay", g.Relay, "uses", g.Uses)
+		log.Info("ticket created by enroller", "ticket", g.TicketID, "relay", g.Relay, "replica", g.Replica, "uses", g.Uses)
 		return control.CreateTicketResponse{Ticket: text}, nil
 	case control.TypeLeave:
 		if _, err := s.auth.Member(ctx, peer); err != nil {

@@ -525,7 +525,7 @@ func TestClusterBadInput(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	conn.Exec(ctx, "update edgeportal_schema set version = 99")
-	oneLine(run("serve", "--dir", hub1), "schema version 99, this hub knows versions up to 1")
+	oneLine(run("serve", "--dir", hub1), "schema version 99, this hub knows versions up to 2")
 	var v int
 	conn.QueryRow(ctx, "select version from edgeportal_schema").Scan(&v)
 	if v != 99 {

@@ -25,6 +25,13 @@
 //	   authority). Redeem, refresh, create-ticket and leave go to the
 //	   authority over the node's end-to-end channel with it, never to the
 //	   relay.
+//	   Later in set 2, fields only (each omitted when empty, so either
+//	   side may be older): relay replicas. node-state carries Draining
+//	   and Down (outlets whose target is unreachable); open-session
+//	   carries the first portal's Outlet and the owners to Avoid, and its
+//	   answer how many owners are Healthy; live-status carries each
+//	   node's replica and health; create-ticket carries Replica; the
+//	   refusals relay-unhealthy and (of a stream) draining.
 //
 // May be imported by enroll, portal, hub, agent.
 package control
@@ -96,6 +103,11 @@ const (
 	ErrCodeOutsideScope    = "outside-scope"      // an enroller asked for more than its ticket lets it grant
 	ErrCodeNoAuthority     = "no-authority"       // the authority is not connected to the relay
 	ErrCodeSlowDown        = "slow-down"          // too many requests of this kind: wait RetryAfterMS, then ask again
+	// ErrCodeRelayUnhealthy: the relay's owners are connected, but none
+	// can take the session now (each one paused, draining, its target
+	// for the outlet down, or avoided by the asker); the message says
+	// why, owner by owner.
+	ErrCodeRelayUnhealthy = "relay-unhealthy"
 )
 
 // Error is a refusal from the other side.
@@ -255,6 +267,11 @@ type NodeLive struct {
 	Platform   string `cbor:"6,keyasint,omitempty"`
 	LastSeen   int64  `cbor:"7,keyasint,omitempty"`
 	LastUpdate string `cbor:"8,keyasint,omitempty"`
+	// Replica: the node serves Relay as one of its replicas.
+	Replica bool `cbor:"9,keyasint,omitempty"`
+	// Draining and Down are the node's last NodeState.
+	Draining bool     `cbor:"10,keyasint,omitempty"`
+	Down     []string `cbor:"11,keyasint,omitempty"`
 }
 
 // RedeemRequest asks the hub to admit this node (identified by its Noise
@@ -284,13 +301,26 @@ type Empty struct{}
 // OpenSessionRequest asks the hub for a session to the node behind a relay.
 type OpenSessionRequest struct {
 	Relay string `cbor:"1,keyasint"`
+	// Outlet is the outlet of the portal the channel is opened for (a
+	// hint: among a relay's replicas, the hub prefers one that does not
+	// report that outlet's target down).
+	Outlet string `cbor:"2,keyasint,omitempty"`
+	// Avoid lists owners the asker does not want (it has a channel to
+	// them already, or they refused the outlet lately).
+	Avoid []string `cbor:"3,keyasint,omitempty"`
 }
+
+// MaxAvoid bounds OpenSessionRequest.Avoid (a relay has few replicas).
+const MaxAvoid = 32
 
 // OpenSessionResponse names the session token and the peer that owns the
 // relay. Both nodes dial a data connection with the token.
 type OpenSessionResponse struct {
 	Token []byte `cbor:"1,keyasint"`
 	Peer  string `cbor:"2,keyasint"` // identifier of the relay's node
+	// Healthy is how many of the relay's owners could take the outlet now
+	// (the one picked included; 0 from a hub that predates replicas).
+	Healthy int `cbor:"3,keyasint,omitempty"`
 }
 
 // Incoming tells a relay's node that a peer wants a session.
@@ -306,6 +336,7 @@ type CreateTicketRequest struct {
 	Relay      string            `cbor:"2,keyasint,omitempty"`
 	ExpiresIn  int64             `cbor:"3,keyasint"` // seconds
 	Uses       int               `cbor:"4,keyasint"`
+	Replica    bool              `cbor:"5,keyasint,omitempty"`
 }
 
 // CreateTicketResponse carries the ticket text.
@@ -345,6 +376,9 @@ const (
 	// PortalSlowDown: the peer opens portals faster than this node's
 	// per-peer limits allow, or has too many open.
 	PortalSlowDown = "slow-down"
+	// PortalDraining: the node is draining for maintenance: open portals
+	// finish, new ones go elsewhere.
+	PortalDraining = "draining"
 )
 
 // CommandPush carries a signed command (agent/command) to its node.
@@ -360,10 +394,17 @@ type CommandAck struct {
 	Reason  string `cbor:"3,keyasint,omitempty"`
 }
 
-// NodeState reports customer-controlled state to the hub.
+// NodeState reports the node's state to the hub, whenever it changes
+// and on every connection: the customer's pause, a drain, and the
+// outlets whose target the node cannot reach (its health checks).
 type NodeState struct {
-	Paused bool `cbor:"1,keyasint"`
+	Paused   bool     `cbor:"1,keyasint"`
+	Draining bool     `cbor:"2,keyasint,omitempty"`
+	Down     []string `cbor:"3,keyasint,omitempty"` // outlet names, sorted
 }
+
+// MaxDown bounds NodeState.Down as the hub keeps it.
+const MaxDown = 256
 
 // ReleaseCheck asks for the newest release of a channel, or one version.
 type ReleaseCheck struct {

@@ -66,6 +66,35 @@ func TestGolden(t *testing.T) {
 			  04 a1                             #   4 Body: map(1)
 			    01 6a 61636d652d72656c6179      #     1 Relay: "acme-relay"
 		`},
+		{"open session to a replica", func() ([]byte, error) {
+			return Encode(TypeOpenSession, 42, OpenSessionRequest{Relay: "acme-relay", Outlet: "web", Avoid: []string{"Ia"}})
+		}, `
+			a3                                  # map(3)
+			  01 04                             #   1 Type: 4 (open-session)
+			  02 18 2a                          #   2 ID: 42
+			  04 a3                             #   4 Body: map(3)
+			    01 6a 61636d652d72656c6179      #     1 Relay: "acme-relay"
+			    02 63 776562                    #     2 Outlet: "web"
+			    03 81 62 4961                   #     3 Avoid: ["Ia"]
+		`},
+		{"node state", func() ([]byte, error) {
+			return Encode(TypeNodeState, 8, NodeState{Draining: true, Down: []string{"web"}})
+		}, `
+			a3                                  # map(3)
+			  01 0c                             #   1 Type: 12 (node-state)
+			  02 08                             #   2 ID: 8
+			  04 a3                             #   4 Body: map(3)
+			    01 f4                           #     1 Paused: false (always sent)
+			    02 f5                           #     2 Draining: true
+			    03 81 63 776562                 #     3 Down: ["web"]
+		`},
+		{"node state, paused only", func() ([]byte, error) { return Encode(TypeNodeState, 8, NodeState{Paused: true}) }, `
+			a3                                  # map(3)
+			  01 0c                             #   1 Type: 12 (node-state)
+			  02 08                             #   2 ID: 8
+			  04 a1                             #   4 Body: map(1): as before replicas
+			    01 f5                           #     1 Paused: true
+		`},
 		{"welcome", func() ([]byte, error) { return Encode(TypeWelcome, 0, Welcome{Role: RoleMember}) }, `
 			a2                                  # map(2): a push has no ID
 			  01 10                             #   1 Type: 16 (welcome)
@@ -148,6 +177,10 @@ func FuzzDecode(f *testing.F) {
 		v  any
 	}{
 		{TypeOpenSession, 1, OpenSessionRequest{Relay: "r"}},
+		{TypeOpenSession, 2, OpenSessionRequest{Relay: "r", Outlet: "web", Avoid: []string{"Ia", "Ib"}}},
+		{TypeResponse, 2, OpenSessionResponse{Token: make([]byte, 32), Peer: "Ia", Healthy: 2}},
+		{TypeNodeState, 3, NodeState{Paused: true, Draining: true, Down: []string{"db", "web"}}},
+		{TypeResponse, 9, LiveStatus{Nodes: []NodeLive{{ID: "I2", Connected: true, Relay: "r", Replica: true, Draining: true, Down: []string{"web"}}}}},
 		{TypeIncoming, 0, Incoming{Token: make([]byte, 32), Relay: "r", From: "I0"}},
 		{TypeCreateTicket, 9, CreateTicketRequest{Attributes: map[string]string{"a": "true"}, Relay: "r", ExpiresIn: 3600, Uses: 2}},
 		{TypeResponse, 9, LiveStatus{Nodes: []NodeLive{{ID: "I1", Connected: true, Relay: "r", LastSeen: 5}}}},

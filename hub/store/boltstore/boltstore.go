@@ -345,7 +345,7 @@ func (s *Store) ListCommands(ctx context.Context, relay string) ([]hub.CommandRe
 }
 
 // ClaimRelay implements hub.RelayStore.
-func (s *Store) ClaimRelay(ctx context.Context, name, owner string, at int64) (hub.RelayBinding, error) {
+func (s *Store) ClaimRelay(ctx context.Context, name, owner string, replicas bool, at int64) (hub.RelayBinding, error) {
 	var b hub.RelayBinding
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketRelays)
@@ -353,7 +353,7 @@ func (s *Store) ClaimRelay(ctx context.Context, name, owner string, at int64) (h
 		if err != nil || ok {
 			return err
 		}
-		b = hub.RelayBinding{Name: name, Owner: owner, Since: at}
+		b = hub.RelayBinding{Name: name, Owner: owner, Since: at, Replicas: replicas}
 		return put(bk, []byte(name), b)
 	})
 	return b, err

@@ -269,7 +269,7 @@ func (s *Store) ImportRelay(ctx context.Context, from hub.Store) (n int, err err
 	}
 	err = s.tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		for _, b := range relays {
-			if _, err := tx.Exec(ctx, `insert into relays (name, owner, since) values ($1, $2, $3)`, b.Name, b.Owner, b.Since); err != nil {
+			if _, err := tx.Exec(ctx, `insert into relays (name, owner, since, replicas) values ($1, $2, $3, $4)`, b.Name, b.Owner, b.Since, b.Replicas); err != nil {
 				return err
 			}
 		}

@@ -22,7 +22,10 @@
 // the next sequence number with an update of the target's counter row in
 // the same transaction as the insert, so numbers per target are strictly
 // increasing whichever relay node queues; ClaimRelay is an insert that
-// keeps an existing binding (one owner per name).
+// keeps an existing binding (one owner per name, whose kind, sole owner
+// or replicas', never changes). Presence is one row per relay and owner
+// (schema version 2), so a relay's replicas each hold their own lease,
+// with the health their node reported.
 //
 // Events (hub.Event) travel as NOTIFY on one channel, sent in the
 // transaction of the change they announce, so a listener sees one exactly

@@ -126,6 +126,51 @@ func TestSchema(t *testing.T) {
 	}
 }
 
+// TestMigrateV1: a relay database at schema version 1 (before replicas),
+// holding a binding and a presence, opens at version 2 with both kept:
+// the binding a sole owner's, the presence one owner's row.
+func TestMigrateV1(t *testing.T) {
+	ctx := context.Background()
+	url := newDB(t)
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, q := range []string{
+		`create table edgeportal_schema (kind text not null, version int not null)`,
+		`insert into edgeportal_schema (kind, version) values ('relay', 1)`,
+		pgstore.Migrations[pgstore.Relay][0],
+		`insert into relays (name, owner, since) values ('acme-relay', 'Ia', 7)`,
+		`insert into relay_nodes (id, key, addrs) values ('Ra', 'k', '{127.0.0.1:1}')`,
+		`insert into presence (relay, owner, node, lease_until) values ('acme-relay', 'Ia', 'Ra', now() + interval '1 minute')`,
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s := open(t, url, pgstore.Relay)
+	var v int
+	c.QueryRow(ctx, `select version from edgeportal_schema`).Scan(&v)
+	if v != 2 || pgstore.SchemaVersion(pgstore.Relay) != 2 {
+		t.Fatalf("schema version after open = %d (build knows %d), want 2", v, pgstore.SchemaVersion(pgstore.Relay))
+	}
+	if b, err := s.GetRelay(ctx, "acme-relay"); err != nil || b != (hub.RelayBinding{Name: "acme-relay", Owner: "Ia", Since: 7}) {
+		t.Fatalf("binding after the migration = %+v, %v", b, err)
+	}
+	ps, err := s.LookupPresence(ctx, "acme-relay")
+	if err != nil || len(ps) != 1 || ps[0].Owner != "Ia" || ps[0].Node != "Ra" || !ps[0].Health.OK("web") {
+		t.Fatalf("presence after the migration = %+v, %v", ps, err)
+	}
+	// Now a second owner's row fits beside it.
+	if _, err := s.ClaimPresence(ctx, hub.Presence{Relay: "acme-relay", Owner: "Ib", Node: "Ra"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := s.LookupPresence(ctx, "acme-relay"); len(ps) != 2 {
+		t.Fatalf("two owners' presence after the migration: %+v", ps)
+	}
+}
+
 func TestBadURL(t *testing.T) {
 	tests := []struct{ url, want string }{
 		{"postgres://hub:hunter2@127.0.0.1/db", "carries a password"},
@@ -163,7 +208,7 @@ func TestDownWhileServing(t *testing.T) {
 	url := newDB(t)
 	s := open(t, url, pgstore.Relay)
 	ctx := context.Background()
-	if _, err := s.ClaimRelay(ctx, "r1", "Ia", 1); err != nil {
+	if _, err := s.ClaimRelay(ctx, "r1", "Ia", false, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := server.Kill(ctx); err != nil {
@@ -204,7 +249,8 @@ func TestImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	b.ClaimRelay(ctx, "acme", "Ia", 1)
+	b.ClaimRelay(ctx, "acme", "Ia", false, 1)
+	b.ClaimRelay(ctx, "shared", "Ib", true, 1)
 	b.AddRevocation(ctx, hub.Revoked{ID: "Iz", RevokedAt: 2, Notice: []byte("n")})
 	b.UpdateNode(ctx, "Ia", func(n *hub.NodeRecord) { n.Version = "v1" })
 	for range 3 {
@@ -214,11 +260,14 @@ func TestImport(t *testing.T) {
 	}
 	p := open(t, newDB(t), pgstore.Relay)
 	n, err := p.ImportRelay(ctx, b)
-	if err != nil || n != 6 {
+	if err != nil || n != 7 {
 		t.Fatalf("import = %d, %v", n, err)
 	}
 	if seq, _ := p.NextSeq(ctx, "Ia"); seq != 4 {
 		t.Fatalf("next seq after import %d, want 4", seq)
+	}
+	if rb, err := p.GetRelay(ctx, "shared"); err != nil || !rb.Replicas || rb.Owner != "Ib" {
+		t.Fatalf("a replicas' binding after import: %+v, %v", rb, err)
 	}
 	if _, err := p.ImportRelay(ctx, b); err == nil {
 		t.Fatal("a second import into a non-empty database succeeded")

@@ -34,25 +34,27 @@ func notify(ctx context.Context, tx pgx.Tx, ev hub.Event) error {
 }
 
 // ClaimRelay implements hub.RelayStore: the first owner's binding stays.
-func (s *Store) ClaimRelay(ctx context.Context, name, owner string, at int64) (hub.RelayBinding, error) {
+func (s *Store) ClaimRelay(ctx context.Context, name, owner string, replicas bool, at int64) (hub.RelayBinding, error) {
 	var b hub.RelayBinding
 	err := s.op(ctx, func(ctx context.Context) error {
 		// One statement: insert unless bound, then read whichever binding holds.
 		return s.pool.QueryRow(ctx, `with ins as (
-				insert into relays (name, owner, since) values ($1, $2, $3)
-				on conflict (name) do nothing returning name, owner, since)
-			select name, owner, since from ins
-			union all select name, owner, since from relays where name = $1
-			limit 1`, name, owner, at).Scan(&b.Name, &b.Owner, &b.Since)
+				insert into relays (name, owner, since, replicas) values ($1, $2, $3, $4)
+				on conflict (name) do nothing returning `+bindingCols+`)
+			select `+bindingCols+` from ins
+			union all select `+bindingCols+` from relays where name = $1
+			limit 1`, name, owner, at, replicas).Scan(&b.Name, &b.Owner, &b.Since, &b.Replicas)
 	})
 	return b, err
 }
+
+const bindingCols = `name, owner, since, replicas`
 
 // ReleaseRelay implements hub.RelayStore.
 func (s *Store) ReleaseRelay(ctx context.Context, name string) (hub.RelayBinding, error) {
 	var b hub.RelayBinding
 	err := s.tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `delete from relays where name = $1 returning name, owner, since`, name).Scan(&b.Name, &b.Owner, &b.Since)
+		err := tx.QueryRow(ctx, `delete from relays where name = $1 returning `+bindingCols, name).Scan(&b.Name, &b.Owner, &b.Since, &b.Replicas)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return hub.ErrNotFound
 		}
@@ -72,11 +74,15 @@ func (s *Store) ReleaseRelaysOf(ctx context.Context, owner string) ([]hub.RelayB
 	var out []hub.RelayBinding
 	err := s.tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		out = nil
-		rows, err := tx.Query(ctx, `delete from relays where owner = $1 returning name, owner, since`, owner)
+		rows, err := tx.Query(ctx, `delete from relays where owner = $1 returning `+bindingCols, owner)
 		if err != nil {
 			return err
 		}
 		if out, err = pgx.CollectRows(rows, scanBinding); err != nil {
+			return err
+		}
+		// The owner's presence as a replica of names it does not own.
+		if _, err := tx.Exec(ctx, `delete from presence where owner = $1`, owner); err != nil {
 			return err
 		}
 		for _, b := range out {
@@ -94,7 +100,7 @@ func (s *Store) ReleaseRelaysOf(ctx context.Context, owner string) ([]hub.RelayB
 
 func scanBinding(r pgx.CollectableRow) (hub.RelayBinding, error) {
 	var b hub.RelayBinding
-	err := r.Scan(&b.Name, &b.Owner, &b.Since)
+	err := r.Scan(&b.Name, &b.Owner, &b.Since, &b.Replicas)
 	return b, err
 }
 
@@ -102,7 +108,7 @@ func scanBinding(r pgx.CollectableRow) (hub.RelayBinding, error) {
 func (s *Store) GetRelay(ctx context.Context, name string) (hub.RelayBinding, error) {
 	var b hub.RelayBinding
 	err := s.op(ctx, func(ctx context.Context) error {
-		err := s.pool.QueryRow(ctx, `select name, owner, since from relays where name = $1`, name).Scan(&b.Name, &b.Owner, &b.Since)
+		err := s.pool.QueryRow(ctx, `select `+bindingCols+` from relays where name = $1`, name).Scan(&b.Name, &b.Owner, &b.Since, &b.Replicas)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return hub.ErrNotFound
 		}
@@ -115,7 +121,7 @@ func (s *Store) GetRelay(ctx context.Context, name string) (hub.RelayBinding, er
 func (s *Store) ListRelays(ctx context.Context) ([]hub.RelayBinding, error) {
 	var out []hub.RelayBinding
 	err := s.op(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, `select name, owner, since from relays order by name`)
+		rows, err := s.pool.Query(ctx, `select `+bindingCols+` from relays order by name`)
 		if err != nil {
 			return err
 		}
@@ -372,64 +378,96 @@ func (s *Store) Heartbeat(ctx context.Context, node string, authority bool, leas
 }
 
 // ClaimPresence implements hub.ClusterStore.
-func (s *Store) ClaimPresence(ctx context.Context, relay, owner, node string, lease time.Duration) (string, error) {
+func (s *Store) ClaimPresence(ctx context.Context, p hub.Presence, lease time.Duration) (string, error) {
 	var prev string
 	err := s.tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		prev = ""
-		err := tx.QueryRow(ctx, `select node from presence where relay = $1 and lease_until > now() for update`, relay).Scan(&prev)
+		err := tx.QueryRow(ctx, `select node from presence where relay = $1 and owner = $2 and lease_until > now() for update`, p.Relay, p.Owner).Scan(&prev)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `insert into presence (relay, owner, node, lease_until) values ($1, $2, $3, now() + $4::interval)
-			on conflict (relay) do update set owner = excluded.owner, node = excluded.node, lease_until = excluded.lease_until`,
-			relay, owner, node, lease.String()); err != nil {
+		if _, err := tx.Exec(ctx, `insert into presence (relay, owner, node, lease_until, paused, draining, down)
+			values ($1, $2, $3, now() + $4::interval, $5, $6, $7)
+			on conflict (relay, owner) do update set node = excluded.node, lease_until = excluded.lease_until,
+				paused = excluded.paused, draining = excluded.draining, down = excluded.down`,
+			p.Relay, p.Owner, p.Node, lease.String(), p.Paused, p.Draining, downOf(p.Health)); err != nil {
 			return err
 		}
-		if prev != "" && prev != node {
-			return notify(ctx, tx, hub.Event{Kind: hub.EventMoved, Relay: relay, Node: node, Target: owner})
+		if prev != "" && prev != p.Node {
+			return notify(ctx, tx, hub.Event{Kind: hub.EventMoved, Relay: p.Relay, Node: p.Node, Target: p.Owner})
 		}
 		return nil
 	})
-	if prev == node {
+	if prev == p.Node {
 		prev = ""
 	}
 	return prev, err
 }
 
-// DropPresence implements hub.ClusterStore.
-func (s *Store) DropPresence(ctx context.Context, relay, node string) error {
+// downOf is h.Down as the column holds it (never null).
+func downOf(h hub.Health) []string {
+	if h.Down == nil {
+		return []string{}
+	}
+	return h.Down
+}
+
+// SetPresenceHealth implements hub.ClusterStore.
+func (s *Store) SetPresenceHealth(ctx context.Context, relay, owner, node string, h hub.Health) error {
 	return s.op(ctx, func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, `delete from presence where relay = $1 and node = $2`, relay, node)
+		_, err := s.pool.Exec(ctx, `update presence set paused = $4, draining = $5, down = $6 where relay = $1 and owner = $2 and node = $3`,
+			relay, owner, node, h.Paused, h.Draining, downOf(h))
 		return err
 	})
 }
 
-// LookupPresence implements hub.ClusterStore.
-func (s *Store) LookupPresence(ctx context.Context, relay string) (hub.Presence, error) {
-	var p hub.Presence
-	err := s.op(ctx, func(ctx context.Context) error {
-		err := s.pool.QueryRow(ctx, `select relay, owner, node from presence where relay = $1 and lease_until > now()`, relay).Scan(&p.Relay, &p.Owner, &p.Node)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return hub.ErrNotFound
-		}
+// DropPresence implements hub.ClusterStore.
+func (s *Store) DropPresence(ctx context.Context, relay, owner, node string) error {
+	return s.op(ctx, func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `delete from presence where relay = $1 and owner = $2 and node = $3`, relay, owner, node)
 		return err
 	})
+}
+
+const presenceCols = `relay, owner, node, paused, draining, down`
+
+func scanPresence(r pgx.CollectableRow) (hub.Presence, error) {
+	var p hub.Presence
+	err := r.Scan(&p.Relay, &p.Owner, &p.Node, &p.Paused, &p.Draining, &p.Down)
+	if len(p.Down) == 0 {
+		p.Down = nil
+	}
 	return p, err
 }
 
-// ListPresence implements hub.ClusterStore.
-func (s *Store) ListPresence(ctx context.Context) ([]hub.Presence, error) {
+// LookupPresence implements hub.ClusterStore, by owner.
+func (s *Store) LookupPresence(ctx context.Context, relay string) ([]hub.Presence, error) {
 	var out []hub.Presence
 	err := s.op(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, `select relay, owner, node from presence where lease_until > now() order by relay`)
+		rows, err := s.pool.Query(ctx, `select `+presenceCols+` from presence where relay = $1 and lease_until > now() order by owner`, relay)
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (hub.Presence, error) {
-			var p hub.Presence
-			err := r.Scan(&p.Relay, &p.Owner, &p.Node)
-			return p, err
-		})
+		if out, err = pgx.CollectRows(rows, scanPresence); err != nil {
+			return err
+		}
+		if len(out) == 0 {
+			return hub.ErrNotFound
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListPresence implements hub.ClusterStore, by relay and owner.
+func (s *Store) ListPresence(ctx context.Context) ([]hub.Presence, error) {
+	var out []hub.Presence
+	err := s.op(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `select `+presenceCols+` from presence where lease_until > now() order by relay, owner`)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, scanPresence)
 		return err
 	})
 	return out, err

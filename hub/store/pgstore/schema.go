@@ -77,6 +77,16 @@ var migrations = map[Kind][]string{
 			lease_until timestamptz not null
 		);
 		create index presence_node on presence (node);`,
+		// 2: relays served by replicas: a binding says whether its name
+		// takes replicas, presence is one row per (relay, owner), and
+		// each carries what its owner last reported of its health.
+		`alter table relays add column replicas boolean not null default false;
+		alter table presence drop constraint presence_pkey;
+		alter table presence add primary key (relay, owner);
+		alter table presence add column paused boolean not null default false;
+		alter table presence add column draining boolean not null default false;
+		alter table presence add column down text[] not null default '{}';
+		create index presence_owner on presence (owner);`,
 	},
 	Authority: {
 		// 1: tickets (never a secret: the hash) and members.

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -40,11 +41,11 @@ func Relay(t *testing.T, open func(t *testing.T) hub.Store) {
 	t.Run("ClaimRelay", func(t *testing.T) {
 		s := open(t)
 		c := ctx(t)
-		b, err := s.ClaimRelay(c, "acme-relay", "Ia", 10)
+		b, err := s.ClaimRelay(c, "acme-relay", "Ia", false, 10)
 		if err != nil || b != (hub.RelayBinding{Name: "acme-relay", Owner: "Ia", Since: 10}) {
 			t.Fatalf("first claim = %+v, %v", b, err)
 		}
-		b, err = s.ClaimRelay(c, "acme-relay", "Ib", 20)
+		b, err = s.ClaimRelay(c, "acme-relay", "Ib", false, 20)
 		if err != nil || b.Owner != "Ia" || b.Since != 10 {
 			t.Fatalf("second identity's claim = %+v, %v; want the first owner kept", b, err)
 		}
@@ -57,11 +58,11 @@ func Relay(t *testing.T, open func(t *testing.T) hub.Store) {
 		if b, err := s.ReleaseRelay(c, "acme-relay"); err != nil || b.Owner != "Ia" {
 			t.Fatalf("ReleaseRelay = %+v, %v", b, err)
 		}
-		if b, _ := s.ClaimRelay(c, "acme-relay", "Ib", 30); b.Owner != "Ib" {
+		if b, _ := s.ClaimRelay(c, "acme-relay", "Ib", false, 30); b.Owner != "Ib" {
 			t.Fatalf("claim after release = %+v, want Ib", b)
 		}
-		s.ClaimRelay(c, "b-relay", "Ib", 31)
-		s.ClaimRelay(c, "c-relay", "Ic", 32)
+		s.ClaimRelay(c, "b-relay", "Ib", false, 31)
+		s.ClaimRelay(c, "c-relay", "Ic", false, 32)
 		freed, err := s.ReleaseRelaysOf(c, "Ib")
 		if err != nil || len(freed) != 2 {
 			t.Fatalf("ReleaseRelaysOf = %+v, %v; want 2", freed, err)
@@ -80,7 +81,7 @@ func Relay(t *testing.T, open func(t *testing.T) hub.Store) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				b, err := s.ClaimRelay(c, "contested", fmt.Sprintf("I%02d", i), int64(i))
+				b, err := s.ClaimRelay(c, "contested", fmt.Sprintf("I%02d", i), i%2 == 0, int64(i))
 				if err != nil {
 					t.Errorf("claim %d: %v", i, err)
 				}
@@ -93,8 +94,51 @@ func Relay(t *testing.T, open func(t *testing.T) hub.Store) {
 				t.Fatalf("claims saw different owners: %v", owners)
 			}
 		}
-		if b, _ := s.GetRelay(c, "contested"); b.Owner != owners[0] {
+		b, _ := s.GetRelay(c, "contested")
+		if b.Owner != owners[0] {
 			t.Fatalf("stored owner %s, claims saw %s", b.Owner, owners[0])
+		}
+		// The winner's kind is the binding's: even-numbered claimants
+		// asked for a replicas' binding.
+		var i int
+		fmt.Sscanf(b.Owner, "I%02d", &i)
+		if b.Replicas != (i%2 == 0) {
+			t.Fatalf("binding of %s has Replicas %v; its claim asked for %v", b.Owner, b.Replicas, i%2 == 0)
+		}
+	})
+	t.Run("ReplicaBinding", func(t *testing.T) {
+		s := open(t)
+		c := ctx(t)
+		b, err := s.ClaimRelay(c, "acme-relay", "Ia", true, 10)
+		if err != nil || b != (hub.RelayBinding{Name: "acme-relay", Owner: "Ia", Since: 10, Replicas: true}) {
+			t.Fatalf("first replica's claim = %+v, %v", b, err)
+		}
+		// Another replica's claim, or a sole owner's, leaves the binding
+		// exactly as it was (the relay decides who may join).
+		for _, replicas := range []bool{true, false} {
+			b, err = s.ClaimRelay(c, "acme-relay", "Ib", replicas, 20)
+			if err != nil || b != (hub.RelayBinding{Name: "acme-relay", Owner: "Ia", Since: 10, Replicas: true}) {
+				t.Fatalf("claim by Ib (replicas %v) = %+v, %v; want the first binding unchanged", replicas, b, err)
+			}
+		}
+		if b, err := s.GetRelay(c, "acme-relay"); err != nil || !b.Replicas || b.Owner != "Ia" {
+			t.Fatalf("GetRelay = %+v, %v", b, err)
+		}
+		// A sole owner's binding stays one whoever asks.
+		s.ClaimRelay(c, "solo-relay", "Ic", false, 11)
+		if b, _ := s.ClaimRelay(c, "solo-relay", "Id", true, 21); b.Replicas || b.Owner != "Ic" {
+			t.Fatalf("a replica's claim of a sole owner's name = %+v", b)
+		}
+		all, err := s.ListRelays(c)
+		if err != nil || len(all) != 2 || !all[0].Replicas || all[1].Replicas {
+			t.Fatalf("ListRelays = %+v, %v", all, err)
+		}
+		freed, err := s.ReleaseRelaysOf(c, "Ia")
+		if err != nil || len(freed) != 1 || !freed[0].Replicas {
+			t.Fatalf("ReleaseRelaysOf(first replica) = %+v, %v", freed, err)
+		}
+		if b, _ := s.ClaimRelay(c, "acme-relay", "Ib", true, 30); b.Owner != "Ib" || !b.Replicas {
+			t.Fatalf("the next replica's claim after the release = %+v", b)
 		}
 	})
 	t.Run("Revocations", func(t *testing.T) {
@@ -376,25 +420,31 @@ func Cluster(t *testing.T, open func(t *testing.T) (a, b interface {
 		if err != nil || len(ns) != 2 || !ns[0].Key.Equal(ka) || !ns[0].Alive || !ns[0].Authority || ns[1].Alive {
 			t.Fatalf("RelayNodes = %+v, %v", ns, err)
 		}
-		if prev, err := a.ClaimPresence(c, "acme", "Io", "Ra", time.Minute); err != nil || prev != "" {
-			t.Fatalf("claim = %q, %v", prev, err)
+		claim := func(st hub.ClusterStore, p hub.Presence, lease time.Duration) string {
+			t.Helper()
+			prev, err := st.ClaimPresence(c, p, lease)
+			if err != nil {
+				t.Fatalf("claim %+v: %v", p, err)
+			}
+			return prev
 		}
-		if p, err := b.LookupPresence(c, "acme"); err != nil || p != (hub.Presence{Relay: "acme", Owner: "Io", Node: "Ra"}) {
-			t.Fatalf("lookup = %+v, %v", p, err)
+		if prev := claim(a, hub.Presence{Relay: "acme", Owner: "Io", Node: "Ra"}, time.Minute); prev != "" {
+			t.Fatalf("claim = %q", prev)
 		}
-		if prev, err := b.ClaimPresence(c, "acme", "Io", "Rb", time.Minute); err != nil || prev != "Ra" {
-			t.Fatalf("move = %q, %v; want it taken from Ra", prev, err)
+		if ps, err := b.LookupPresence(c, "acme"); err != nil || len(ps) != 1 || !reflect.DeepEqual(ps[0], hub.Presence{Relay: "acme", Owner: "Io", Node: "Ra"}) {
+			t.Fatalf("lookup = %+v, %v", ps, err)
 		}
-		if err := a.DropPresence(c, "acme", "Ra"); err != nil {
+		if prev := claim(b, hub.Presence{Relay: "acme", Owner: "Io", Node: "Rb"}, time.Minute); prev != "Ra" {
+			t.Fatalf("move = %q; want it taken from Ra", prev)
+		}
+		if err := a.DropPresence(c, "acme", "Io", "Ra"); err != nil {
 			t.Fatal(err)
 		}
-		if p, err := a.LookupPresence(c, "acme"); err != nil || p.Node != "Rb" {
-			t.Fatalf("a stale node's drop removed the new holder's presence: %+v, %v", p, err)
+		if ps, err := a.LookupPresence(c, "acme"); err != nil || len(ps) != 1 || ps[0].Node != "Rb" {
+			t.Fatalf("a stale node's drop removed the new holder's presence: %+v, %v", ps, err)
 		}
 		// A lease that ran out is no presence, and nothing needs to clean it.
-		if _, err := a.ClaimPresence(c, "short", "Ip", "Ra", 50*time.Millisecond); err != nil {
-			t.Fatal(err)
-		}
+		claim(a, hub.Presence{Relay: "short", Owner: "Ip", Node: "Ra"}, 50*time.Millisecond)
 		time.Sleep(200 * time.Millisecond)
 		if _, err := a.LookupPresence(c, "short"); !errors.Is(err, hub.ErrNotFound) {
 			t.Fatalf("expired lease still present: %v", err)
@@ -404,6 +454,76 @@ func Cluster(t *testing.T, open func(t *testing.T) (a, b interface {
 		}
 		if _, err := a.ReleaseRelaysOf(c, "Io"); err != nil {
 			t.Fatal(err)
+		}
+		if _, err := a.LookupPresence(c, "acme"); !errors.Is(err, hub.ErrNotFound) {
+			t.Fatalf("the released owner's presence stayed: %v", err)
+		}
+	})
+	t.Run("ReplicaPresence", func(t *testing.T) {
+		a, b := open(t)
+		c := ctx(t)
+		for _, n := range []hub.RelayNode{{ID: "Ra", Key: key.NewNodePrivate().Public(), Addrs: []string{"127.0.0.1:1"}},
+			{ID: "Rb", Key: key.NewNodePrivate().Public(), Addrs: []string{"127.0.0.1:2"}}} {
+			if err := a.PutRelayNode(c, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Two replicas of one relay on two relay nodes: a row each, with
+		// the health each reported.
+		down := hub.Health{Down: []string{"web"}}
+		if _, err := a.ClaimPresence(c, hub.Presence{Relay: "acme", Owner: "I1", Node: "Ra", Health: down}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ClaimPresence(c, hub.Presence{Relay: "acme", Owner: "I2", Node: "Rb"}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := a.LookupPresence(c, "acme")
+		want := []hub.Presence{{Relay: "acme", Owner: "I1", Node: "Ra", Health: down}, {Relay: "acme", Owner: "I2", Node: "Rb"}}
+		if err != nil || !reflect.DeepEqual(ps, want) {
+			t.Fatalf("lookup = %+v, %v; want %+v", ps, err, want)
+		}
+		// Health changes land in the holder's row only.
+		if err := b.SetPresenceHealth(c, "acme", "I2", "Rb", hub.Health{Draining: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.SetPresenceHealth(c, "acme", "I1", "Rb", hub.Health{Paused: true}); err != nil {
+			t.Fatal(err) // not the holder: nothing changes, no error
+		}
+		if err := a.SetPresenceHealth(c, "acme", "I1", "Ra", hub.Health{}); err != nil {
+			t.Fatal(err)
+		}
+		ps, _ = b.LookupPresence(c, "acme")
+		want = []hub.Presence{{Relay: "acme", Owner: "I1", Node: "Ra"}, {Relay: "acme", Owner: "I2", Node: "Rb", Health: hub.Health{Draining: true}}}
+		if !reflect.DeepEqual(ps, want) {
+			t.Fatalf("after health reports: %+v; want %+v", ps, want)
+		}
+		// One replica moving to another relay node takes its own row only.
+		if prev, err := b.ClaimPresence(c, hub.Presence{Relay: "acme", Owner: "I1", Node: "Rb"}, time.Minute); err != nil || prev != "Ra" {
+			t.Fatalf("I1 moving = %q, %v", prev, err)
+		}
+		if err := a.DropPresence(c, "acme", "I1", "Ra"); err != nil {
+			t.Fatal(err)
+		}
+		if ps, _ = a.LookupPresence(c, "acme"); len(ps) != 2 || ps[0].Node != "Rb" || ps[1].Node != "Rb" {
+			t.Fatalf("after a move: %+v", ps)
+		}
+		if err := b.DropPresence(c, "acme", "I2", "Rb"); err != nil {
+			t.Fatal(err)
+		}
+		if ps, _ = a.LookupPresence(c, "acme"); len(ps) != 1 || ps[0].Owner != "I1" {
+			t.Fatalf("one replica's drop: %+v", ps)
+		}
+		// Revoking a replica (ReleaseRelaysOf) ends its presence too,
+		// even where it does not own the binding.
+		a.ClaimRelay(c, "acme", "I0", true, 1)
+		if _, err := a.ReleaseRelaysOf(c, "I1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.LookupPresence(c, "acme"); !errors.Is(err, hub.ErrNotFound) {
+			t.Fatalf("the revoked replica's presence stayed: %v", err)
+		}
+		if bd, err := a.GetRelay(c, "acme"); err != nil || bd.Owner != "I0" {
+			t.Fatalf("another owner's binding changed: %+v, %v", bd, err)
 		}
 	})
 	t.Run("Events", func(t *testing.T) {
@@ -434,7 +554,7 @@ func Cluster(t *testing.T, open func(t *testing.T) (a, b interface {
 		a.AddCommand(c, "Ia", func(uint64) (hub.CommandRecord, error) { return hub.CommandRecord{}, errors.New("refused") })
 		a.AckCommand(c, "Ia", 1, hub.CommandApplied, "ok", 1)
 		a.AddRevocation(c, hub.Revoked{ID: "Iz", RevokedAt: 1, Notice: []byte("n")})
-		a.ClaimRelay(c, "acme", "Io", 1)
+		a.ClaimRelay(c, "acme", "Io", false, 1)
 		a.ReleaseRelay(c, "acme")
 		want := []hub.Event{
 			{Kind: hub.EventCommand, Target: "Ia", Seq: 1},
