@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/edgeportal/connect/enroll"
-	"github.com/edgeportal/connect/internal/testnet"
+	"github.com/edgeportal/connect/internal/tstest/testnet"
 	"github.com/edgeportal/connect/policy"
 	"github.com/edgeportal/connect/wire"
 	"github.com/edgeportal/connect/wire/control"

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
-exec go run ./internal/demo "$@"
+exec go run ./internal/cmd/demo "$@"

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeportal/connect/internal/testnet"
+	"github.com/edgeportal/connect/internal/tstest/testnet"
 )
 
 const benchChunk = 256 << 10

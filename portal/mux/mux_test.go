@@ -21,7 +21,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/edgeportal/connect/internal/testnet"
+	"github.com/edgeportal/connect/internal/tstest/testnet"
 	"github.com/edgeportal/connect/wire/key"
 	"github.com/edgeportal/connect/wire/noiseconn"
 )

@@ -23,7 +23,7 @@ import (
 
 	"github.com/flynn/noise"
 
-	"github.com/edgeportal/connect/internal/testnet"
+	"github.com/edgeportal/connect/internal/tstest/testnet"
 	"github.com/edgeportal/connect/wire/key"
 )
 

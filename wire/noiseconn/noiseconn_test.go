@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeportal/connect/internal/testnet"
+	"github.com/edgeportal/connect/internal/tstest/testnet"
 	"github.com/edgeportal/connect/wire/key"
 )
 

@@ -4,7 +4,7 @@
 // Package inproc runs a hub and nodes inside one test process (no
 // binaries), so the race detector and the goroutine-leak check cover the
 // hub, the agent, portals and commands together. The end-to-end harness
-// (internal/e2e) runs the same scenarios with the real binaries.
+// (internal/tstest/e2e) runs the same scenarios with the real binaries.
 //
 // Only _test.go files import it.
 package inproc

@@ -13,7 +13,7 @@ import (
 // TestDemo runs the README's demo command in its checking mode: it builds
 // the binaries, brings up the walk-through and curls both portals.
 func TestDemo(t *testing.T) {
-	if err := os.Chdir("../.."); err != nil {
+	if err := os.Chdir("../../.."); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -101,7 +102,9 @@ func TestPackageDocs(t *testing.T) {
 
 type pkg struct {
 	ImportPath string
+	Name       string
 	Deps       []string
+	Imports    []string
 }
 
 // badDeps says, for a package prefix, which imports are forbidden and why
@@ -157,6 +160,9 @@ func TestDependencyDirection(t *testing.T) {
 		}
 		n++
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		if err := internalLayout(rel, p); err != "" {
+			t.Errorf("%s: %s", rel, err)
+		}
 		for _, d := range p.Deps {
 			for _, b := range badDeps {
 				if rel != b.pkg && !strings.HasPrefix(rel, b.pkg+"/") {
@@ -185,7 +191,7 @@ func TestDependencyDirection(t *testing.T) {
 				continue
 			}
 			for _, d := range p.Deps {
-				if d == "testing" || strings.HasPrefix(d, module+"/internal/tstest") || strings.HasPrefix(d, module+"/internal/e2e") {
+				if d == "testing" || strings.HasPrefix(d, module+"/internal/tstest") {
 					t.Errorf("the %s binary links %s: no test code ships", bin, d)
 				}
 			}
@@ -194,6 +200,27 @@ func TestDependencyDirection(t *testing.T) {
 	if n < 10 {
 		t.Fatalf("go list found only %d packages", n)
 	}
+}
+
+// internalLayout says what is wrong with where p sits under internal/ (""
+// when nothing): internal/ holds libraries, internal/cmd/ the tools (package
+// main), internal/tstest/ the harnesses and test helpers; a library
+// outside tstest does not import testing.
+func internalLayout(rel string, p pkg) string {
+	switch {
+	case !strings.HasPrefix(rel, "internal/"), strings.HasPrefix(rel, "internal/tstest/"):
+		return ""
+	case strings.HasPrefix(rel, "internal/cmd/"):
+		if p.Name != "main" {
+			return "internal/cmd holds commands (package main) only; a library belongs in internal/"
+		}
+		return ""
+	case p.Name == "main":
+		return "a command belongs in internal/cmd/"
+	case slices.Contains(p.Imports, "testing"):
+		return "a library in internal/ imports testing: test helpers belong in internal/tstest/"
+	}
+	return ""
 }
 
 func TestCrossCompile(t *testing.T) {
