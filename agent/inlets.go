@@ -133,7 +133,7 @@ const maxPortalAttempts = 3
 // the client sees one connection.
 func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 	start := time.Now()
-	log := n.log.With("inlet", in.from, "via", in.via, "outlet", in.to, "client", client.RemoteAddr().String())
+	log := newPortalLog(n.log, "inlet", in.from, "via", in.via, "outlet", in.to, "client", client.RemoteAddr().String())
 	fail := func(msg string, err error) {
 		reason := "error"
 		var rej *portal.Rejection
@@ -164,7 +164,7 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 			rp = newReplayConn(tc)
 			conn = rp
 		}
-		plog := log.With("peer", oc.ch.Peer().ID)
+		plog := log.with("peer", oc.ch.Peer().ID)
 		// The bytes flow at once; the portal counts as open once the outlet
 		// node accepts it (a refusal counts as a denial instead).
 		const pending, accepted, over = 0, 1, 2

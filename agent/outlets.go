@@ -104,7 +104,7 @@ func (n *Node) savePortals() error {
 func (n *Node) serveStream(ctx context.Context, ch *portal.Channel, req *portal.Request) {
 	start := time.Now()
 	peer := req.Peer
-	log := n.log.With("peer", peer.ID, "relay", ch.Relay())
+	log := newPortalLog(n.log, "peer", peer.ID, "relay", ch.Relay())
 	entry := command.Entry{Kind: "portal", Peer: peer.ID, Outlet: req.Outlet}
 	// deny refuses the stream; a peer past its denial rate is still
 	// refused, but counted in the audit log's coalesced record only.
@@ -123,7 +123,7 @@ func (n *Node) serveStream(ctx context.Context, ch *portal.Channel, req *portal.
 		deny(control.PortalUnknownOutlet, "not an outlet name")
 		return
 	}
-	log = log.With("outlet", req.Outlet)
+	log = log.with("outlet", req.Outlet)
 	if ok, _ := n.channels.rates.Allow(peer.ID, ratePortals); !ok {
 		deny(control.PortalSlowDown, fmt.Sprintf("node %s opens portals faster than this node allows", peer.ID))
 		return
