@@ -432,38 +432,54 @@ func cmdOutletCreate(ctx context.Context, c *cliutil.Call) error {
 	return nil
 }
 
-func cmdOutletDelete(ctx context.Context, c *cliutil.Call) error {
-	d := stateDirFlag(c)
-	from := c.Flags().String("from", "", "outlet `NAME`")
-	cl, err := d.parseDial(c, func() error {
-		if *from == "" {
-			return cliutil.Usagef("tcp-outlet delete needs --from NAME")
+// cmdOutletDelete and cmdInletDelete remove one outlet or inlet by its
+// --from.
+var (
+	cmdOutletDelete = deleteCommand("outlet", "outlet `NAME`", "NAME", (*localapi.Client).RemoveOutlet)
+	cmdInletDelete  = deleteCommand("inlet", "the inlet's listen address `HOST:PORT`", "HOST:PORT", (*localapi.Client).RemoveInlet)
+)
+
+func deleteCommand(kind, usage, want string, remove func(*localapi.Client, context.Context, string) error) func(context.Context, *cliutil.Call) error {
+	return func(ctx context.Context, c *cliutil.Call) error {
+		d := stateDirFlag(c)
+		from := c.Flags().String("from", "", usage)
+		cl, err := d.parseDial(c, func() error {
+			if *from == "" {
+				return cliutil.Usagef("tcp-%s delete needs --from %s", kind, want)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
+		if err := remove(cl, ctx, *from); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.Stdout, "%s %s deleted\n", kind, *from)
 		return nil
-	})
+	}
+}
+
+// listStatus is the start of tcp-outlet list and tcp-inlet list: the
+// flags, then the node's status.
+func listStatus(ctx context.Context, c *cliutil.Call) (st localapi.Status, asJSON bool, err error) {
+	d := stateDirFlag(c)
+	j := c.Flags().Bool("json", false, "print JSON")
+	cl, err := d.parseDial(c)
 	if err != nil {
-		return err
+		return st, false, err
 	}
-	if err := cl.RemoveOutlet(ctx, *from); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.Stdout, "outlet %s deleted\n", *from)
-	return nil
+	st, err = cl.Status(ctx)
+	return st, *j, err
 }
 
 func cmdOutletList(ctx context.Context, c *cliutil.Call) error {
-	d := stateDirFlag(c)
-	asJSON := c.Flags().Bool("json", false, "print JSON")
-	cl, err := d.parseDial(c)
-	if err != nil {
-		return err
-	}
-	st, err := cl.Status(ctx)
+	st, asJSON, err := listStatus(ctx, c)
 	if err != nil {
 		return err
 	}
 	sort.Slice(st.Outlets, func(i, j int) bool { return st.Outlets[i].Name < st.Outlets[j].Name })
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(c.Stdout).Encode(st.Outlets)
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 2, 8, 2, ' ', 0)
@@ -499,37 +515,12 @@ func cmdInletCreate(ctx context.Context, c *cliutil.Call) error {
 	return nil
 }
 
-func cmdInletDelete(ctx context.Context, c *cliutil.Call) error {
-	d := stateDirFlag(c)
-	from := c.Flags().String("from", "", "the inlet's listen address `HOST:PORT`")
-	cl, err := d.parseDial(c, func() error {
-		if *from == "" {
-			return cliutil.Usagef("tcp-inlet delete needs --from HOST:PORT")
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := cl.RemoveInlet(ctx, *from); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.Stdout, "inlet %s deleted\n", *from)
-	return nil
-}
-
 func cmdInletList(ctx context.Context, c *cliutil.Call) error {
-	d := stateDirFlag(c)
-	asJSON := c.Flags().Bool("json", false, "print JSON")
-	cl, err := d.parseDial(c)
+	st, asJSON, err := listStatus(ctx, c)
 	if err != nil {
 		return err
 	}
-	st, err := cl.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(c.Stdout).Encode(st.Inlets)
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 2, 8, 2, ' ', 0)
