@@ -66,49 +66,65 @@ func (s *Store) GetTicket(ctx context.Context, hash [32]byte) (enroll.TicketReco
 
 // UpdateTicket implements enroll.Store.
 func (s *Store) UpdateTicket(ctx context.Context, hash [32]byte, fn func(*enroll.TicketRecord) error) (enroll.TicketRecord, error) {
-	var t enroll.TicketRecord
-	err := s.tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		var rec []byte
-		err := tx.QueryRow(ctx, `select rec from tickets where hash = $1 for update`, hash[:]).Scan(&rec)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return enroll.ErrTicketUnknown
-		}
-		if err != nil {
-			return err
-		}
-		if t, err = decodeTicket(rec); err != nil {
-			return err
-		}
-		if err := fn(&t); err != nil {
-			return err
-		}
-		b, err := wire.Marshal(t)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `update tickets set rec = $2 where hash = $1`, hash[:], b)
-		return err
-	})
-	if err != nil {
-		return enroll.TicketRecord{}, err
-	}
-	return t, nil
+	return updateRec(ctx, s, `select rec from tickets where hash = $1 for update`, `update tickets set rec = $2 where hash = $1`,
+		hash[:], enroll.ErrTicketUnknown, decodeTicket, fn)
 }
 
 // ListTickets implements enroll.Store, oldest first.
 func (s *Store) ListTickets(ctx context.Context) ([]enroll.TicketRecord, error) {
-	var out []enroll.TicketRecord
-	err := s.op(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, `select rec from tickets order by created_at, id`)
+	return listRecs(ctx, s, `select rec from tickets order by created_at, id`, decodeTicket)
+}
+
+// updateRec is the read-modify-write of one record row: read under the
+// row's lock (query, by key), decode, fn, write back (update, $1 the key,
+// $2 the record). No row is missing.
+func updateRec[T any](ctx context.Context, s *Store, query, update string, key any, missing error,
+	decode func([]byte) (T, error), fn func(*T) error) (T, error) {
+	var v T
+	err := s.tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var rec []byte
+		err := tx.QueryRow(ctx, query, key).Scan(&rec)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return missing
+		}
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (enroll.TicketRecord, error) {
+		if v, err = decode(rec); err != nil {
+			return err
+		}
+		if err := fn(&v); err != nil {
+			return err
+		}
+		b, err := wire.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, update, key, b)
+		return err
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
+// listRecs decodes the records query selects, in its order.
+func listRecs[T any](ctx context.Context, s *Store, query string, decode func([]byte) (T, error)) ([]T, error) {
+	var out []T
+	err := s.op(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, query)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) {
 			var rec []byte
 			if err := r.Scan(&rec); err != nil {
-				return enroll.TicketRecord{}, err
+				var zero T
+				return zero, err
 			}
-			return decodeTicket(rec)
+			return decode(rec)
 		})
 		return err
 	})
@@ -178,53 +194,13 @@ func (s *Store) GetMember(ctx context.Context, id string) (enroll.Member, error)
 
 // UpdateMember implements enroll.Store.
 func (s *Store) UpdateMember(ctx context.Context, id string, fn func(*enroll.Member) error) (enroll.Member, error) {
-	var m enroll.Member
-	err := s.tx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		var rec []byte
-		err := tx.QueryRow(ctx, `select rec from members where id = $1 for update`, id).Scan(&rec)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return enroll.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if m, err = decodeMember(rec); err != nil {
-			return err
-		}
-		if err := fn(&m); err != nil {
-			return err
-		}
-		b, err := wire.Marshal(m)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `update members set rec = $2 where id = $1`, id, b)
-		return err
-	})
-	if err != nil {
-		return enroll.Member{}, err
-	}
-	return m, nil
+	return updateRec(ctx, s, `select rec from members where id = $1 for update`, `update members set rec = $2 where id = $1`,
+		id, enroll.ErrNotFound, decodeMember, fn)
 }
 
 // ListMembers implements enroll.Store, by enrollment time.
 func (s *Store) ListMembers(ctx context.Context) ([]enroll.Member, error) {
-	var out []enroll.Member
-	err := s.op(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, `select rec from members order by enrolled_at, id`)
-		if err != nil {
-			return err
-		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (enroll.Member, error) {
-			var rec []byte
-			if err := r.Scan(&rec); err != nil {
-				return enroll.Member{}, err
-			}
-			return decodeMember(rec)
-		})
-		return err
-	})
-	return out, err
+	return listRecs(ctx, s, `select rec from members order by enrolled_at, id`, decodeMember)
 }
 
 // Empty reports whether the database holds no state yet (a migration's
