@@ -229,23 +229,33 @@ func splitList(vals []string) []string {
 	return out
 }
 
-func cmdTicketList(ctx context.Context, c *cliutil.Call) error {
+// authorityList is the start of ticket list and members list: the flags,
+// the authority's admin (its running process, else its store), the rows.
+// printed is true when it has printed them (--json).
+func authorityList[T any](ctx context.Context, c *cliutil.Call, get func(authority.Admin, context.Context) ([]T, error)) (rows []T, printed bool, err error) {
 	dir := dirFlag(c, "authority")
 	asJSON := c.Flags().Bool("json", false, "print JSON")
 	if err := parseDir(c, dir, 0); err != nil {
-		return err
+		return nil, false, err
 	}
 	a, done, err := authorityAdmin(*dir)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	defer done()
-	ts0, err := a.Tickets(ctx)
-	if err != nil {
-		return err
+	if rows, err = get(a, ctx); err != nil {
+		return nil, false, err
 	}
 	if *asJSON {
-		return printJSON(c, ts0)
+		return rows, true, printJSON(c, rows)
+	}
+	return rows, false, nil
+}
+
+func cmdTicketList(ctx context.Context, c *cliutil.Call) error {
+	ts0, printed, err := authorityList(ctx, c, authority.Admin.Tickets)
+	if err != nil || printed {
+		return err
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "TICKET\tATTRIBUTES\tRELAY\tCREATED\tEXPIRES\tUSES-LEFT\tSTATE\tBY")
@@ -300,22 +310,9 @@ func attrList(m map[string]string) string {
 }
 
 func cmdMembersList(ctx context.Context, c *cliutil.Call) error {
-	dir := dirFlag(c, "authority")
-	asJSON := c.Flags().Bool("json", false, "print JSON")
-	if err := parseDir(c, dir, 0); err != nil {
+	ms, printed, err := authorityList(ctx, c, authority.Admin.Members)
+	if err != nil || printed {
 		return err
-	}
-	a, done, err := authorityAdmin(*dir)
-	if err != nil {
-		return err
-	}
-	defer done()
-	ms, err := a.Members(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(c, ms)
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "IDENTIFIER\tATTRIBUTES\tRELAY\tENROLLED-AT\tLAST-SEEN\tSTATE\tVERSION\tLAST-UPDATE")
