@@ -17,6 +17,7 @@ import (
 	"github.com/edgeportal/connect/agent/command"
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/agent/statedir"
+	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/policy"
 	wcommand "github.com/edgeportal/connect/wire/command"
@@ -254,7 +255,7 @@ func (n *Node) handleCommand(p control.CommandPush) (applied bool, reason string
 		next := st
 		next.LastSeq = c.Seq
 		next.Recent = remember(next.Recent, outcome{Seq: c.Seq, Applied: true})
-		if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Commands), next); err != nil {
+		if err := atomicfile.WriteJSON(filepath.Join(n.opts.StateDir, statedir.Commands), next); err != nil {
 			return n.refuse(entry, st, false, "could not persist: "+err.Error())
 		}
 		n.mu.Lock()
@@ -313,7 +314,7 @@ func (n *Node) handleCommand(p control.CommandPush) (applied bool, reason string
 	next.Recent = remember(next.Recent, outcome{Seq: c.Seq, Applied: true})
 	// Persist before applying and acknowledging: a crash never leaves an
 	// acknowledged command unapplied after restart.
-	if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Commands), next); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(n.opts.StateDir, statedir.Commands), next); err != nil {
 		entry.Decision, entry.Reason = "refused", "could not persist: "+err.Error()
 		n.audit.Append(entry)
 		return false, entry.Reason, c.Seq
@@ -345,7 +346,7 @@ func (n *Node) refuse(entry command.Entry, st cmdState, advance bool, reason str
 		next := st
 		next.LastSeq = entry.Seq
 		next.Recent = remember(st.Recent, outcome{Seq: entry.Seq, Reason: reason})
-		if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Commands), next); err == nil {
+		if err := atomicfile.WriteJSON(filepath.Join(n.opts.StateDir, statedir.Commands), next); err == nil {
 			n.mu.Lock()
 			n.cmds = next
 			n.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/internal/brand"
 	"github.com/edgeportal/connect/wire/control"
 	"github.com/edgeportal/connect/wire/key"
@@ -63,7 +64,7 @@ func (n *Node) enroll(ctx context.Context) (*Enrollment, error) {
 				EnrolledAt:        time.Now().UTC(),
 				Credential:        cred,
 			}
-			if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Enrollment), enr); err != nil {
+			if err := atomicfile.WriteJSON(filepath.Join(n.opts.StateDir, statedir.Enrollment), enr); err != nil {
 				return nil, fmt.Errorf("save enrollment: %w", err)
 			}
 			if g.Uses == 1 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
+	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/wire/control"
 )
 
@@ -103,7 +104,7 @@ func (n *Node) markRevoked(err error) {
 	enr.RevokedAt = &at
 	n.enr = &enr
 	n.mu.Unlock()
-	if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Enrollment), &enr); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(n.opts.StateDir, statedir.Enrollment), &enr); err != nil {
 		n.log.Error("could not record the revocation", "err", err)
 	}
 }
@@ -330,7 +331,7 @@ func (n *Node) refreshCredential(ctx context.Context) error {
 	n.enr, n.cred = &enr, c
 	n.refreshNotBefore = time.Time{}
 	n.mu.Unlock()
-	if err := saveJSON(filepath.Join(n.opts.StateDir, statedir.Enrollment), &enr); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(n.opts.StateDir, statedir.Enrollment), &enr); err != nil {
 		n.log.Error("could not save the refreshed credential; keeping it in memory", "err", err)
 	}
 	n.log.Debug("credential refreshed", "expires", c.Expires().UTC().Format(time.RFC3339))

@@ -13,6 +13,7 @@ import (
 	"github.com/edgeportal/connect/agent/config"
 	"github.com/edgeportal/connect/agent/localapi"
 	"github.com/edgeportal/connect/agent/statedir"
+	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/policy"
 	"github.com/edgeportal/connect/portal"
 	"github.com/edgeportal/connect/portal/pipe"
@@ -95,7 +96,7 @@ func (n *Node) savePortals() error {
 		}
 	}
 	n.mu.Unlock()
-	return saveJSON(filepath.Join(n.opts.StateDir, statedir.Portals), p)
+	return atomicfile.WriteJSON(filepath.Join(n.opts.StateDir, statedir.Portals), p)
 }
 
 // serveStream answers one portal a peer opened on a channel: the

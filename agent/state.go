@@ -13,7 +13,6 @@ import (
 
 	"github.com/edgeportal/connect/agent/statedir"
 	"github.com/edgeportal/connect/enroll"
-	"github.com/edgeportal/connect/internal/atomicfile"
 	"github.com/edgeportal/connect/wire/key"
 )
 
@@ -89,14 +88,6 @@ func LoadEnrollment(dir string) (*Enrollment, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, statedir.Enrollment), err)
 	}
 	return &e, nil
-}
-
-func saveJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, append(b, '\n'), 0o600)
 }
 
 // savedPortals are the outlets and inlets made from the CLI.

@@ -147,11 +147,7 @@ func InitWith(dir string, o InitOptions) (*Dir, error) {
 
 // SaveConfig writes hub.json atomically.
 func (d *Dir) SaveConfig() error {
-	b, err := json.MarshalIndent(d.Config, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(d.Path, ConfigFile), append(b, '\n'), 0o600)
+	return atomicfile.WriteJSON(filepath.Join(d.Path, ConfigFile), d.Config)
 }
 
 // LoadDir loads a relay directory made by Init.

@@ -110,11 +110,7 @@ func (s *State) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("update state: %w", err)
 	}
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, StateFile), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, StateFile), s); err != nil {
 		return fmt.Errorf("update state: %w", err)
 	}
 	return nil

@@ -164,11 +164,7 @@ func Trust(hd *hub.Dir, authorityKey, commandKey, releaseKey key.SigningPublic) 
 
 // SaveConfig writes authority.json atomically.
 func (d *Dir) SaveConfig() error {
-	b, err := json.MarshalIndent(d.Config, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(d.Path, ConfigFile), append(b, '\n'), 0o600)
+	return atomicfile.WriteJSON(filepath.Join(d.Path, ConfigFile), d.Config)
 }
 
 // LoadDir loads an authority directory made by Init.

@@ -9,6 +9,7 @@
 package atomicfile
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,4 +59,15 @@ func syncDir(dir string) {
 		d.Sync()
 		d.Close()
 	}
+}
+
+// WriteJSON writes v as indented JSON with a final newline to path,
+// atomically, readable by its owner only (0600): the state and config
+// files of the nodes, the relay and the authority.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFile(path, append(b, '\n'), 0o600)
 }
