@@ -5,10 +5,8 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -178,25 +176,13 @@ func (s *Server) Nodes(ctx context.Context) []control.NodeLive { return s.liveNo
 // until ctx is done.
 func (s *Server) ServeAdmin(ctx context.Context) error {
 	mux := http.NewServeMux()
-	handle := func(pattern string, f func(r *http.Request) (any, error)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			v, err := f(r)
-			if err != nil {
-				unixhttp.WriteError(w, http.StatusBadRequest, err)
-				return
-			}
-			unixhttp.Reply(w, v)
-		})
-	}
-	decode := func(r *http.Request, v any) error {
-		return json.NewDecoder(io.LimitReader(r.Body, unixhttp.MaxRequest)).Decode(v)
-	}
+	handle := func(pattern string, f func(r *http.Request) (any, error)) { unixhttp.Handle(mux, pattern, f) }
 	handle("GET /v1/commands/slot", func(r *http.Request) (any, error) {
 		return s.PrepareCommand(r.Context(), r.URL.Query().Get("relay"))
 	})
 	handle("POST /v1/commands", func(r *http.Request) (any, error) {
 		var req SubmitRequest
-		if err := decode(r, &req); err != nil {
+		if err := unixhttp.DecodeBody(r, &req); err != nil {
 			return nil, err
 		}
 		return s.SubmitCommand(r.Context(), req)

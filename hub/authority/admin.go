@@ -5,9 +5,7 @@ package authority
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -136,19 +134,10 @@ func (s *Server) Members(ctx context.Context) ([]MemberStatus, error) {
 // until ctx is done.
 func (s *Server) ServeAdmin(ctx context.Context) error {
 	mux := http.NewServeMux()
-	handle := func(pattern string, f func(r *http.Request) (any, error)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			v, err := f(r)
-			if err != nil {
-				unixhttp.WriteError(w, http.StatusBadRequest, err)
-				return
-			}
-			unixhttp.Reply(w, v)
-		})
-	}
+	handle := func(pattern string, f func(r *http.Request) (any, error)) { unixhttp.Handle(mux, pattern, f) }
 	handle("POST /v1/tickets", func(r *http.Request) (any, error) {
 		var o enroll.TicketOptions
-		if err := json.NewDecoder(io.LimitReader(r.Body, unixhttp.MaxRequest)).Decode(&o); err != nil {
+		if err := unixhttp.DecodeBody(r, &o); err != nil {
 			return nil, err
 		}
 		text, err := s.CreateTicket(r.Context(), o)

@@ -98,11 +98,29 @@ func (s *Server) Stop() error {
 
 // Decode reads a JSON request body into v, answering 400 when it cannot.
 func Decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if err := json.NewDecoder(io.LimitReader(r.Body, MaxRequest)).Decode(v); err != nil {
+	if err := DecodeBody(r, v); err != nil {
 		WriteError(w, http.StatusBadRequest, fmt.Errorf("bad request: %w", err))
 		return false
 	}
 	return true
+}
+
+// DecodeBody reads a JSON request body (at most MaxRequest bytes) into v.
+func DecodeBody(r *http.Request, v any) error {
+	return json.NewDecoder(io.LimitReader(r.Body, MaxRequest)).Decode(v)
+}
+
+// Handle serves pattern on mux with f: its value is the JSON answer, its
+// error a 400 with the error's text.
+func Handle(mux *http.ServeMux, pattern string, f func(r *http.Request) (any, error)) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		v, err := f(r)
+		if err != nil {
+			WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		Reply(w, v)
+	})
 }
 
 // Reply writes v as the JSON answer.
