@@ -166,11 +166,11 @@ func (s *Server) joinCluster(ctx context.Context, cs ClusterStore) error {
 	i := slices.IndexFunc(ns, func(n RelayNode) bool { return n.ID == me })
 	if i < 0 {
 		return fmt.Errorf("relay node %s (key %s) is %w: list it with `init --dir DIR --addr ADDR --store URL`, or move its state there with `store migrate`",
-			me, pub.Fingerprint(), ErrNotListed)
+			me, pub.String(), ErrNotListed)
 	}
 	if !ns[i].Key.Equal(pub) {
 		return fmt.Errorf("relay node %s is listed in the cluster's database with key %s, but its directory holds key %s: refusing to start",
-			me, ns[i].Key.Fingerprint(), pub.Fingerprint())
+			me, ns[i].Key.String(), pub.String())
 	}
 	s.cluster = &clusterState{store: cs, id: me, nodes: ns, known: map[string][]Presence{}}
 	if q, ok := cs.(interface{ Queries() int64 }); ok {
@@ -346,7 +346,7 @@ func (s *Server) dialLink(ctx context.Context, n RelayNode, hello linkHello) (ne
 		_, err = noiseconn.Initiate(ctx, c, &noiseconn.Config{Static: s.static, Prologue: wire.Prologue("control", wire.OurOffer, nil), Mode: noiseconn.Hybrid},
 			func(peer key.NodePublic, _ []byte) ([]byte, error) {
 				if !peer.Equal(n.Key) {
-					return nil, fmt.Errorf("relay node %s at %s answered with key %s, not its listed %s", n.ID, addr, peer.Fingerprint(), n.Key.Fingerprint())
+					return nil, fmt.Errorf("relay node %s at %s answered with key %s, not its listed %s", n.ID, addr, peer.String(), n.Key.String())
 				}
 				return payload, nil
 			})
@@ -382,7 +382,7 @@ func (s *Server) serveLink(ctx context.Context, c net.Conn, peer key.NodePublic,
 	}
 	if !ok || !n.Key.Equal(peer) {
 		s.metrics.rejected.WithLabelValues("link-not-listed").Inc()
-		refuse(linkRefused, fmt.Sprintf("key %s is not listed for relay node %q", peer.Fingerprint(), h.Node))
+		refuse(linkRefused, fmt.Sprintf("key %s is not listed for relay node %q", peer.String(), h.Node))
 		return
 	}
 	c.SetDeadline(time.Time{})
