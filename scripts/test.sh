@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (the README's, and what .ci/run calls).
 # Installs what the tests need on a fresh machine (Debian packages, as root),
-# then runs gofmt, go vet, the race detector on the core packages, the fuzz
-# seed corpora, the end-to-end tests with the real binaries (a real systemd,
+# then runs gofmt, go vet, the race detector on the core packages and on a
+# hub and nodes in one process, the fuzz seed corpora, the end-to-end tests
+# with the real binaries built with the race detector (a real systemd,
 # PostgreSQL and squid), and cross-compilation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,7 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
 echo "== go vet"
 go vet ./...
-echo "== unit tests (race detector) and fuzz seeds"
-go test -race -count=1 -timeout 20m ./wire/... ./policy/... ./enroll/... ./portal/... ./hub/... ./agent/...
-echo "== end-to-end, CLI and repository tests"
-go test -count=1 -timeout 40m ./internal/... ./cmd/...
+echo "== unit tests, fuzz seeds and the in-process hub + nodes (race detector)"
+go test -race -count=1 -timeout 20m ./wire/... ./policy/... ./enroll/... ./portal/... ./hub/... ./agent/... ./internal/tstest/inproc/
+echo "== end-to-end (binaries built with the race detector), CLI and repository tests"
+E2E_RACE=1 go test -count=1 -timeout 50m $(go list ./internal/... ./cmd/... | grep -v '/internal/tstest/inproc$')

@@ -77,6 +77,40 @@ func goBuild(root, out, pkg string, flags ...string) error {
 }
 
 var (
+	plainOnce sync.Once
+	plainBin  string
+	plainErr  error
+)
+
+// PlainHubBinary is the hub built without the race detector, whatever
+// raceBuilds says: for tests that measure the relay's memory, which the
+// race detector's shadow memory makes several times larger.
+func PlainHubBinary(t testing.TB) string {
+	t.Helper()
+	_, hub := Binaries(t)
+	if !raceBuilds() {
+		return hub
+	}
+	plainOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			plainErr = err
+			return
+		}
+		plainBin = filepath.Join(buildDir, "plain-hub")
+		cmd := exec.Command("go", "build", "-o", plainBin, "./cmd/hub")
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			plainErr = fmt.Errorf("go build ./cmd/hub: %v\n%s", err, b)
+		}
+	})
+	if plainErr != nil {
+		t.Fatal(plainErr)
+	}
+	return plainBin
+}
+
+var (
 	hostileOnce sync.Once
 	hostileBin  string
 	hostileErr  error

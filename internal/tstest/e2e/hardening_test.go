@@ -45,7 +45,9 @@ func rssKiB(t *testing.T, p *Proc) int64 {
 // grows by less than 64 MiB, and members' portals keep working throughout.
 func TestUnauthenticatedExhaustion(t *testing.T) {
 	target := echoServer(t)
-	p := startPair(t, outletYAML(outletItem("echo", target, "inlet-from-saas")), nil)
+	env := NewEnv(t)
+	env.HubBin = PlainHubBinary(t) // its memory is what is measured
+	p := startPairIn(t, env, outletYAML(outletItem("echo", target, "inlet-from-saas")), nil)
 	in := p.inlet(t, "echo")
 	if got, err := roundTrip(in, "before"); err != nil || got != "before" {
 		t.Fatalf("portal before the flood: %q %v", got, err)
