@@ -228,12 +228,17 @@ type Session struct {
 	acceptQ     []*Incoming
 	acceptReady chan struct{} // signalled (capacity 1) when acceptQ gains one
 
-	// wmu guards the write queues.
+	// wmu guards the write queues and the writing token.
 	wmu   sync.Mutex
 	prio  []frame // control frames, written first
 	fifo  []frame // stream frames, in order
 	wdead bool    // the writer has stopped
-	wake  chan struct{}
+	// writing is the token to write to the channel: whoever set it (the
+	// write loop, or a Write that found the channel idle) is the only
+	// writer until it clears it, and uses scratch.
+	writing bool
+	scratch writeScratch
+	wake    chan struct{}
 
 	// pingMu guards pings.
 	pingMu  sync.Mutex
@@ -400,6 +405,17 @@ func (s *Session) Close() error {
 			t := time.NewTimer(closeFlush)
 			select {
 			case <-flushed:
+				// A lingering close: end this direction and let the peer
+				// close its own once it has read the go-away. Closing at
+				// once, with the peer's last frames unread here, would
+				// reset the connection and could cost the peer the
+				// go-away it had not read yet.
+				if cw, ok := s.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+					select {
+					case <-s.done:
+					case <-t.C:
+					}
+				}
 			case <-s.done:
 			case <-t.C:
 			}
@@ -452,7 +468,15 @@ func (s *Session) deadErr() error {
 	return s.err
 }
 
-// writeLoop owns every channel write.
+// writeScratch is the writer's reusable memory.
+type writeScratch struct {
+	batch []frame
+	hdrs  []byte
+	vec   [][]byte
+	flat  []byte
+}
+
+// writeLoop writes what is queued, whenever no Write is writing inline.
 func (s *Session) writeLoop() {
 	defer s.wg.Done()
 	var tick <-chan time.Time
@@ -461,14 +485,6 @@ func (s *Session) writeLoop() {
 		defer t.Stop()
 		tick = t.C
 	}
-	bw, _ := s.conn.(buffersWriter)
-	wd, _ := s.conn.(writeDeadliner)
-	var (
-		batch []frame
-		hdrs  []byte
-		vec   [][]byte
-		flat  []byte
-	)
 	for {
 		select {
 		case <-s.wake:
@@ -486,7 +502,12 @@ func (s *Session) writeLoop() {
 		}
 		for {
 			s.wmu.Lock()
-			batch = append(batch[:0], s.prio...)
+			if s.writing { // a Write is writing inline; it wakes us after
+				s.wmu.Unlock()
+				break
+			}
+			w := &s.scratch
+			w.batch = append(w.batch[:0], s.prio...)
 			clear(s.prio)
 			s.prio = s.prio[:0]
 			size := 0
@@ -495,84 +516,149 @@ func (s *Session) writeLoop() {
 				size += len(s.fifo[k].payload)
 				k++
 			}
-			batch = append(batch, s.fifo[:k]...)
+			w.batch = append(w.batch, s.fifo[:k]...)
 			clear(s.fifo[:k])
 			s.fifo = append(s.fifo[:0], s.fifo[k:]...)
-			s.wmu.Unlock()
-			if len(batch) == 0 {
+			if len(w.batch) == 0 {
+				s.wmu.Unlock()
 				break
 			}
-			if cap(hdrs) < len(batch)*headerLen {
-				hdrs = make([]byte, 0, 2*len(batch)*headerLen)
-			}
-			hdrs = hdrs[:0]
-			vec = vec[:0]
-			streamFrames := false
-			lastHdr := false // vec's last slice is a header in hdrs
-			for i := range batch {
-				f := &batch[i]
-				if f.st != nil {
-					inc := f.st.takeCredit()
-					if inc == 0 {
-						continue
-					}
-					f.h.length = inc
-				}
-				if f.h.typ != typePing && f.h.typ != typeWindow && f.h.typ != typeHello {
-					streamFrames = true
-				}
-				off := len(hdrs)
-				hdrs = hdrs[:off+headerLen]
-				f.h.put(hdrs[off:])
-				if n := len(vec); lastHdr && adjacent(vec[n-1], hdrs[off:]) {
-					vec[n-1] = vec[n-1][:len(vec[n-1])+headerLen]
-				} else {
-					vec = append(vec, hdrs[off:off+headerLen])
-				}
-				lastHdr = true
-				if len(f.payload) > 0 {
-					vec = append(vec, f.payload)
-					lastHdr = false
-				}
-			}
-			var err error
-			if len(vec) > 0 {
-				if wd != nil && s.cfg.WriteTimeout > 0 {
-					wd.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-				}
-				if bw != nil {
-					_, err = bw.WriteBuffers(vec)
-				} else {
-					flat = flat[:0]
-					for _, b := range vec {
-						flat = append(flat, b...)
-					}
-					_, err = s.conn.Write(flat)
-				}
-			}
-			if streamFrames {
-				s.touch()
-			}
-			for i := range batch {
-				if batch[i].opens != nil && err == nil {
-					batch[i].opens.openOut.Store(true)
-				}
-				if batch[i].req != nil {
-					batch[i].req.wdone <- err
-				}
-				if batch[i].flushed != nil && err == nil {
-					close(batch[i].flushed)
-				}
-			}
-			clear(vec)
-			clear(batch)
+			s.writing = true
+			s.wmu.Unlock()
+			err := s.writeBatch(w)
+			s.wmu.Lock()
+			s.writing = false
+			s.wmu.Unlock()
 			if err != nil {
-				s.fail(fmt.Errorf("channel write: %w", err))
+				s.writeFailed(err)
 				s.stopWriter()
 				return
 			}
 		}
 	}
+}
+
+// writeNow writes f in the calling goroutine if the channel is idle: no
+// frame queued and none being written, so f overtakes nothing queued
+// before it, and costs no hand-off to the write loop (a request and its
+// answer, or a bulk copy, go from the socket read to the channel write
+// in one goroutine). It reports false, having done nothing, otherwise,
+// and when f's stream has queued its end (f must not overtake it).
+func (s *Session) writeNow(f frame) bool {
+	s.wmu.Lock()
+	if s.wdead || s.writing || len(s.prio) > 0 || len(s.fifo) > 0 || f.req.endQueued.Load() {
+		s.wmu.Unlock()
+		return false
+	}
+	s.writing = true
+	w := &s.scratch
+	w.batch = append(w.batch[:0], f)
+	s.wmu.Unlock()
+	err := s.writeBatch(w)
+	s.wmu.Lock()
+	s.writing = false
+	more := len(s.prio) > 0 || len(s.fifo) > 0
+	s.wmu.Unlock()
+	if err != nil {
+		s.writeFailed(err)
+	} else if more {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true // f's completion went to its req (as from the loop)
+}
+
+// writeFailed ends the session after a failed channel write, named for
+// what happened: this side closing (its lingering close ended the
+// direction), the peer closing (its go-away came first), or the write.
+func (s *Session) writeFailed(err error) {
+	s.mu.Lock()
+	away, going := s.peerAway, s.goingAway
+	s.mu.Unlock()
+	switch {
+	case going:
+		s.fail(ErrSessionClosed)
+	case away != "":
+		s.fail(fmt.Errorf("peer closed the session (%s)", away))
+	default:
+		s.fail(fmt.Errorf("channel write: %w", err))
+	}
+}
+
+// writeBatch writes w.batch to the channel in one vectored write and
+// completes its frames. Only the holder of the writing token calls it.
+func (s *Session) writeBatch(w *writeScratch) error {
+	bw, _ := s.conn.(buffersWriter)
+	wd, _ := s.conn.(writeDeadliner)
+	batch := w.batch
+	if cap(w.hdrs) < len(batch)*headerLen {
+		w.hdrs = make([]byte, 0, 2*len(batch)*headerLen)
+	}
+	hdrs := w.hdrs[:0]
+	vec := w.vec[:0]
+	streamFrames := false
+	lastHdr := false // vec's last slice is a header in hdrs
+	for i := range batch {
+		f := &batch[i]
+		if f.st != nil {
+			inc := f.st.takeCredit()
+			if inc == 0 {
+				continue
+			}
+			f.h.length = inc
+		}
+		if f.h.typ != typePing && f.h.typ != typeWindow && f.h.typ != typeHello {
+			streamFrames = true
+		}
+		off := len(hdrs)
+		hdrs = hdrs[:off+headerLen]
+		f.h.put(hdrs[off:])
+		if n := len(vec); lastHdr && adjacent(vec[n-1], hdrs[off:]) {
+			vec[n-1] = vec[n-1][:len(vec[n-1])+headerLen]
+		} else {
+			vec = append(vec, hdrs[off:off+headerLen])
+		}
+		lastHdr = true
+		if len(f.payload) > 0 {
+			vec = append(vec, f.payload)
+			lastHdr = false
+		}
+	}
+	var err error
+	if len(vec) > 0 {
+		if wd != nil && s.cfg.WriteTimeout > 0 {
+			wd.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		}
+		if bw != nil {
+			_, err = bw.WriteBuffers(vec)
+		} else {
+			w.flat = w.flat[:0]
+			for _, b := range vec {
+				w.flat = append(w.flat, b...)
+			}
+			_, err = s.conn.Write(w.flat)
+		}
+	}
+	if streamFrames {
+		s.touch()
+	}
+	for i := range batch {
+		if batch[i].opens != nil && err == nil {
+			batch[i].opens.openOut.Store(true)
+		}
+		if batch[i].req != nil {
+			batch[i].req.wdone <- err
+		}
+		if batch[i].flushed != nil && err == nil {
+			close(batch[i].flushed)
+		}
+	}
+	clear(vec)
+	clear(batch)
+	w.hdrs, w.vec = hdrs, vec
+	return err
 }
 
 // adjacent reports whether b starts right where a ends (headers written
@@ -843,9 +929,11 @@ func (s *Session) readLoop() {
 	defer s.wg.Done()
 	err := s.readFrames(newFrameReader(s.conn))
 	s.mu.Lock()
-	away := s.peerAway
+	away, going := s.peerAway, s.goingAway
 	s.mu.Unlock()
 	switch {
+	case going && !errors.Is(err, errProtocol):
+		err = ErrSessionClosed // the peer answered this side's go-away by closing
 	case away != "" && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)):
 		err = fmt.Errorf("peer closed the session (%s)", away)
 	case errors.Is(err, io.EOF):

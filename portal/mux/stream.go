@@ -150,6 +150,10 @@ type Stream struct {
 	readCh     chan struct{} // data, end or error arrived; deadline moved
 	writeCh    chan struct{} // window opened, error; deadline moved
 	wdone      chan error    // the writer wrote (or failed) this stream's data frame
+	// endQueued is set (under mu) before this side's FIN or reset is
+	// queued: a data frame that Write would write inline after it must
+	// not overtake it (writeNow checks).
+	endQueued atomic.Bool
 }
 
 func newStream(s *Session, id uint32, opener bool) *Stream {
@@ -527,10 +531,21 @@ func (st *Stream) Write(p []byte) (int, error) {
 		}
 		k := min(len(p), int(st.sendWindow), maxDataFrame)
 		st.sendWindow -= int64(k)
-		err := st.sess.enqueue(frame{h: header{typ: typeData, id: st.id, length: uint32(k)}, payload: p[:k], req: st}, false, true)
+		f := frame{h: header{typ: typeData, id: st.id, length: uint32(k)}, payload: p[:k], req: st}
 		st.mu.Unlock()
-		if err != nil {
-			return total, err
+		// Written here when the channel is idle, else queued for the
+		// write loop (under mu, and only if the stream did not end
+		// meanwhile); either way its completion comes on wdone.
+		if !st.sess.writeNow(f) {
+			st.mu.Lock()
+			err := st.writeErr()
+			if err == nil {
+				err = st.sess.enqueue(f, false, true)
+			}
+			st.mu.Unlock()
+			if err != nil {
+				return total, err
+			}
 		}
 		if err := <-st.wdone; err != nil {
 			return total, streamErr(err)
@@ -579,6 +594,7 @@ func (st *Stream) CloseWrite() error {
 		return st.err
 	}
 	st.localFin = true
+	st.endQueued.Store(true)
 	err := st.sess.enqueue(frame{h: header{typ: typeData, flags: flagFin, id: st.id}}, false, true)
 	done := st.remoteFin
 	st.mu.Unlock()
@@ -607,6 +623,7 @@ func (st *Stream) Close() error {
 		} else {
 			if !st.localFin {
 				st.localFin = true
+				st.endQueued.Store(true)
 				st.sess.enqueue(frame{h: header{typ: typeData, flags: flagFin, id: st.id}}, false, true)
 			}
 			finished = st.remoteFin // else stay known until the peer's FIN or reset
@@ -623,6 +640,7 @@ func (st *Stream) Close() error {
 // sendReset queues a reset frame. mu held.
 func (st *Stream) sendReset(code string) {
 	p := encodeReason(code, "")
+	st.endQueued.Store(true)
 	st.sess.enqueue(frame{h: header{typ: typeReset, id: st.id, length: uint32(len(p))}, payload: p}, st.urgent(), true)
 }
 
