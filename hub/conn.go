@@ -38,7 +38,7 @@ type controlConn struct {
 	platform string
 	log      *slog.Logger
 
-	out       chan []byte   // messages for the writer; bounded by OutboundQueue
+	out       outQueue      // messages for the writer; bounded by OutboundQueue
 	done      chan struct{} // closed when the connection is closed
 	closeOnce sync.Once
 	wg        sync.WaitGroup // the writer and the goroutines this connection started
@@ -101,24 +101,85 @@ func (cc *controlConn) goTracked(f func()) {
 	}()
 }
 
+// outQueue is a connection's outbound queue, bounded by OutboundQueue
+// messages. It holds memory only while messages wait: an idle connection
+// (most of a large relay's) keeps no buffer of OutboundQueue slots.
+type outQueue struct {
+	mu    sync.Mutex // guards q
+	q     [][]byte
+	ready chan struct{} // capacity 1: signalled when q gains a message
+	space chan struct{} // capacity 1: signalled when q has room again
+}
+
+func newOutQueue() outQueue {
+	return outQueue{ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// put queues b and reports true, or reports false when the queue is full.
+func (o *outQueue) put(b []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.q) >= OutboundQueue {
+		return false
+	}
+	o.q = append(o.q, b)
+	signal(o.ready)
+	if len(o.q) < OutboundQueue {
+		signal(o.space) // another waiting sender may go on too
+	}
+	return true
+}
+
+// take returns the oldest message, or false when none waits.
+func (o *outQueue) take() ([]byte, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.q) == 0 {
+		return nil, false
+	}
+	b := o.q[0]
+	o.q[0] = nil
+	if o.q = o.q[1:]; len(o.q) == 0 {
+		o.q = nil // give the backing array back
+	}
+	signal(o.space)
+	return b, true
+}
+
 // writer writes queued messages until the connection closes. A failed or
 // timed-out write closes the connection.
 func (cc *controlConn) writer() {
 	for {
+		b, ok := cc.out.take()
+		if !ok {
+			select {
+			case <-cc.done:
+				return
+			case <-cc.out.ready:
+			}
+			continue
+		}
 		select {
 		case <-cc.done:
 			return
-		case b := <-cc.out:
-			if b == nil { // queued by dispatch: close once the answers before it are out
-				cc.close()
-				return
-			}
-			cc.nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
-			if err := wire.WriteMessage(cc.nc, b); err != nil {
-				cc.log.Debug("control write failed; closing", "err", err)
-				cc.close()
-				return
-			}
+		default:
+		}
+		if b == nil { // queued by dispatch: close once the answers before it are out
+			cc.close()
+			return
+		}
+		cc.nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+		if err := wire.WriteMessage(cc.nc, b); err != nil {
+			cc.log.Debug("control write failed; closing", "err", err)
+			cc.close()
+			return
 		}
 	}
 }
@@ -126,11 +187,20 @@ func (cc *controlConn) writer() {
 // send queues b, waiting while the queue is full. Only the connection's
 // own goroutines use it: they may wait for their own node.
 func (cc *controlConn) send(b []byte) error {
-	select {
-	case cc.out <- b:
-		return nil
-	case <-cc.done:
-		return net.ErrClosed
+	for {
+		select {
+		case <-cc.done:
+			return net.ErrClosed
+		default:
+		}
+		if cc.out.put(b) {
+			return nil
+		}
+		select {
+		case <-cc.out.space:
+		case <-cc.done:
+			return net.ErrClosed
+		}
 	}
 }
 
@@ -142,12 +212,10 @@ func (cc *controlConn) offer(b []byte) error {
 		return net.ErrClosed
 	default:
 	}
-	select {
-	case cc.out <- b:
-		return nil
-	default:
+	if !cc.out.put(b) {
 		return errSlowPeer
 	}
+	return nil
 }
 
 // push offers a hub-initiated message (ID 0).
@@ -215,14 +283,14 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer,
 	cc := &controlConn{
 		s: s, nc: nc, peer: peer, id: string(peer.ID()), version: ch.Build, platform: ch.Platform,
 		role: role, cred: cred, credRaw: ch.Credential,
-		out: make(chan []byte, OutboundQueue), done: make(chan struct{}),
+		out: newOutQueue(), done: make(chan struct{}),
 	}
 	cc.log = s.log.With("node", cc.id)
 	if role == control.RoleAuthority {
 		cc.log = s.log.With("authority", cc.id)
 	}
 	welcome, _ := control.Encode(control.TypeWelcome, 0, control.Welcome{Role: role})
-	cc.out <- welcome // the queue is empty: this never waits
+	cc.out.put(welcome) // the queue is empty: this never fails
 	if role == control.RoleAuthority {
 		s.serveAuthorityConn(ctx, cc)
 		return
