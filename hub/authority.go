@@ -117,7 +117,7 @@ func (s *Server) serveAuthorityConn(ctx context.Context, cc *controlConn) {
 		old.log.Info("authority reconnected; closing its previous connection")
 		old.close()
 	}
-	cc.goTracked(cc.writer)
+	cc.startWriting()
 	if s.cluster != nil {
 		s.goTracked(func() { s.heartbeat(ctx) }) // say at once that the authority is here
 	}

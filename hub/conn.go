@@ -87,10 +87,14 @@ func (cc *controlConn) state() Health {
 // close closes the connection; the read loop and the writer then end.
 func (cc *controlConn) close() {
 	cc.closeOnce.Do(func() {
+		cc.out.close() // before anyone waits for cc.wg: no writer starts after
 		close(cc.done)
 		cc.nc.Close()
 	})
 }
+
+// startWriting lets the writer run whenever messages wait.
+func (cc *controlConn) startWriting() { cc.out.start(func() { cc.goTracked(cc.writer) }) }
 
 // goTracked runs f in a goroutine the connection waits for when it ends.
 func (cc *controlConn) goTracked(f func()) {
@@ -102,18 +106,21 @@ func (cc *controlConn) goTracked(f func()) {
 }
 
 // outQueue is a connection's outbound queue, bounded by OutboundQueue
-// messages. It holds memory only while messages wait: an idle connection
-// (most of a large relay's) keeps no buffer of OutboundQueue slots.
+// messages, and its writer. Both hold memory only while messages wait:
+// the writer goroutine runs while the queue has messages and ends when it
+// is empty, so an idle connection (most of a large relay's) keeps neither
+// a buffer of OutboundQueue slots nor a writer's stack.
 type outQueue struct {
-	mu    sync.Mutex // guards q
-	q     [][]byte
-	ready chan struct{} // capacity 1: signalled when q gains a message
-	space chan struct{} // capacity 1: signalled when q has room again
+	mu      sync.Mutex // guards the fields below
+	q       [][]byte
+	writing bool          // a writer goroutine runs
+	started bool          // start was called: put may start writers
+	closed  bool          // the connection is closed: no writer starts again
+	spawn   func()        // starts a writer (the connection's tracked goroutine)
+	space   chan struct{} // capacity 1: signalled when q has room again
 }
 
-func newOutQueue() outQueue {
-	return outQueue{ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
-}
+func newOutQueue() outQueue { return outQueue{space: make(chan struct{}, 1)} }
 
 func signal(ch chan struct{}) {
 	select {
@@ -122,26 +129,52 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// put queues b and reports true, or reports false when the queue is full.
+// put queues b and reports true, or reports false when the queue is full
+// or closed.
 func (o *outQueue) put(b []byte) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.q) >= OutboundQueue {
+	if o.closed || len(o.q) >= OutboundQueue {
 		return false
 	}
 	o.q = append(o.q, b)
-	signal(o.ready)
 	if len(o.q) < OutboundQueue {
 		signal(o.space) // another waiting sender may go on too
 	}
+	o.startLocked()
 	return true
 }
 
-// take returns the oldest message, or false when none waits.
+// start lets writers run (from now on, whenever messages wait).
+func (o *outQueue) start(spawn func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.started, o.spawn = true, spawn
+	o.startLocked()
+}
+
+func (o *outQueue) startLocked() {
+	if o.started && !o.writing && !o.closed && len(o.q) > 0 {
+		o.writing = true
+		o.spawn()
+	}
+}
+
+// close stops writers from starting again; the connection then waits for
+// the one running, if any.
+func (o *outQueue) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+}
+
+// take returns the oldest message; when none waits it reports false and
+// the calling writer must end (a later put starts another).
 func (o *outQueue) take() ([]byte, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.q) == 0 {
+		o.writing = false
 		return nil, false
 	}
 	b := o.q[0]
@@ -153,18 +186,13 @@ func (o *outQueue) take() ([]byte, bool) {
 	return b, true
 }
 
-// writer writes queued messages until the connection closes. A failed or
-// timed-out write closes the connection.
+// writer writes queued messages until none is left or the connection
+// closes. A failed or timed-out write closes the connection.
 func (cc *controlConn) writer() {
 	for {
 		b, ok := cc.out.take()
 		if !ok {
-			select {
-			case <-cc.done:
-				return
-			case <-cc.out.ready:
-			}
-			continue
+			return
 		}
 		select {
 		case <-cc.done:
@@ -290,7 +318,7 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer,
 		cc.log = s.log.With("authority", cc.id)
 	}
 	welcome, _ := control.Encode(control.TypeWelcome, 0, control.Welcome{Role: role})
-	cc.out.put(welcome) // the queue is empty: this never fails
+	cc.out.put(welcome) // the queue is empty: this never fails; it goes out once writing starts
 	if role == control.RoleAuthority {
 		s.serveAuthorityConn(ctx, cc)
 		return
@@ -301,7 +329,7 @@ func (s *Server) serveControl(ctx context.Context, c net.Conn, offer wire.Offer,
 	}
 	s.stats.ControlConns.Add(1)
 	s.touch(cc.id, ch.Build, ch.Platform)
-	cc.goTracked(cc.writer)
+	cc.startWriting()
 	cc.log.Debug("control connection up", "remote", c.RemoteAddr().String())
 	cc.goTracked(func() { s.deliverPending(ctx, cc) })
 	// The read loop runs on a fresh goroutine: this one's stack grew in
