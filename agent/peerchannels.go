@@ -103,12 +103,16 @@ func (cs *channels) accept(ctx context.Context, addr string, inc control.Incomin
 	cs.mu.Lock()
 	cs.accepted[ch] = struct{}{}
 	cs.mu.Unlock()
-	defer func() {
-		cs.mu.Lock()
-		delete(cs.accepted, ch)
-		cs.mu.Unlock()
-	}()
-	cs.serve(ctx, ch, n.serveStream, log)
+	// The channel is served from a fresh goroutine: this one's stack grew
+	// in the (hybrid) handshake, and an idle channel should not keep it.
+	n.goTracked(func() {
+		defer func() {
+			cs.mu.Lock()
+			delete(cs.accepted, ch)
+			cs.mu.Unlock()
+		}()
+		cs.serve(ctx, ch, n.serveStream, log)
+	})
 }
 
 // serve accepts the peer's streams until the channel ends, handing each
