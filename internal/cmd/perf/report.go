@@ -143,7 +143,7 @@ func rows(o Options, r *Raw) []Row {
 	c := r.Conc
 	add(stallRow("concurrent_stalled", c.Count, c.Plain, c.Stalled, c.Failures, "; inlet denials by reason: "+denials(c.Denied)))
 	ca := r.ConcAdmitted
-	add(stallRow("concurrent_stalled_within_limits", ca.Count, ca.Plain, ca.Stalled, ca.Failures, "; within the outlet node's per-peer limits (burst 400, 512 open)"))
+	add(stallRow("concurrent_stalled_within_limits", ca.Count, ca.Plain, ca.Stalled, ca.Failures, "; within the outlet node's per-peer limits (a burst of 2000 portals, 2048 open)"))
 
 	memRow := func(key, name string, m memDelta, what string) Row {
 		return Row{Key: key, Name: name, Unit: "KiB", Product: m.RSSKiB, Target: "≤ 64 KiB", Pass: b(m.RSSKiB <= 64),

@@ -45,7 +45,7 @@ type Raw struct {
 	} `json:"concurrent"`
 
 	// The same within the outlet node's per-peer limits (a burst of
-	// 400 portals, 512 open at once).
+	// 2000 portals, 2048 open at once).
 	ConcAdmitted struct {
 		Count    int             `json:"count"`
 		Plain    []time.Duration `json:"plain_total_ns"`
