@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,27 +18,7 @@ import (
 
 // serveSink reads and drops everything each connection sends.
 func serveSink(b testing.TB, ln net.Listener) string {
-	b.Helper()
-	var wg sync.WaitGroup
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Minute))
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return serveConns(b, ln, 5*time.Minute, func(c net.Conn) { io.Copy(io.Discard, c) })
 }
 
 type benchEnv struct {

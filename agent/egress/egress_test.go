@@ -30,9 +30,10 @@ const (
 	testRealm    = "Acme Proxy"
 )
 
-// serveEcho serves connections from ln: echo until EOF, then "bye", then
-// close. It is stopped and waited for at test end.
-func serveEcho(t testing.TB, ln net.Listener) string {
+// serveConns runs handle on every connection of ln, each with a deadline
+// of within, and closes it after. It is stopped and waited for at test
+// end; it returns ln's address.
+func serveConns(t testing.TB, ln net.Listener, within time.Duration, handle func(net.Conn)) string {
 	t.Helper()
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
@@ -48,15 +49,23 @@ func serveEcho(t testing.TB, ln net.Listener) string {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := io.Copy(c, c); err != nil {
-					return
-				}
-				c.Write([]byte("bye"))
+				c.SetDeadline(time.Now().Add(within))
+				handle(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// serveEcho serves connections from ln: echo until EOF, then "bye", then
+// close.
+func serveEcho(t testing.TB, ln net.Listener) string {
+	return serveConns(t, ln, 10*time.Second, func(c net.Conn) {
+		if _, err := io.Copy(c, c); err != nil {
+			return
+		}
+		c.Write([]byte("bye"))
+	})
 }
 
 // echoHub is a plain TCP echo "hub" on loopback.

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,50 +27,32 @@ import (
 // half-closes first after "hello", reads what the node sends until its end
 // of stream, and reports it on hubFirst.
 func noiseHub(t testing.TB, ln net.Listener, static key.NodePrivate, hubFirst chan<- string) string {
-	t.Helper()
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
+	return serveConns(t, ln, 10*time.Second, func(c net.Conn) {
+		nc, _, err := noiseconn.Server(context.Background(), c, static, wire.Prologue("egress-test", wire.OurOffer, nil), nil)
+		if err != nil {
+			t.Errorf("hub handshake: %v", err)
+			return
+		}
+		if hubFirst != nil {
+			nc.Write([]byte("hello"))
+			nc.CloseWrite()
+			b, err := io.ReadAll(nc)
+			hubFirst <- fmt.Sprintf("%s %v", b, err)
+		} else {
+			b, err := io.ReadAll(nc)
 			if err != nil {
+				t.Errorf("hub read: %v", err)
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				nc, _, err := noiseconn.Server(context.Background(), c, static, wire.Prologue("egress-test", wire.OurOffer, nil), nil)
-				if err != nil {
-					t.Errorf("hub handshake: %v", err)
-					return
-				}
-				if hubFirst != nil {
-					nc.Write([]byte("hello"))
-					nc.CloseWrite()
-					b, err := io.ReadAll(nc)
-					hubFirst <- fmt.Sprintf("%s %v", b, err)
-				} else {
-					b, err := io.ReadAll(nc)
-					if err != nil {
-						t.Errorf("hub read: %v", err)
-						return
-					}
-					nc.Write(append(b, "bye"...))
-					nc.CloseWrite()
-				}
-				// Read to the transport's end (TLS close_notify may follow
-				// Noise's end frame): closing with unread bytes would reset
-				// the connection and lose the answer, as the real hub's
-				// splicer, which reads to EOF, never does.
-				io.Copy(io.Discard, c)
-			}()
+			nc.Write(append(b, "bye"...))
+			nc.CloseWrite()
 		}
-	}()
-	return ln.Addr().String()
+		// Read to the transport's end (TLS close_notify may follow
+		// Noise's end frame): closing with unread bytes would reset
+		// the connection and lose the answer, as the real hub's
+		// splicer, which reads to EOF, never does.
+		io.Copy(io.Discard, c)
+	})
 }
 
 func dialNoise(t testing.TB, d *Dialer, hub string, hubKey key.NodePrivate) *noiseconn.Conn {
