@@ -172,6 +172,10 @@ func (w *world) close() {
 		stop(c)
 	}
 	stop(w.hub)
+	if os.Getenv("PERF_KEEP") != "" {
+		fmt.Fprintf(os.Stderr, "perf: the processes' logs are kept in %s\n", w.dir)
+		return
+	}
 	os.RemoveAll(w.dir)
 }
 
@@ -262,8 +266,12 @@ func (w *world) restart(ctx context.Context, a *agentProc) error {
 
 // targets are the services behind the outlets.
 type targets struct {
-	sink, echo, iperf string
-	stop              func()
+	sink, echo string
+	// iperf serves the direct runs, iperfPortal the runs through
+	// portals: iperf3 -s takes one test at a time, and a test that
+	// arrives while it still tears the last one down fails.
+	iperf, iperfPortal string
+	stop               func()
 }
 
 // serve runs a TCP server on loopback until the returned func is called.
@@ -336,21 +344,23 @@ func startTargets(ctx context.Context, dir string) (*targets, error) {
 	t.echo, stopEcho = serve(echo)
 	stops = append(stops, stopSink, stopEcho)
 	if path, err := exec.LookPath("iperf3"); err == nil {
-		t.iperf = freeAddr()
-		_, port, _ := net.SplitHostPort(t.iperf)
-		cmd := exec.Command(path, "-s", "-B", "127.0.0.1", "-p", port)
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("iperf3 -s: %w", err)
-		}
-		stops = append(stops, func() { cmd.Process.Kill(); cmd.Wait() })
-		if err := await(ctx, "iperf3 -s", func() bool {
-			c, err := net.Dial("tcp", t.iperf)
-			if err == nil {
-				c.Close()
+		for _, addr := range []*string{&t.iperf, &t.iperfPortal} {
+			*addr = freeAddr()
+			_, port, _ := net.SplitHostPort(*addr)
+			cmd := exec.Command(path, "-s", "-B", "127.0.0.1", "-p", port)
+			if err := cmd.Start(); err != nil {
+				return nil, fmt.Errorf("iperf3 -s: %w", err)
 			}
-			return err == nil
-		}); err != nil {
-			return nil, err
+			stops = append(stops, func() { cmd.Process.Kill(); cmd.Wait() })
+			if err := await(ctx, "iperf3 -s", func() bool {
+				c, err := net.Dial("tcp", *addr)
+				if err == nil {
+					c.Close()
+				}
+				return err == nil
+			}); err != nil {
+				return nil, err
+			}
 		}
 	}
 	t.stop = func() {
@@ -450,7 +460,7 @@ func (w *world) startPair(ctx context.Context, name, relay string, t *targets, v
 	inlets := fmt.Sprintf("  - {from: %q, via: %s, to: sink}\n  - {from: %q, via: %s, to: echo}\n", p.inSink, relay, p.inEcho, relay)
 	if t.iperf != "" {
 		p.inIperf = freeAddr()
-		outlets += fmt.Sprintf("  - {from: iperf, to: %q, allow: inlet-from-saas}\n", t.iperf)
+		outlets += fmt.Sprintf("  - {from: iperf, to: %q, allow: inlet-from-saas}\n", t.iperfPortal)
 		inlets += fmt.Sprintf("  - {from: %q, via: %s, to: iperf}\n", p.inIperf, relay)
 	}
 	vcfg, ccfg := filepath.Join(w.dir, name+"-v.yaml"), filepath.Join(w.dir, name+"-c.yaml")

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"math"
 	"strings"
 	"testing"
@@ -20,11 +19,20 @@ import (
 // Targets are not checked here (the machine is shared and noisy);
 // scripts/bench reports them.
 func TestBenchShort(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	r, err := Run(ctx, ShortOptions, io.Discard)
+	var log bytes.Buffer
+	r, err := Run(ctx, ShortOptions, &log)
+	if err != nil && ctx.Err() == nil {
+		// The bench drives real processes, iperf3 and hundreds of
+		// connections on a shared machine: one failed step is reported
+		// and the run is made once more; two in a row fail the test.
+		t.Logf("first run: %v\n%s", err, log.String())
+		log.Reset()
+		r, err = Run(ctx, ShortOptions, &log)
+	}
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, log.String())
 	}
 	if err := checkReport(r); err != nil {
 		t.Fatal(err)

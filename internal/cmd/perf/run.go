@@ -150,7 +150,7 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	}
 	for r := 0; r < o.Rounds; r++ {
 		fmt.Fprintf(log, "round %d of %d: direct and portal …\n", r+1, o.Rounds)
-		if err := round(ctx, o, t, p, raw); err != nil {
+		if err := round(ctx, o, t, p, raw, log); err != nil {
 			return nil, err
 		}
 	}
@@ -259,10 +259,18 @@ func newChannels(ctx context.Context, w *world, p *pair, n int, firsts, setups *
 
 // round measures one interleaved round of the loopback figures: the
 // latencies first, then the bulk transfers.
-func round(ctx context.Context, o Options, t *targets, p *pair, raw *Raw) error {
+func round(ctx context.Context, o Options, t *targets, p *pair, raw *Raw, log io.Writer) error {
 	bulk := func(addr, iperfAddr string, n int) (float64, error) {
 		if raw.Iperf3 {
-			return iperf3(ctx, iperfAddr, n, o.Duration)
+			g, err := iperf3(ctx, iperfAddr, n, o.Duration)
+			if err != nil && ctx.Err() == nil {
+				// iperf3 fails a whole run for one stream it could not set
+				// up; say so, and run it once more.
+				fmt.Fprintf(log, "%v; running it once more\n", err)
+				time.Sleep(time.Second)
+				g, err = iperf3(ctx, iperfAddr, n, o.Duration)
+			}
+			return g, err
 		}
 		return throughput(addr, n, o.Duration)
 	}
