@@ -442,10 +442,7 @@ func (s *Session) enqueue(f frame, prio, wake bool) error {
 	}
 	s.wmu.Unlock()
 	if wake {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		notify(s.wake)
 	}
 	return nil
 }
@@ -562,10 +559,7 @@ func (s *Session) writeNow(f frame) bool {
 	if err != nil {
 		s.writeFailed(err)
 	} else if more {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		notify(s.wake)
 	}
 	return true // f's completion went to its req (as from the loop)
 }
