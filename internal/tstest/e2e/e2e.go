@@ -64,8 +64,13 @@ func Binaries(t testing.TB) (agentBin, hubBin string) {
 func raceBuilds() bool { return raceEnabled || os.Getenv("E2E_RACE") == "1" }
 
 func goBuild(root, out, pkg string, flags ...string) error {
+	return goBuildRace(root, out, pkg, raceBuilds(), flags...)
+}
+
+// goBuildRace is goBuild with the race detector on or off as asked.
+func goBuildRace(root, out, pkg string, race bool, flags ...string) error {
 	args := append([]string{"build", "-o", out}, flags...)
-	if raceBuilds() {
+	if race {
 		args = append(args, "-race")
 	}
 	cmd := exec.Command("go", append(args, pkg)...)
@@ -98,11 +103,7 @@ func PlainHubBinary(t testing.TB) string {
 			return
 		}
 		plainBin = filepath.Join(buildDir, "plain-hub")
-		cmd := exec.Command("go", "build", "-o", plainBin, "./cmd/hub")
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			plainErr = fmt.Errorf("go build ./cmd/hub: %v\n%s", err, b)
-		}
+		plainErr = goBuildRace(root, plainBin, "./cmd/hub", false)
 	})
 	if plainErr != nil {
 		t.Fatal(plainErr)
