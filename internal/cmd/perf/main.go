@@ -14,7 +14,7 @@
 // node and the hub is emulated with this tool's own delay proxy
 // (delay.go); rows say what it costs itself.
 //
-//	go run ./internal/cmd/perf [--short] [--json FILE] [--nodes N] [--rounds N]
+//	go run ./internal/cmd/perf [--short] [--json FILE] [--nodes N] [--rounds N] [--latency]
 //
 // A development tool; nothing imports it.
 package main
@@ -72,6 +72,7 @@ func main() {
 	jsonOut := flag.String("json", "", "also write the rows and raw figures to this `FILE`")
 	nodes := flag.Int("nodes", 0, "idle simulated nodes for the hub memory figure (default 1000, --short 50)")
 	rounds := flag.Int("rounds", 0, "interleaved rounds of the noisy figures (default 3, --short 1)")
+	latency := flag.Bool("latency", false, "only the latency figures, round after round (for work on the open path)")
 	flag.Parse()
 	o := FullOptions
 	if *short {
@@ -85,6 +86,13 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
+	if *latency {
+		if err := Latency(ctx, max(*rounds, 1), os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "perf:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	r, err := Run(ctx, o, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "perf:", err)
