@@ -148,8 +148,9 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 		client.Close()
 	}
 	var rp *replayConn // the client, kept for a retry (a replicated relay only)
+	early := &earlyBytes{c: client}
 	for attempt := 0; ; attempt++ {
-		oc, st, err := n.openPortal(ctx, in)
+		oc, st, err := n.openPortal(ctx, in, early)
 		if err != nil {
 			fail("portal not opened", err)
 			return
@@ -181,6 +182,7 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 		})
 		plog.Debug("portal opening", "channel_wait", time.Since(start), "attempt", attempt+1)
 		up, down, err := pipe.Pipe(ctx, conn, st)
+		up += int64(len(early.b))
 		if !state.CompareAndSwap(pending, over) {
 			n.metrics.open.WithLabelValues("inlet").Dec()
 		}
@@ -209,9 +211,10 @@ func (n *Node) serveInlet(ctx context.Context, in *inlet, client net.Conn) {
 }
 
 // openPortal opens a stream to in's outlet on a channel to in's relay,
-// once the outlet node passes the inlet's policy. A channel that ended
-// just now is opened again, once.
-func (n *Node) openPortal(ctx context.Context, in *inlet) (*outChannel, *mux.Stream, error) {
+// once the outlet node passes the inlet's policy, with the client's first
+// bytes if they are there already. A channel that ended just now is
+// opened again, once.
+func (n *Node) openPortal(ctx context.Context, in *inlet, early *earlyBytes) (*outChannel, *mux.Stream, error) {
 	for attempt := 0; ; attempt++ {
 		oc, err := n.channels.get(ctx, in.via, in.to)
 		if err != nil {
@@ -223,7 +226,11 @@ func (n *Node) openPortal(ctx context.Context, in *inlet) (*outChannel, *mux.Str
 		if rej := portal.Check(allow, fmt.Sprintf("tcp-inlet %s", in.from), oc.ch.Peer()); rej != nil {
 			return nil, nil, rej
 		}
-		st, err := oc.ch.Open(ctx, in.to)
+		first, err := early.get()
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := oc.ch.Open(ctx, in.to, first)
 		if err == nil {
 			return oc, st, nil
 		}
@@ -232,6 +239,39 @@ func (n *Node) openPortal(ctx context.Context, in *inlet) (*outChannel, *mux.Str
 		}
 		n.channels.forget(in.via, oc)
 	}
+}
+
+// maxEarly bounds the client bytes a portal's open carries.
+const maxEarly = 16 << 10
+
+var earlyPool = sync.Pool{New: func() any { b := make([]byte, maxEarly); return &b }}
+
+// earlyBytes is what the client sent before its portal opened, read once
+// (without waiting) just before the first open and sent with every open
+// of the portal: a retry on another replica sends them again, ahead of
+// what the replay connection kept after them.
+type earlyBytes struct {
+	c    net.Conn
+	read bool
+	b    []byte
+}
+
+func (e *earlyBytes) get() ([]byte, error) {
+	if e.read {
+		return e.b, nil
+	}
+	e.read = true
+	tc, ok := e.c.(*net.TCPConn)
+	if !ok {
+		return nil, nil
+	}
+	bp := earlyPool.Get().(*[]byte)
+	defer earlyPool.Put(bp)
+	k, err := readyBytes(tc, *bp)
+	if k > 0 {
+		e.b = append([]byte(nil), (*bp)[:k]...)
+	}
+	return e.b, err
 }
 
 // maxReplay bounds the client bytes kept for a portal's retry: a client

@@ -95,7 +95,7 @@ func benchPair(b *testing.B, in, out *Self, relay string, maxStreams int) (inlet
 // stays open unless closeIt.
 func echoOne(b *testing.B, ch *Channel, closeIt bool) net.Conn {
 	b.Helper()
-	st, err := ch.Open(context.Background(), "echo")
+	st, err := ch.Open(context.Background(), "echo", nil)
 	if err != nil {
 		b.Fatal(err)
 	}

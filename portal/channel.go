@@ -76,15 +76,17 @@ func (c *Channel) PeerExpired(now time.Time) bool {
 	return now.After(c.Peer().Expires().Add(enroll.ClockSkew))
 }
 
-// Open opens a stream to outlet on the peer, at once: the caller may
-// write before the peer accepts. A refusal arrives as an error from the
-// stream's reads and writes (Refused turns it into a *Rejection).
-func (c *Channel) Open(ctx context.Context, outlet string) (*mux.Stream, error) {
+// Open opens a stream to outlet on the peer, at once, with the client's
+// first bytes (early, at most mux.InitialWindow; may be nil) in the same
+// channel write: the caller may write more before the peer accepts. A
+// refusal arrives as an error from the stream's reads and writes (Refused
+// turns it into a *Rejection).
+func (c *Channel) Open(ctx context.Context, outlet string, early []byte) (*mux.Stream, error) {
 	hdr, err := wire.Marshal(control.StreamOpen{Outlet: outlet})
 	if err != nil {
 		return nil, err
 	}
-	return c.sess.Open(ctx, hdr, nil)
+	return c.sess.Open(ctx, hdr, early)
 }
 
 // Refused returns the outlet node's refusal of a stream, if err is one.

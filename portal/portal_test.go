@@ -138,7 +138,7 @@ func serveEcho(t *testing.T, ch *Channel, allow policy.Expr, check func(*enroll.
 
 func echo(t *testing.T, ch *Channel, outlet, msg string) error {
 	t.Helper()
-	st, err := ch.Open(context.Background(), outlet)
+	st, err := ch.Open(context.Background(), outlet, nil)
 	if err != nil {
 		return err
 	}

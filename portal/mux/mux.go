@@ -45,9 +45,21 @@
 //
 // A session has two goroutines: a reader that decodes frames and copies
 // data into per-stream buffers (it never blocks on a stream or on the
-// writer), and a writer that gathers every queued frame (control frames
-// first, then data in arrival order, at most 256 KiB per stream per
-// frame) into one noiseconn.WriteBuffers call: few frames, few syscalls.
+// writer), and a write loop. Frames are queued in order (control frames
+// first, then stream frames in arrival order, at most 256 KiB per stream
+// per frame) and go out in batches, one noiseconn.WriteBuffers call each:
+// few frames, few syscalls. The goroutine that queues a stream's data, an
+// open or a half-close writes the batch itself when no one else is
+// writing (no hand-off to the loop); the loop writes what the reader
+// queues (pongs, refusals, window updates) and what others queued while
+// a batch was being written. An open carries the client's first bytes
+// in the same write; an accept waits up to a millisecond (lazyFlush) for
+// the stream's first answer and goes out with it, so the relay and the
+// opener wake once for both. On the receiving side, a stream whose
+// WriteTo waits on a socket with nothing buffered gets its bytes written
+// to that socket by the reader itself (non-blocking; what the socket
+// does not take is buffered for WriteTo as always): a frame goes from
+// the channel to the target in one goroutine.
 // Limits: Config.MaxStreams concurrent streams opened by the peer and
 // Config.AcceptBacklog waiting for Accept, each refused with a typed code
 // beyond; pings answer liveness (Config.KeepAlive); a channel write that
@@ -239,16 +251,21 @@ type Session struct {
 	writing bool
 	scratch writeScratch
 	wake    chan struct{}
+	// lazy sends frames queued by queueLazy if nothing else does within
+	// lazyFlush; lazyArmed says it is set.
+	lazy      *time.Timer
+	lazyArmed atomic.Bool
 
 	// pingMu guards pings.
 	pingMu  sync.Mutex
 	pings   map[uint32]pingWait
 	pingSeq uint32
 
-	rtt      atomic.Int64 // smoothed round trip, ns (0 = unknown)
-	tuned    atomic.Int64 // largest window a stream tuned to lately
-	active   atomic.Int64 // last stream activity, unix ns
-	lastRecv atomic.Int64 // last frame received, unix ns
+	directBytes atomic.Int64 // bytes the reader wrote straight to a WriteTo's socket
+	rtt         atomic.Int64 // smoothed round trip, ns (0 = unknown)
+	tuned       atomic.Int64 // largest window a stream tuned to lately
+	active      atomic.Int64 // last stream activity, unix ns
+	lastRecv    atomic.Int64 // last frame received, unix ns
 
 	done      chan struct{}
 	failOnce  sync.Once
@@ -295,6 +312,8 @@ func newSession(conn Conn, c *Config, client bool) (*Session, error) {
 	if client {
 		s.nextID = 1
 	}
+	s.lazy = time.AfterFunc(time.Hour, s.lazyFire)
+	s.lazy.Stop()
 	if nc, ok := conn.(net.Conn); ok {
 		s.laddr, s.raddr = nc.LocalAddr(), nc.RemoteAddr()
 	}
@@ -373,6 +392,7 @@ func (s *Session) fail(err error) {
 			s.log.Info("channel ended", "err", err)
 		}
 		close(s.done)
+		s.lazy.Stop()
 		s.conn.Close()
 		s.mu.Lock()
 		streams := make([]*Stream, 0, len(s.streams))
@@ -499,24 +519,12 @@ func (s *Session) writeLoop() {
 		}
 		for {
 			s.wmu.Lock()
-			if s.writing { // a Write is writing inline; it wakes us after
+			if s.writing { // a goroutine is writing inline; it wakes us after
 				s.wmu.Unlock()
 				break
 			}
 			w := &s.scratch
-			w.batch = append(w.batch[:0], s.prio...)
-			clear(s.prio)
-			s.prio = s.prio[:0]
-			size := 0
-			k := 0
-			for k < len(s.fifo) && (k == 0 || size+len(s.fifo[k].payload) <= maxBatch) {
-				size += len(s.fifo[k].payload)
-				k++
-			}
-			w.batch = append(w.batch, s.fifo[:k]...)
-			clear(s.fifo[:k])
-			s.fifo = append(s.fifo[:0], s.fifo[k:]...)
-			if len(w.batch) == 0 {
+			if !s.takeBatch(w) {
 				s.wmu.Unlock()
 				break
 			}
@@ -535,21 +543,61 @@ func (s *Session) writeLoop() {
 	}
 }
 
-// writeNow writes f in the calling goroutine if the channel is idle: no
-// frame queued and none being written, so f overtakes nothing queued
-// before it, and costs no hand-off to the write loop (a request and its
-// answer, or a bulk copy, go from the socket read to the channel write
-// in one goroutine). It reports false, having done nothing, otherwise,
-// and when f's stream has queued its end (f must not overtake it).
-func (s *Session) writeNow(f frame) bool {
-	s.wmu.Lock()
-	if s.wdead || s.writing || len(s.prio) > 0 || len(s.fifo) > 0 || f.req.endQueued.Load() {
-		s.wmu.Unlock()
-		return false
+// takeBatch moves what goes out next into w.batch: every control frame,
+// then stream frames in order up to maxBatch bytes (at least one). It
+// reports false if nothing is queued. wmu held.
+func (s *Session) takeBatch(w *writeScratch) bool {
+	w.batch = append(w.batch[:0], s.prio...)
+	clear(s.prio)
+	s.prio = s.prio[:0]
+	size := 0
+	k := 0
+	for k < len(s.fifo) && (k == 0 || size+len(s.fifo[k].payload) <= maxBatch) {
+		size += len(s.fifo[k].payload)
+		k++
 	}
-	s.writing = true
+	w.batch = append(w.batch, s.fifo[:k]...)
+	clear(s.fifo[:k])
+	s.fifo = append(s.fifo[:0], s.fifo[k:]...)
+	if len(w.batch) > 0 && s.lazyArmed.CompareAndSwap(true, false) {
+		s.lazy.Stop() // what it would have flushed goes now
+	}
+	return len(w.batch) > 0
+}
+
+// put queues frames, in order, and takes the writing token if no one
+// holds it: then (held) the caller must call flushHeld once it has let
+// go of its own locks. It is for application goroutines (a stream's
+// Write, an Open, an Accept), never the reader: the frames, and anything
+// queued before them, go out from the calling goroutine with no hand-off
+// to the write loop, so a request and its answer, or a bulk copy, go from
+// the socket read to the channel write in one goroutine. A holder's own
+// write delays it at most one batch.
+func (s *Session) put(prio bool, fs ...frame) (held bool, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.wdead {
+		return false, s.deadErr() // done is closed before the writer stops
+	}
+	if prio {
+		s.prio = append(s.prio, fs...)
+	} else {
+		s.fifo = append(s.fifo, fs...)
+	}
+	// Whoever holds the token looks at the queues again when done.
+	if !s.writing {
+		s.writing = true
+		held = true
+	}
+	return held, nil
+}
+
+// flushHeld writes one batch as the holder of the writing token, then
+// gives the token back, leaving anything queued since to the loop.
+func (s *Session) flushHeld() {
 	w := &s.scratch
-	w.batch = append(w.batch[:0], f)
+	s.wmu.Lock()
+	s.takeBatch(w)
 	s.wmu.Unlock()
 	err := s.writeBatch(w)
 	s.wmu.Lock()
@@ -561,7 +609,36 @@ func (s *Session) writeNow(f frame) bool {
 	} else if more {
 		notify(s.wake)
 	}
-	return true // f's completion went to its req (as from the loop)
+}
+
+// lazyFlush bounds how long a frame queued lazily (an accept and its
+// window grant) waits for company: the stream's first answer usually
+// follows within it and carries it in the same channel write, so the
+// relay and the opener wake once for both.
+const lazyFlush = time.Millisecond
+
+// queueLazy queues frames without waking the writer: they go out with
+// the next write on the channel, or after lazyFlush. Application
+// goroutines only.
+func (s *Session) queueLazy(fs ...frame) error {
+	s.wmu.Lock()
+	if s.wdead {
+		s.wmu.Unlock()
+		return s.deadErr()
+	}
+	s.fifo = append(s.fifo, fs...)
+	s.wmu.Unlock()
+	if s.lazyArmed.CompareAndSwap(false, true) {
+		s.lazy.Reset(lazyFlush)
+	}
+	return nil
+}
+
+// lazyFire is the lazy timer's end: the write loop sends what waited.
+func (s *Session) lazyFire() {
+	if s.lazyArmed.CompareAndSwap(true, false) {
+		notify(s.wake)
+	}
 }
 
 // writeFailed ends the session after a failed channel write, named for
@@ -729,7 +806,9 @@ func (s *Session) pong(seq uint32) {
 
 // Open opens a stream without waiting for the peer: header goes in the
 // open frame, early (at most InitialWindow bytes, may be nil) right
-// behind it. ctx bounds sending early.
+// behind it, in the same channel write. Open returns once that write is
+// done (Config.WriteTimeout bounds it); ctx is for the caller's
+// cancellation only, since early never waits for the peer's window.
 func (s *Session) Open(ctx context.Context, hdr, early []byte) (*Stream, error) {
 	if len(hdr) > MaxOpenHeader {
 		return nil, fmt.Errorf("mux: open header of %d bytes exceeds %d", len(hdr), MaxOpenHeader)
@@ -759,23 +838,32 @@ func (s *Session) Open(ctx context.Context, hdr, early []byte) (*Stream, error) 
 	s.nextID += 2
 	st := newStream(s, id, true)
 	s.streams[id] = st
-	// Queued under mu, so open frames go out in id order.
-	err := s.enqueue(frame{h: header{typ: typeOpen, id: id, length: uint32(len(hdr))}, payload: append([]byte(nil), hdr...), opens: st}, false, len(early) == 0)
+	// The open frame, the window the session learned and the early
+	// bytes: one batch, queued under mu so open frames go out in id
+	// order.
+	var fs [3]frame
+	batch := append(fs[:0], frame{h: header{typ: typeOpen, id: id, length: uint32(len(hdr))}, payload: append([]byte(nil), hdr...), opens: st})
+	st.mu.Lock()
+	if w := st.learnedGrant(); w != nil {
+		batch = append(batch, *w)
+	}
+	if len(early) > 0 {
+		st.sendWindow -= int64(len(early))
+		batch = append(batch, frame{h: header{typ: typeData, id: id, length: uint32(len(early))}, payload: early, req: st})
+	}
+	held, err := s.put(false, batch...)
+	st.mu.Unlock()
 	s.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	st.mu.Lock()
-	st.grantLearned()
-	st.mu.Unlock()
+	if held {
+		s.flushHeld()
+	}
 	if len(early) > 0 {
-		if dl, ok := ctx.Deadline(); ok {
-			st.SetWriteDeadline(dl)
-			defer st.SetWriteDeadline(time.Time{})
-		}
-		if _, err := st.Write(early); err != nil {
+		if err := <-st.wdone; err != nil {
 			st.Reset()
-			return nil, err
+			return nil, streamErr(err)
 		}
 	}
 	s.touch()
@@ -1132,10 +1220,15 @@ func (in *Incoming) Accept() (*Stream, error) {
 		return nil, st.err
 	}
 	st.isAccepted = true
-	if err := st.sess.enqueue(frame{h: header{typ: typeAccept, id: st.id}}, false, true); err != nil {
+	// Lazily: the stream's first answer (or anything else this side
+	// writes soon) carries the accept in the same channel write.
+	fs := []frame{{h: header{typ: typeAccept, id: st.id}}}
+	if w := st.learnedGrant(); w != nil {
+		fs = append(fs, *w)
+	}
+	if err := st.sess.queueLazy(fs...); err != nil {
 		return nil, err
 	}
-	st.grantLearned()
 	return st, nil
 }
 

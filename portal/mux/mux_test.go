@@ -778,3 +778,149 @@ func TestOnAccept(t *testing.T) {
 	default:
 	}
 }
+
+// TestWriteToSocket checks WriteTo to a socket, where the session's
+// reader writes arriving frames to the socket itself while WriteTo
+// waits: every byte arrives once and in order, the count is exact, a
+// socket that stops reading (its buffer full, writes partial) moves the
+// rest to WriteTo's own writes and back, and the peer's FIN still ends it.
+func TestWriteToSocket(t *testing.T) {
+	cli, srv := sessions(t, nil)
+	st, err := cli.Open(context.Background(), []byte("h"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := accept(t, srv).Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, far := testnet.Pair(t)
+	type result struct {
+		n   int64
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		n, err := as.WriteTo(out)
+		res <- result{n, err}
+	}()
+	var want bytes.Buffer
+	var wmu sync.Mutex // guards want while the sender adds to it
+	send := func(msgs int) {
+		for i := range msgs {
+			msg := bytes.Repeat([]byte{byte(i), byte(i >> 8), 0x5a}, 1+i%1500)
+			wmu.Lock()
+			want.Write(msg)
+			wmu.Unlock()
+			if _, err := st.Write(msg); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}
+	// Small messages one at a time, read as they come: the direct path.
+	got := make([]byte, 0, 64<<20)
+	buf := make([]byte, 64<<10)
+	for i := range 200 {
+		msg := []byte(fmt.Sprintf("request %d;", i))
+		want.Write(msg)
+		if _, err := st.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		far.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.ReadAtLeast(far, buf, len(msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if srv.directBytes.Load() == 0 {
+		t.Fatal("no byte went straight from the reader to the socket")
+	}
+	// Then megabytes arrive while far does not read for a while: its
+	// buffers fill; then small ones again.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		send(4000)
+		send(300)
+		st.CloseWrite()
+	}()
+	time.Sleep(300 * time.Millisecond)
+	far.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		n, err := far.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+		wmu.Lock()
+		all := want.Len()
+		wmu.Unlock()
+		if len(got) == all && isDone(done) {
+			break
+		}
+	}
+	r := <-res
+	if r.err != nil || r.n != int64(want.Len()) {
+		t.Fatalf("WriteTo = %d, %v; want %d, nil", r.n, r.err, want.Len())
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("the socket got %d bytes that differ from the %d sent", len(got), want.Len())
+	}
+	as.Close()
+	st.Close()
+}
+
+func isDone(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestLazyAccept: an accept waits for the stream's first answer to ride
+// with, but not for long: with no answer and nothing else on the
+// session, it still reaches the opener (the lazy timer), and an answer
+// written right after it arrives behind it.
+func TestLazyAccept(t *testing.T) {
+	cli, srv := sessions(t, nil)
+	// Let the sessions' hellos and first pings settle, so that only the
+	// lazy timer can send the first accept.
+	time.Sleep(50 * time.Millisecond)
+	for _, answer := range []bool{false, true} {
+		st, err := cli.Open(context.Background(), []byte("h"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := make(chan struct{})
+		st.OnAccept(func() { close(ok) })
+		as, err := accept(t, srv).Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if answer {
+			if _, err := as.Write([]byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-ok:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("answer=%v: the accept did not reach the opener in 5 s", answer)
+		}
+		if answer {
+			got := make([]byte, 5)
+			st.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(st, got); err != nil || string(got) != "hello" {
+				t.Fatalf("read %q, %v", got, err)
+			}
+		}
+		t.Logf("answer=%v: accepted after %s", answer, time.Since(start))
+		st.Close()
+		as.Close()
+	}
+}

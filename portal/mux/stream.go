@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -146,14 +147,16 @@ type Stream struct {
 	err        error  // terminal error of both directions
 	readBusy   bool   // WriteTo is writing from buf without mu
 	freeLater  bool   // free buf when WriteTo is done
-	rdl, wdl   time.Time
-	readCh     chan struct{} // data, end or error arrived; deadline moved
-	writeCh    chan struct{} // window opened, error; deadline moved
-	wdone      chan error    // the writer wrote (or failed) this stream's data frame
-	// endQueued is set (under mu) before this side's FIN or reset is
-	// queued: a data frame that Write would write inline after it must
-	// not overtake it (writeNow checks).
-	endQueued atomic.Bool
+	// sink is the socket WriteTo waits to write to, while it waits with
+	// nothing buffered: the reader writes arriving bytes to it itself
+	// (directN counts them for WriteTo) instead of waking WriteTo's
+	// goroutine for each frame. nil otherwise.
+	sink     syscall.RawConn
+	directN  int64
+	rdl, wdl time.Time
+	readCh   chan struct{} // data, end or error arrived; deadline moved
+	writeCh  chan struct{} // window opened, error; deadline moved
+	wdone    chan error    // the writer wrote (or failed) this stream's data frame
 }
 
 func newStream(s *Session, id uint32, opener bool) *Stream {
@@ -247,15 +250,31 @@ func (st *Stream) arriving(n uint32, fin bool) error {
 	return nil
 }
 
-// push buffers arriving bytes (reader goroutine). A stream this side
-// ended drops them; one closed while the peer was still sending answers
-// with a reset (once), as TCP does.
+// push buffers arriving bytes (reader goroutine), or writes them to the
+// sink WriteTo waits on when nothing is buffered before them (what the
+// socket does not take at once is buffered, as always). A stream this
+// side ended drops them; one closed while the peer was still sending
+// answers with a reset (once), as TCP does.
 func (st *Stream) push(p []byte) {
 	st.mu.Lock()
 	switch {
 	case st.err == nil:
-		st.buf.push(p)
-		notify(st.readCh)
+		if st.sink != nil && st.buf.n == 0 && !st.readBusy {
+			n, err := rawWrite(st.sink, p)
+			if n > 0 {
+				st.sess.directBytes.Add(int64(n))
+				st.directN += int64(n)
+				st.consumedLocked(n)
+				p = p[n:]
+			}
+			if err != nil || len(p) > 0 {
+				st.sink = nil // WriteTo writes the rest, and meets the error itself
+			}
+		}
+		if len(p) > 0 {
+			st.buf.push(p)
+			notify(st.readCh)
+		}
 	case st.closed && !st.resetSent && st.err == ErrStreamClosed:
 		st.resetSent = true
 		st.sendReset(CodeClosed)
@@ -345,14 +364,16 @@ func (st *Stream) consumedLocked(n int) {
 	}
 }
 
-// grantLearned queues a window update right away when the stream starts
-// with a learned window larger than the protocol's initial one, so the
-// peer need not wait a round trip for it. mu held.
-func (st *Stream) grantLearned() {
-	if st.window > InitialWindow && !st.wupQueued {
-		st.wupQueued = true
-		st.sess.enqueue(frame{h: header{typ: typeWindow, id: st.id}, st: st}, st.urgent(), true)
+// learnedGrant returns the window update a new stream sends with its
+// open or accept when it starts with a learned window larger than the
+// protocol's initial one, so the peer need not wait a round trip for it;
+// nil otherwise. mu held.
+func (st *Stream) learnedGrant() *frame {
+	if st.window <= InitialWindow || st.wupQueued {
+		return nil
 	}
+	st.wupQueued = true
+	return &frame{h: header{typ: typeWindow, id: st.id}, st: st}
 }
 
 // takeCredit computes the increment of a queued window update, tuning
@@ -452,26 +473,50 @@ func (st *Stream) readEnd() error {
 // WriteTo writes the stream to w until the peer's end of stream (then it
 // returns nil) or an error, handing everything buffered to w in one write
 // (writev on a socket).
+//
+// While it waits with nothing buffered and w is a socket, the session's
+// reader writes arriving bytes to w itself, as far as w takes them
+// without blocking: a frame goes from the channel to the socket in one
+// goroutine, with no hand-off.
 func (st *Stream) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	var vec, v net.Buffers
+	var sink syscall.RawConn
+	if sc, ok := w.(syscall.Conn); ok && directWrites {
+		sink, _ = sc.SyscallConn()
+	}
+	// done ends WriteTo: no direct write may follow it. mu held.
+	done := func() int64 {
+		st.sink = nil
+		total += st.directN
+		st.directN = 0
+		return total
+	}
 	for {
 		st.mu.Lock()
 		for st.buf.n == 0 {
 			if err := st.readEnd(); err != nil {
+				n := done()
 				st.mu.Unlock()
 				if err == io.EOF {
-					return total, nil
+					return n, nil
 				}
-				return total, err
+				return n, err
 			}
+			st.sink = sink
 			dl := st.rdl
 			st.mu.Unlock()
 			if !waitFor(st.readCh, dl) {
-				return total, ErrTimeout
+				st.mu.Lock()
+				n := done()
+				st.mu.Unlock()
+				return n, ErrTimeout
 			}
 			st.mu.Lock()
 		}
+		st.sink = nil
+		total += st.directN
+		st.directN = 0
 		vec = st.buf.slices(vec[:0])
 		st.readBusy = true
 		st.mu.Unlock()
@@ -531,21 +576,16 @@ func (st *Stream) Write(p []byte) (int, error) {
 		}
 		k := min(len(p), int(st.sendWindow), maxDataFrame)
 		st.sendWindow -= int64(k)
-		f := frame{h: header{typ: typeData, id: st.id, length: uint32(k)}, payload: p[:k], req: st}
+		// Queued under mu, so it never follows this stream's end; written
+		// from here when no one else is writing, else by whoever is (the
+		// loop or another stream's Write). Its completion comes on wdone.
+		held, err := st.sess.put(false, frame{h: header{typ: typeData, id: st.id, length: uint32(k)}, payload: p[:k], req: st})
 		st.mu.Unlock()
-		// Written here when the channel is idle, else queued for the
-		// write loop (under mu, and only if the stream did not end
-		// meanwhile); either way its completion comes on wdone.
-		if !st.sess.writeNow(f) {
-			st.mu.Lock()
-			err := st.writeErr()
-			if err == nil {
-				err = st.sess.enqueue(f, false, true)
-			}
-			st.mu.Unlock()
-			if err != nil {
-				return total, err
-			}
+		if err != nil {
+			return total, err
+		}
+		if held {
+			st.sess.flushHeld()
 		}
 		if err := <-st.wdone; err != nil {
 			return total, streamErr(err)
@@ -594,10 +634,12 @@ func (st *Stream) CloseWrite() error {
 		return st.err
 	}
 	st.localFin = true
-	st.endQueued.Store(true)
-	err := st.sess.enqueue(frame{h: header{typ: typeData, flags: flagFin, id: st.id}}, false, true)
+	held, err := st.sess.put(false, frame{h: header{typ: typeData, flags: flagFin, id: st.id}})
 	done := st.remoteFin
 	st.mu.Unlock()
+	if held {
+		st.sess.flushHeld()
+	}
 	if done {
 		st.sess.remove(st)
 	}
@@ -623,7 +665,6 @@ func (st *Stream) Close() error {
 		} else {
 			if !st.localFin {
 				st.localFin = true
-				st.endQueued.Store(true)
 				st.sess.enqueue(frame{h: header{typ: typeData, flags: flagFin, id: st.id}}, false, true)
 			}
 			finished = st.remoteFin // else stay known until the peer's FIN or reset
@@ -640,7 +681,6 @@ func (st *Stream) Close() error {
 // sendReset queues a reset frame. mu held.
 func (st *Stream) sendReset(code string) {
 	p := encodeReason(code, "")
-	st.endQueued.Store(true)
 	st.sess.enqueue(frame{h: header{typ: typeReset, id: st.id, length: uint32(len(p))}, payload: p}, st.urgent(), true)
 }
 

@@ -40,23 +40,31 @@ func Latency(ctx context.Context, rounds int, out, log io.Writer) error {
 		time.Sleep(d) // for a profiler or tracer to attach
 	}
 	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+	cpu := productCPU(w, p)
 	for r := 0; r < rounds; r++ {
 		for _, path := range []struct{ name, addr string }{{"direct", t.echo}, {"portal", p.inEcho}} {
+			c0 := cpu()
 			rt, err := rtt(path.addr, 2000)
 			if err != nil {
 				return err
 			}
+			c1 := cpu()
 			b2b, err := setupTimes(path.addr, 300, 0)
 			if err != nil {
 				return err
 			}
+			c2 := cpu()
 			time.Sleep(time.Second) // the per-peer portal rate refills
 			paced, err := setupTimes(path.addr, 100, 5*time.Millisecond)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "round %d %-6s rr64 p50 %6.0f µs  new p50 %6.0f p99 %6.0f µs  paced new p50 %6.0f p99 %6.0f µs\n", r+1, path.name,
+			fmt.Fprintf(out, "round %d %-6s rr64 p50 %6.0f µs  new p50 %6.0f p99 %6.0f µs  paced new p50 %6.0f p99 %6.0f µs", r+1, path.name,
 				us(percentile(rt, 0.5)), us(percentile(b2b, 0.5)), us(percentile(b2b, 0.99)), us(percentile(paced, 0.5)), us(percentile(paced, 0.99)))
+			if path.name == "portal" {
+				fmt.Fprintf(out, "  relay+nodes CPU: %.1f µs per rr64, %.1f µs per new portal", us((c1-c0)/time.Duration(len(rt))), us((c2-c1)/time.Duration(len(b2b))))
+			}
+			fmt.Fprintln(out)
 			time.Sleep(time.Second)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -403,4 +404,34 @@ func holdStreams(addr string, n int, rate float64) (close func(), err error) {
 		}
 	}
 	return close, nil
+}
+
+// productCPU returns the CPU time the relay and both nodes of p have
+// run so far (Linux; 0 elsewhere).
+func productCPU(w *world, p *pair) func() time.Duration {
+	pids := []int{w.hub.Process.Pid, p.cust.cmd.Process.Pid, p.vendor.cmd.Process.Pid}
+	return func() (d time.Duration) {
+		for _, pid := range pids {
+			d += procCPU(pid)
+		}
+		return d
+	}
+}
+
+// procCPU is the CPU time all threads of process pid have run so far,
+// from /proc/PID/task/*/schedstat (nanoseconds; Linux), or 0.
+func procCPU(pid int) time.Duration {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var total time.Duration
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if fs := strings.Fields(string(b)); len(fs) > 0 {
+			n, _ := strconv.ParseInt(fs[0], 10, 64)
+			total += time.Duration(n)
+		}
+	}
+	return total
 }

@@ -147,7 +147,7 @@ func openIdleChannel(ctx context.Context, w *world, is *issuer, relay, outlet st
 		p.close()
 		return nil, fmt.Errorf("channel: %w", err)
 	}
-	st, err := p.ch.Open(ctx, outlet)
+	st, err := p.ch.Open(ctx, outlet, nil)
 	if err != nil {
 		p.close()
 		return nil, err

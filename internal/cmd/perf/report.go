@@ -31,7 +31,7 @@ type Row struct {
 // Keys of every row a complete report has, in order.
 var rowKeys = []string{
 	"new_portal_p50", "new_portal_p99", "new_channel_portal_p50", "new_channel_portal_p99",
-	"iperf3_1_stream", "iperf3_4_streams", "rr64_p50",
+	"iperf3_1_stream", "iperf3_4_streams", "rr64_p50", "cpu_rr64", "cpu_new_portal",
 	"delayed_new_portal_p50", "delayed_new_channel_portal_p50", "delayed_throughput_1_stream",
 	"delay_proxy_rtt_cost", "delay_proxy_throughput", "delayed_relay_rtt",
 	"concurrent_stalled", "concurrent_stalled_within_limits", "agent_mem_idle_channel", "agent_mem_open_stream_outlet", "agent_mem_open_stream_inlet",
@@ -102,6 +102,10 @@ func rows(o Options, r *Raw) []Row {
 	add(Row{Key: "rr64_p50", Name: "64 B request/response, p50", Unit: "µs", Direct: f(us(rd)), Product: us(rp), Delta: f(us(rp - rd)),
 		Target: "≤ direct + 150 µs", Pass: b(rp-rd <= 150*time.Microsecond),
 		Note: fmt.Sprintf("p99 direct %.0f µs, portal %.0f µs", us(medianD(r.RTTP99.Direct)), us(medianD(r.RTTP99.Portal)))})
+	add(Row{Key: "cpu_rr64", Name: "CPU of relay + nodes per 64 B round trip", Unit: "µs", Product: us(medianD(r.CPU.RTT)),
+		Note: "all threads of the three processes (/proc/PID/task/*/schedstat, Linux), median of rounds"})
+	add(Row{Key: "cpu_new_portal", Name: "CPU of relay + nodes per new portal", Unit: "µs", Product: us(medianD(r.CPU.NewPortal)),
+		Note: "back to back, open to close"})
 
 	d := r.Delayed
 	ds := medianD(d.Setups)

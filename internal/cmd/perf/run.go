@@ -27,6 +27,9 @@ type Raw struct {
 	Setup  struct {
 		DirectP50, DirectP99, PortalP50, PortalP99 []time.Duration
 	} `json:"new_portal_ns_per_round"`
+	// CPU the relay and both nodes spent (all their threads) per 64 B
+	// round trip and per new portal, per round.
+	CPU struct{ RTT, NewPortal []time.Duration } `json:"product_cpu_ns_per_round"`
 	// ChannelsOpenedDuringSetups is how many channels the inlet node
 	// opened during the rounds (0: every portal was a stream of the
 	// channel already up).
@@ -150,7 +153,7 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	}
 	for r := 0; r < o.Rounds; r++ {
 		fmt.Fprintf(log, "round %d of %d: direct and portal …\n", r+1, o.Rounds)
-		if err := round(ctx, o, t, p, raw, log); err != nil {
+		if err := round(ctx, o, t, p, productCPU(w, p), raw, log); err != nil {
 			return nil, err
 		}
 	}
@@ -259,7 +262,7 @@ func newChannels(ctx context.Context, w *world, p *pair, n int, firsts, setups *
 
 // round measures one interleaved round of the loopback figures: the
 // latencies first, then the bulk transfers.
-func round(ctx context.Context, o Options, t *targets, p *pair, raw *Raw, log io.Writer) error {
+func round(ctx context.Context, o Options, t *targets, p *pair, cpu func() time.Duration, raw *Raw, log io.Writer) error {
 	bulk := func(addr, iperfAddr string, n int) (float64, error) {
 		if raw.Iperf3 {
 			g, err := iperf3(ctx, iperfAddr, n, o.Duration)
@@ -277,22 +280,32 @@ func round(ctx context.Context, o Options, t *targets, p *pair, raw *Raw, log io
 	for _, path := range []struct {
 		addr     string
 		p50, p99 *[]time.Duration
-	}{{t.echo, &raw.RTTP50.Direct, &raw.RTTP99.Direct}, {p.inEcho, &raw.RTTP50.Portal, &raw.RTTP99.Portal}} {
+		cpu      *[]time.Duration
+	}{{t.echo, &raw.RTTP50.Direct, &raw.RTTP99.Direct, nil}, {p.inEcho, &raw.RTTP50.Portal, &raw.RTTP99.Portal, &raw.CPU.RTT}} {
+		c := cpu()
 		ds, err := rtt(path.addr, o.RTTs)
 		if err != nil {
 			return fmt.Errorf("request/response via %s: %w", path.addr, err)
+		}
+		if path.cpu != nil {
+			*path.cpu = append(*path.cpu, (cpu()-c)/time.Duration(len(ds)))
 		}
 		*path.p50, *path.p99 = append(*path.p50, percentile(ds, 0.5)), append(*path.p99, percentile(ds, 0.99))
 	}
 	for _, path := range []struct {
 		addr     string
 		p50, p99 *[]time.Duration
-	}{{t.echo, &raw.Setup.DirectP50, &raw.Setup.DirectP99}, {p.inEcho, &raw.Setup.PortalP50, &raw.Setup.PortalP99}} {
+		cpu      *[]time.Duration
+	}{{t.echo, &raw.Setup.DirectP50, &raw.Setup.DirectP99, nil}, {p.inEcho, &raw.Setup.PortalP50, &raw.Setup.PortalP99, &raw.CPU.NewPortal}} {
 		// Back to back; o.Setups stays under the outlet node's per-peer
 		// burst of portals.
+		c := cpu()
 		ds, err := setupTimes(path.addr, o.Setups, 0)
 		if err != nil {
 			return fmt.Errorf("new connections via %s: %w", path.addr, err)
+		}
+		if path.cpu != nil {
+			*path.cpu = append(*path.cpu, (cpu()-c)/time.Duration(len(ds)))
 		}
 		*path.p50, *path.p99 = append(*path.p50, percentile(ds, 0.5)), append(*path.p99, percentile(ds, 0.99))
 	}
