@@ -13,7 +13,8 @@ import (
 
 // Latency is the quick loop behind --latency: one pair of nodes, then
 // rounds of the latency figures only (64 B request/response, new portals
-// back to back and paced), printed as they come. For working on the
+// back to back and paced; direct, through the plain relay chain and
+// through a portal), printed as they come. For working on the
 // portal's open path; the full run is the record.
 func Latency(ctx context.Context, rounds int, out, log io.Writer) error {
 	w, err := setup(ctx, log)
@@ -42,7 +43,7 @@ func Latency(ctx context.Context, rounds int, out, log io.Writer) error {
 	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
 	cpu := productCPU(w, p)
 	for r := 0; r < rounds; r++ {
-		for _, path := range []struct{ name, addr string }{{"direct", t.echo}, {"portal", p.inEcho}} {
+		for _, path := range []struct{ name, addr string }{{"direct", t.echo}, {"chain", t.chain}, {"portal", p.inEcho}} {
 			c0 := cpu()
 			rt, err := rtt(path.addr, 2000)
 			if err != nil {

@@ -68,6 +68,10 @@ var (
 )
 
 func main() {
+	if to := os.Getenv(relayEnv); to != "" {
+		runRelay(to)
+		return
+	}
 	short := flag.Bool("short", false, "a quick run (tests, CI): fewer samples, one round")
 	jsonOut := flag.String("json", "", "also write the rows and raw figures to this `FILE`")
 	nodes := flag.Int("nodes", 0, "idle simulated nodes for the hub memory figure (default 1000, --short 50)")
@@ -275,6 +279,7 @@ func (w *world) restart(ctx context.Context, a *agentProc) error {
 // targets are the services behind the outlets.
 type targets struct {
 	sink, echo string
+	chain      string // the echo through a chain of plain relay processes
 	// iperf serves the direct runs, iperfPortal the runs through
 	// portals: iperf3 -s takes one test at a time, and a test that
 	// arrives while it still tears the last one down fails.
@@ -351,6 +356,15 @@ func startTargets(ctx context.Context, dir string) (*targets, error) {
 	t.sink, stopSink = serve(sink)
 	t.echo, stopEcho = serve(echo)
 	stops = append(stops, stopSink, stopEcho)
+	chain, stopChain, err := relayChain(t.echo)
+	if err != nil {
+		for _, s := range stops {
+			s()
+		}
+		return nil, fmt.Errorf("relay chain: %w", err)
+	}
+	t.chain = chain
+	stops = append(stops, stopChain)
 	if path, err := exec.LookPath("iperf3"); err == nil {
 		for _, addr := range []*string{&t.iperf, &t.iperfPortal} {
 			*addr = freeAddr()

@@ -28,10 +28,13 @@ type Row struct {
 	Note string `json:"note,omitempty"`
 }
 
+// chainNote says what the plain relay chain rows are.
+const chainNote = "the floor under a portal here: as many processes between client and target (3 relays that only read and write), no crypto, no multiplexing"
+
 // Keys of every row a complete report has, in order.
 var rowKeys = []string{
-	"new_portal_p50", "new_portal_p99", "new_channel_portal_p50", "new_channel_portal_p99",
-	"iperf3_1_stream", "iperf3_4_streams", "rr64_p50", "cpu_rr64", "cpu_new_portal",
+	"new_portal_p50", "new_portal_p99", "chain_new_p50", "new_channel_portal_p50", "new_channel_portal_p99",
+	"iperf3_1_stream", "iperf3_4_streams", "rr64_p50", "chain_rr64_p50", "cpu_rr64", "cpu_new_portal",
 	"delayed_new_portal_p50", "delayed_new_channel_portal_p50", "delayed_throughput_1_stream",
 	"delay_proxy_rtt_cost", "delay_proxy_throughput", "delayed_relay_rtt",
 	"concurrent_stalled", "concurrent_stalled_within_limits", "agent_mem_idle_channel", "agent_mem_open_stream_outlet", "agent_mem_open_stream_inlet",
@@ -72,6 +75,9 @@ func rows(o Options, r *Raw) []Row {
 		Delta: f(us(pP50 - dP50)), Target: "≤ 600 µs", Pass: b(pP50 <= 600*time.Microsecond), Note: warm})
 	add(Row{Key: "new_portal_p99", Name: "new portal to first byte, p99", Unit: "µs", Direct: f(us(dP99)), Product: us(pP99),
 		Delta: f(us(pP99 - dP99)), Target: "≤ 2000 µs", Pass: b(pP99 <= 2*time.Millisecond), Note: warm})
+	cP50 := medianD(r.Setup.ChainP50)
+	add(Row{Key: "chain_new_p50", Name: "plain relay chain: new connection, p50", Unit: "µs", Direct: f(us(dP50)), Product: us(cP50),
+		Delta: f(us(cP50 - dP50)), Note: chainNote})
 	nc50, nc99 := medianD(r.NewChannel), time.Duration(0)
 	if len(r.NewChannel) > 0 {
 		nc99 = percentile(r.NewChannel, 0.99)
@@ -102,6 +108,9 @@ func rows(o Options, r *Raw) []Row {
 	add(Row{Key: "rr64_p50", Name: "64 B request/response, p50", Unit: "µs", Direct: f(us(rd)), Product: us(rp), Delta: f(us(rp - rd)),
 		Target: "≤ direct + 150 µs", Pass: b(rp-rd <= 150*time.Microsecond),
 		Note: fmt.Sprintf("p99 direct %.0f µs, portal %.0f µs", us(medianD(r.RTTP99.Direct)), us(medianD(r.RTTP99.Portal)))})
+	rc := medianD(r.RTTP50.Chain)
+	add(Row{Key: "chain_rr64_p50", Name: "plain relay chain: 64 B request/response", Unit: "µs", Direct: f(us(rd)), Product: us(rc),
+		Delta: f(us(rc - rd)), Note: chainNote})
 	add(Row{Key: "cpu_rr64", Name: "CPU of relay + nodes per 64 B round trip", Unit: "µs", Product: us(medianD(r.CPU.RTT)),
 		Note: "all threads of the three processes (/proc/PID/task/*/schedstat, Linux), median of rounds"})
 	add(Row{Key: "cpu_new_portal", Name: "CPU of relay + nodes per new portal", Unit: "µs", Product: us(medianD(r.CPU.NewPortal)),

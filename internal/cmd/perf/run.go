@@ -22,10 +22,12 @@ type Raw struct {
 	Gbps struct {
 		Direct1, Portal1, Direct4, Portal4 []float64
 	} `json:"gbps_per_round"`
-	RTTP50 struct{ Direct, Portal []time.Duration } `json:"rtt64_p50_ns_per_round"`
-	RTTP99 struct{ Direct, Portal []time.Duration } `json:"rtt64_p99_ns_per_round"`
+	// Chain is the same through a chain of plain relay processes (as
+	// many as a portal crosses): the floor process wake-ups set here.
+	RTTP50 struct{ Direct, Portal, Chain []time.Duration } `json:"rtt64_p50_ns_per_round"`
+	RTTP99 struct{ Direct, Portal, Chain []time.Duration } `json:"rtt64_p99_ns_per_round"`
 	Setup  struct {
-		DirectP50, DirectP99, PortalP50, PortalP99 []time.Duration
+		DirectP50, DirectP99, PortalP50, PortalP99, ChainP50, ChainP99 []time.Duration
 	} `json:"new_portal_ns_per_round"`
 	// CPU the relay and both nodes spent (all their threads) per 64 B
 	// round trip and per new portal, per round.
@@ -281,7 +283,8 @@ func round(ctx context.Context, o Options, t *targets, p *pair, cpu func() time.
 		addr     string
 		p50, p99 *[]time.Duration
 		cpu      *[]time.Duration
-	}{{t.echo, &raw.RTTP50.Direct, &raw.RTTP99.Direct, nil}, {p.inEcho, &raw.RTTP50.Portal, &raw.RTTP99.Portal, &raw.CPU.RTT}} {
+	}{{t.echo, &raw.RTTP50.Direct, &raw.RTTP99.Direct, nil}, {p.inEcho, &raw.RTTP50.Portal, &raw.RTTP99.Portal, &raw.CPU.RTT},
+		{t.chain, &raw.RTTP50.Chain, &raw.RTTP99.Chain, nil}} {
 		c := cpu()
 		ds, err := rtt(path.addr, o.RTTs)
 		if err != nil {
@@ -296,7 +299,8 @@ func round(ctx context.Context, o Options, t *targets, p *pair, cpu func() time.
 		addr     string
 		p50, p99 *[]time.Duration
 		cpu      *[]time.Duration
-	}{{t.echo, &raw.Setup.DirectP50, &raw.Setup.DirectP99, nil}, {p.inEcho, &raw.Setup.PortalP50, &raw.Setup.PortalP99, &raw.CPU.NewPortal}} {
+	}{{t.echo, &raw.Setup.DirectP50, &raw.Setup.DirectP99, nil}, {p.inEcho, &raw.Setup.PortalP50, &raw.Setup.PortalP99, &raw.CPU.NewPortal},
+		{t.chain, &raw.Setup.ChainP50, &raw.Setup.ChainP99, nil}} {
 		// Back to back; o.Setups stays under the outlet node's per-peer
 		// burst of portals.
 		c := cpu()
