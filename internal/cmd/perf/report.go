@@ -77,7 +77,7 @@ func rows(o Options, r *Raw) []Row {
 		Delta: f(us(pP99 - dP99)), Target: "≤ 2000 µs", Pass: b(pP99 <= 2*time.Millisecond), Note: warm})
 	cP50 := medianD(r.Setup.ChainP50)
 	add(Row{Key: "chain_new_p50", Name: "plain relay chain: new connection, p50", Unit: "µs", Direct: f(us(dP50)), Product: us(cP50),
-		Delta: f(us(cP50 - dP50)), Note: chainNote})
+		Delta: f(us(cP50 - dP50)), Note: "through the same chain: each of its relays accepts and dials the next (a portal accepts once and dials once, its channel up)"})
 	nc50, nc99 := medianD(r.NewChannel), time.Duration(0)
 	if len(r.NewChannel) > 0 {
 		nc99 = percentile(r.NewChannel, 0.99)
