@@ -450,21 +450,35 @@ func (s *Session) Close() error {
 // enqueue queues f; prio frames go before stream frames. It fails only
 // once the writer has stopped.
 func (s *Session) enqueue(f frame, prio, wake bool) error {
-	s.wmu.Lock()
-	if s.wdead {
-		s.wmu.Unlock()
-		return s.deadErr()
+	if _, err := s.add(prio, false, f); err != nil {
+		return err
 	}
-	if prio {
-		s.prio = append(s.prio, f)
-	} else {
-		s.fifo = append(s.fifo, f)
-	}
-	s.wmu.Unlock()
 	if wake {
 		notify(s.wake)
 	}
 	return nil
+}
+
+// add queues frames in order (prio ones before stream frames) and, if
+// take, takes the writing token when no one holds it: held says so. It
+// fails only once the writer has stopped.
+func (s *Session) add(prio, take bool, fs ...frame) (held bool, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.wdead {
+		return false, s.deadErr() // done is closed before the writer stops
+	}
+	if prio {
+		s.prio = append(s.prio, fs...)
+	} else {
+		s.fifo = append(s.fifo, fs...)
+	}
+	// Whoever holds the token looks at the queues again when done.
+	if take && !s.writing {
+		s.writing = true
+		held = true
+	}
+	return held, nil
 }
 
 // control queues a frame the reader answers the peer with (a pong, a
@@ -565,32 +579,15 @@ func (s *Session) takeBatch(w *writeScratch) bool {
 	return len(w.batch) > 0
 }
 
-// put queues frames, in order, and takes the writing token if no one
-// holds it: then (held) the caller must call flushHeld once it has let
-// go of its own locks. It is for application goroutines (a stream's
-// Write, an Open, an Accept), never the reader: the frames, and anything
+// put queues stream frames, in order, and takes the writing token if no
+// one holds it: then (held) the caller must call flushHeld once it has
+// let go of its own locks. It is for application goroutines (a stream's
+// Write, CloseWrite, an Open), never the reader: the frames, and anything
 // queued before them, go out from the calling goroutine with no hand-off
 // to the write loop, so a request and its answer, or a bulk copy, go from
 // the socket read to the channel write in one goroutine. A holder's own
 // write delays it at most one batch.
-func (s *Session) put(prio bool, fs ...frame) (held bool, err error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if s.wdead {
-		return false, s.deadErr() // done is closed before the writer stops
-	}
-	if prio {
-		s.prio = append(s.prio, fs...)
-	} else {
-		s.fifo = append(s.fifo, fs...)
-	}
-	// Whoever holds the token looks at the queues again when done.
-	if !s.writing {
-		s.writing = true
-		held = true
-	}
-	return held, nil
-}
+func (s *Session) put(fs ...frame) (held bool, err error) { return s.add(false, true, fs...) }
 
 // flushHeld writes one batch as the holder of the writing token, then
 // gives the token back, leaving anything queued since to the loop.
@@ -621,13 +618,9 @@ const lazyFlush = time.Millisecond
 // the next write on the channel, or after lazyFlush. Application
 // goroutines only.
 func (s *Session) queueLazy(fs ...frame) error {
-	s.wmu.Lock()
-	if s.wdead {
-		s.wmu.Unlock()
-		return s.deadErr()
+	if _, err := s.add(false, false, fs...); err != nil {
+		return err
 	}
-	s.fifo = append(s.fifo, fs...)
-	s.wmu.Unlock()
 	if s.lazyArmed.CompareAndSwap(false, true) {
 		s.lazy.Reset(lazyFlush)
 	}
@@ -851,7 +844,7 @@ func (s *Session) Open(ctx context.Context, hdr, early []byte) (*Stream, error) 
 		st.sendWindow -= int64(len(early))
 		batch = append(batch, frame{h: header{typ: typeData, id: id, length: uint32(len(early))}, payload: early, req: st})
 	}
-	held, err := s.put(false, batch...)
+	held, err := s.put(batch...)
 	st.mu.Unlock()
 	s.mu.Unlock()
 	if err != nil {

@@ -485,38 +485,36 @@ func (st *Stream) WriteTo(w io.Writer) (int64, error) {
 	if sc, ok := w.(syscall.Conn); ok && directWrites {
 		sink, _ = sc.SyscallConn()
 	}
-	// done ends WriteTo: no direct write may follow it. mu held.
-	done := func() int64 {
+	// unsink stops the reader's direct writes and counts them, before
+	// WriteTo writes itself or returns. mu held.
+	unsink := func() {
 		st.sink = nil
 		total += st.directN
 		st.directN = 0
-		return total
 	}
 	for {
 		st.mu.Lock()
 		for st.buf.n == 0 {
 			if err := st.readEnd(); err != nil {
-				n := done()
+				unsink()
 				st.mu.Unlock()
 				if err == io.EOF {
-					return n, nil
+					return total, nil
 				}
-				return n, err
+				return total, err
 			}
 			st.sink = sink
 			dl := st.rdl
 			st.mu.Unlock()
 			if !waitFor(st.readCh, dl) {
 				st.mu.Lock()
-				n := done()
+				unsink()
 				st.mu.Unlock()
-				return n, ErrTimeout
+				return total, ErrTimeout
 			}
 			st.mu.Lock()
 		}
-		st.sink = nil
-		total += st.directN
-		st.directN = 0
+		unsink()
 		vec = st.buf.slices(vec[:0])
 		st.readBusy = true
 		st.mu.Unlock()
@@ -579,7 +577,7 @@ func (st *Stream) Write(p []byte) (int, error) {
 		// Queued under mu, so it never follows this stream's end; written
 		// from here when no one else is writing, else by whoever is (the
 		// loop or another stream's Write). Its completion comes on wdone.
-		held, err := st.sess.put(false, frame{h: header{typ: typeData, id: st.id, length: uint32(k)}, payload: p[:k], req: st})
+		held, err := st.sess.put(frame{h: header{typ: typeData, id: st.id, length: uint32(k)}, payload: p[:k], req: st})
 		st.mu.Unlock()
 		if err != nil {
 			return total, err
@@ -634,7 +632,7 @@ func (st *Stream) CloseWrite() error {
 		return st.err
 	}
 	st.localFin = true
-	held, err := st.sess.put(false, frame{h: header{typ: typeData, flags: flagFin, id: st.id}})
+	held, err := st.sess.put(frame{h: header{typ: typeData, flags: flagFin, id: st.id}})
 	done := st.remoteFin
 	st.mu.Unlock()
 	if held {
