@@ -6,12 +6,9 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 )
 
 // relayEnv makes this binary (or its test binary) a plain TCP relay to
@@ -67,34 +64,11 @@ func relayChain(target string) (string, func(), error) {
 // runRelay is a relay process: it prints its address, then relays every
 // connection to to until it is killed.
 func runRelay(to string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	r, err := newTCPRelay(to)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "relay:", err)
 		os.Exit(1)
 	}
-	fmt.Println(ln.Addr())
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			os.Exit(1)
-		}
-		go func() {
-			defer c.Close()
-			d, err := net.Dial("tcp", to)
-			if err != nil {
-				return
-			}
-			defer d.Close()
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				io.Copy(d, c)
-				d.(*net.TCPConn).CloseWrite()
-			}()
-			io.Copy(c, d)
-			c.(*net.TCPConn).CloseWrite()
-			wg.Wait()
-		}()
-	}
+	fmt.Println(r.Addr())
+	select {}
 }

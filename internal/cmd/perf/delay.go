@@ -218,7 +218,8 @@ func (q *byteQueue) fail() {
 }
 
 // tcpRelay is a plain TCP relay (what the hub is, without its protocol):
-// every connection is spliced to upstream with io.Copy.
+// every connection is spliced to upstream with io.Copy, half-close
+// carried, and both ends are closed once both directions are done.
 type tcpRelay struct {
 	ln       net.Listener
 	upstream string
@@ -256,14 +257,29 @@ func newTCPRelay(upstream string) (*tcpRelay, error) {
 			}
 			r.conns[c], r.conns[up] = struct{}{}, struct{}{}
 			r.mu.Unlock()
-			r.wg.Add(2)
+			var pair sync.WaitGroup
+			pair.Add(2)
+			r.wg.Add(3)
 			for _, d := range [][2]net.Conn{{c, up}, {up, c}} {
 				go func() {
 					defer r.wg.Done()
+					defer pair.Done()
 					io.Copy(d[1], d[0])
 					d[1].(*net.TCPConn).CloseWrite()
 				}()
 			}
+			go func() {
+				defer r.wg.Done()
+				pair.Wait()
+				c.Close()
+				up.Close()
+				r.mu.Lock()
+				if r.conns != nil {
+					delete(r.conns, c)
+					delete(r.conns, up)
+				}
+				r.mu.Unlock()
+			}()
 		}
 	}()
 	return r, nil

@@ -28,9 +28,6 @@ type Row struct {
 	Note string `json:"note,omitempty"`
 }
 
-// chainNote says what the plain relay chain rows are.
-const chainNote = "the floor under a portal here: as many processes between client and target (3 relays that only read and write), no crypto, no multiplexing"
-
 // Keys of every row a complete report has, in order.
 var rowKeys = []string{
 	"new_portal_p50", "new_portal_p99", "chain_new_p50", "new_channel_portal_p50", "new_channel_portal_p99",
@@ -110,7 +107,7 @@ func rows(o Options, r *Raw) []Row {
 		Note: fmt.Sprintf("p99 direct %.0f µs, portal %.0f µs", us(medianD(r.RTTP99.Direct)), us(medianD(r.RTTP99.Portal)))})
 	rc := medianD(r.RTTP50.Chain)
 	add(Row{Key: "chain_rr64_p50", Name: "plain relay chain: 64 B request/response", Unit: "µs", Direct: f(us(rd)), Product: us(rc),
-		Delta: f(us(rc - rd)), Note: chainNote})
+		Delta: f(us(rc - rd)), Note: "the floor under a portal here: as many processes between client and target (3 relays that only read and write), no crypto, no multiplexing"})
 	add(Row{Key: "cpu_rr64", Name: "CPU of relay + nodes per 64 B round trip", Unit: "µs", Product: us(medianD(r.CPU.RTT)),
 		Note: "all threads of the three processes (/proc/PID/task/*/schedstat, Linux), median of rounds"})
 	add(Row{Key: "cpu_new_portal", Name: "CPU of relay + nodes per new portal", Unit: "µs", Product: us(medianD(r.CPU.NewPortal)),
