@@ -1,7 +1,7 @@
 // Copyright 2026 The edgeportal authors.
 // SPDX-License-Identifier: Apache-2.0
 
-//go:build !unix
+//go:build !(linux || darwin || openbsd)
 
 package mux
 
@@ -13,6 +13,6 @@ import (
 // directWrites is off here: WriteTo writes every byte itself.
 const directWrites = false
 
-func rawWrite(syscall.RawConn, []byte) (int, error) {
+func rawWritev(syscall.RawConn, [][]byte) (int, error) {
 	return 0, errors.New("mux: no direct writes on this platform")
 }

@@ -122,7 +122,7 @@ import (
 )
 
 // Conn is the channel a session runs over. A *noiseconn.Conn also has
-// Next and WriteBuffers, which the session uses to avoid copies and
+// NextBatch and WriteBuffers, which the session uses to avoid copies and
 // syscalls.
 type Conn interface {
 	io.Reader
@@ -130,7 +130,9 @@ type Conn interface {
 	io.Closer
 }
 
-type nexter interface{ Next() ([]byte, error) }
+type batchReader interface {
+	NextBatch(dst [][]byte) ([][]byte, error)
+}
 type buffersWriter interface {
 	WriteBuffers([][]byte) (int64, error)
 }
@@ -925,19 +927,31 @@ func (s *Session) remove(st *Stream) {
 	s.mu.Unlock()
 }
 
-// frameReader reads frames from the channel's decrypted spans.
+// frameReader reads frames from the channel's decrypted spans, a batch
+// (one transport read) at a time.
 type frameReader struct {
-	next func() ([]byte, error)
-	view []byte
+	next  func(dst [][]byte) ([][]byte, error)
+	spans [][]byte // the current batch; spans[i:] are not consumed yet
+	i     int
+	vec   [][]byte // payload's gather list, reused
 }
 
+// fill makes spans[i] a non-empty span, reading the next batch when the
+// current one is used up (which ends the validity of its spans).
 func (r *frameReader) fill() error {
-	for len(r.view) == 0 {
-		v, err := r.next()
+	for r.i < len(r.spans) && len(r.spans[r.i]) == 0 {
+		r.i++
+	}
+	for r.i == len(r.spans) {
+		clear(r.spans)
+		spans, err := r.next(r.spans[:0])
 		if err != nil {
 			return err
 		}
-		r.view = v
+		r.spans, r.i = spans, 0
+		for r.i < len(r.spans) && len(r.spans[r.i]) == 0 {
+			r.i++
+		}
 	}
 	return nil
 }
@@ -952,38 +966,49 @@ func (r *frameReader) readFull(p []byte) error {
 			}
 			return err
 		}
-		n := copy(p[i:], r.view)
-		r.view = r.view[n:]
+		n := copy(p[i:], r.spans[r.i])
+		r.spans[r.i] = r.spans[r.i][n:]
 		i += n
 	}
 	return nil
 }
 
-// payload hands n bytes to fn in the pieces they arrived in.
-func (r *frameReader) payload(n int, fn func([]byte)) error {
+// payload hands n bytes to fn, as few calls as the batches they arrived
+// in: each call gets every piece of them in the current batch.
+func (r *frameReader) payload(n int, fn func([][]byte)) error {
 	for n > 0 {
 		if err := r.fill(); err != nil {
 			return err
 		}
-		k := min(n, len(r.view))
-		if fn != nil {
-			fn(r.view[:k])
+		r.vec = r.vec[:0]
+		for ; n > 0 && r.i < len(r.spans); r.i++ {
+			s := r.spans[r.i]
+			k := min(n, len(s))
+			if k > 0 {
+				r.vec = append(r.vec, s[:k])
+			}
+			n -= k
+			if r.spans[r.i] = s[k:]; len(s) > k {
+				break
+			}
 		}
-		r.view = r.view[k:]
-		n -= k
+		if fn != nil {
+			fn(r.vec)
+		}
+		clear(r.vec)
 	}
 	return nil
 }
 
 func newFrameReader(conn Conn) *frameReader {
-	if nx, ok := conn.(nexter); ok {
-		return &frameReader{next: nx.Next}
+	if br, ok := conn.(batchReader); ok {
+		return &frameReader{next: br.NextBatch}
 	}
 	buf := make([]byte, 64<<10)
 	var pending error
-	return &frameReader{next: func() ([]byte, error) {
+	return &frameReader{next: func(dst [][]byte) ([][]byte, error) {
 		if pending != nil {
-			return nil, pending
+			return dst, pending
 		}
 		for {
 			n, err := conn.Read(buf)
@@ -991,10 +1016,10 @@ func newFrameReader(conn Conn) *frameReader {
 				pending = err
 			}
 			if n > 0 {
-				return buf[:n], nil
+				return append(dst, buf[:n]), nil
 			}
 			if err != nil {
-				return nil, err
+				return dst, err
 			}
 		}
 	}}

@@ -251,28 +251,36 @@ func (st *Stream) arriving(n uint32, fin bool) error {
 }
 
 // push buffers arriving bytes (reader goroutine), or writes them to the
-// sink WriteTo waits on when nothing is buffered before them (what the
-// socket does not take at once is buffered, as always). A stream this
-// side ended drops them; one closed while the peer was still sending
-// answers with a reset (once), as TCP does.
-func (st *Stream) push(p []byte) {
+// sink WriteTo waits on when nothing is buffered before them, in one
+// writev (what the socket does not take at once is buffered, as always).
+// A stream this side ended drops them; one closed while the peer was
+// still sending answers with a reset (once), as TCP does.
+func (st *Stream) push(vec [][]byte) {
 	st.mu.Lock()
 	switch {
 	case st.err == nil:
 		if st.sink != nil && st.buf.n == 0 && !st.readBusy {
-			n, err := rawWrite(st.sink, p)
+			n, err := rawWritev(st.sink, vec)
 			if n > 0 {
 				st.sess.directBytes.Add(int64(n))
 				st.directN += int64(n)
 				st.consumedLocked(n)
-				p = p[n:]
 			}
-			if err != nil || len(p) > 0 {
+			for len(vec) > 0 && n >= len(vec[0]) {
+				n -= len(vec[0])
+				vec = vec[1:]
+			}
+			if len(vec) > 0 {
+				vec[0] = vec[0][n:]
+			}
+			if err != nil || len(vec) > 0 {
 				st.sink = nil // WriteTo writes the rest, and meets the error itself
 			}
 		}
-		if len(p) > 0 {
-			st.buf.push(p)
+		if len(vec) > 0 {
+			for _, p := range vec {
+				st.buf.push(p)
+			}
 			notify(st.readCh)
 		}
 	case st.closed && !st.resetSent && st.err == ErrStreamClosed:

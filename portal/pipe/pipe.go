@@ -52,7 +52,7 @@ func Pipe(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
 		wg      sync.WaitGroup
 		errOnce sync.Once
 		first   error
-		closed  = make(chan struct{})
+		closed  = make(chan struct{}) // closed once end has run
 		once    sync.Once
 	)
 	end := func(reset bool) {
@@ -91,20 +91,16 @@ func Pipe(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
 			end(false)
 		}
 	}
+	// One direction runs in a goroutine of its own, the other in the
+	// caller's; a cancelled ctx resets both through AfterFunc, without a
+	// goroutine waiting for it. A portal costs one goroutine start here,
+	// not three: on a small machine each start can wake another thread.
+	stop := context.AfterFunc(ctx, func() { end(true) })
+	defer stop()
 	wg.Add(2)
 	go cp(b, a, &aToB)
-	go cp(a, b, &bToA)
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		end(true)
-		<-done
-	}
+	cp(a, b, &bToA)
+	wg.Wait()
 	end(false)
 	return aToB, bToA, first
 }

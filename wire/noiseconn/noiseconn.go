@@ -40,7 +40,8 @@
 // does the same for a gather list (a multiplexer's headers and payloads).
 // Reads fill a pooled buffer in large chunks and decrypt frames in place;
 // WriteTo hands every frame decrypted from one read to the destination in
-// one writev, and Next hands out decrypted spans without a copy. Nothing
+// one writev, and NextBatch hands out the decrypted spans of one read
+// without a copy. Nothing
 // is allocated per frame. An idle connection holds only a small read
 // buffer (a big one is kept only while reads keep filling it).
 //
@@ -80,6 +81,9 @@ const (
 	bigBufSize = batchFrames * (2 + MaxFrame)
 	// smallBufSize is the read buffer of a quiet connection.
 	smallBufSize = 4 << 10
+	// maxSpans bounds the spans one NextBatch returns (small frames:
+	// a multiplexer's window updates and pings).
+	maxSpans = 64
 )
 
 var (
@@ -97,7 +101,7 @@ type Conn struct {
 	hash  []byte
 	suite string
 
-	// rmu guards the read side: dec and every field down to wv.
+	// rmu guards the read side: dec and every field down to wvBuf.
 	rmu   sync.Mutex
 	dec   *noise.CipherState
 	rbuf  *[]byte // nil when no bytes are buffered
@@ -106,8 +110,11 @@ type Conn struct {
 	hot   bool    // the last transport read filled more than a small buffer
 	plain []byte  // decrypted bytes not yet returned (inside rbuf)
 	rerr  error
-	wv    net.Buffers // WriteTo's gather list, reused
-	wvBuf [batchFrames + 1][]byte
+	// pending is the error of a frame NextBatch met behind the spans it
+	// returned: the next read returns it.
+	pending error
+	wv      net.Buffers // WriteTo's gather list, reused
+	wvBuf   [batchFrames + 1][]byte
 
 	// wmu guards the write side: enc, werr, wclosed.
 	wmu     sync.Mutex
@@ -253,6 +260,10 @@ func (c *Conn) putRbuf() {
 // readFrame decrypts the next frame in place into c.plain, reading from
 // the transport only when no complete frame is buffered. rmu held.
 func (c *Conn) readFrame() error {
+	if err := c.pending; err != nil {
+		c.pending = nil
+		return err
+	}
 	if err := c.fill(2); err != nil {
 		return err
 	}
@@ -331,26 +342,42 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Next returns the next span of decrypted bytes (at most MaxPlaintext)
-// without copying them. The span is valid only until the next call of
-// Next, Read or WriteTo. At the authenticated end of stream it returns
-// io.EOF; any other error is final. Next must not be mixed with a
-// concurrent Read.
-func (c *Conn) Next() ([]byte, error) {
+// NextBatch appends to dst the decrypted span of the next frame and of
+// every complete frame buffered behind it (at most maxSpans spans, each
+// at most MaxPlaintext bytes), reading from the transport only when no
+// complete frame is buffered, and returns dst: the bytes of one transport
+// read without a copy. The spans are valid only until the next call of
+// NextBatch, Read or WriteTo. At the authenticated end of stream it
+// returns io.EOF; any other error is final. A frame behind the first that
+// fails, or ends the stream, ends the batch: its error comes with the next
+// call. NextBatch must not be mixed with a concurrent Read.
+func (c *Conn) NextBatch(dst [][]byte) ([][]byte, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	c.releaseIfIdle()
 	for len(c.plain) == 0 {
 		if c.rerr != nil {
-			return nil, c.rerr
+			return dst, c.rerr
 		}
 		if err := c.readFrame(); err != nil {
-			return nil, c.readErr(err)
+			return dst, c.readErr(err)
 		}
 	}
-	p := c.plain
+	dst = append(dst, c.plain)
 	c.plain = nil
-	return p, nil
+	for k := 1; k < maxSpans; k++ {
+		n := c.bufferedFrame()
+		if n < 0 {
+			break
+		}
+		if err := c.decryptBuffered(n); err != nil {
+			c.pending = err
+			break
+		}
+		dst = append(dst, c.plain)
+		c.plain = nil
+	}
+	return dst, nil
 }
 
 // WriteTo writes the decrypted stream to w until the authenticated end of
@@ -573,8 +600,10 @@ func (c *Conn) close(clean bool) error {
 		}
 		c.closeErr = c.conn.Close()
 		if c.rmu.TryLock() {
+			// The buffer is dropped, not pooled: spans NextBatch lent out
+			// may still be in use by the reader, which is between calls.
 			c.plain = nil
-			c.putRbuf()
+			c.rbuf = nil
 			if c.rerr == nil {
 				c.rerr = net.ErrClosed
 			}

@@ -13,6 +13,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -414,7 +415,7 @@ func TestWriteBuffers(t *testing.T) {
 	}
 }
 
-func TestNext(t *testing.T) {
+func TestNextBatch(t *testing.T) {
 	a, b := tcpPair(t)
 	cli, srv := pair(t, a, b)
 	data := make([]byte, 3<<20)
@@ -422,30 +423,98 @@ func TestNext(t *testing.T) {
 		data[i] = byte(i * 7)
 	}
 	go func() {
-		cli.Write(data)
+		for p := data; len(p) > 0; {
+			n := min(len(p), 1+len(p)%200_000) // frames of many sizes
+			cli.Write(p[:n])
+			p = p[n:]
+		}
 		cli.CloseWrite()
 	}()
 	var got []byte
+	var spans [][]byte
+	multi := false
 	for {
-		p, err := srv.Next()
+		var err error
+		spans, err = srv.NextBatch(spans[:0])
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p) == 0 || len(p) > MaxPlaintext {
-			t.Fatalf("span of %d bytes", len(p))
+		if len(spans) == 0 || len(spans) > maxSpans {
+			t.Fatalf("batch of %d spans", len(spans))
 		}
-		got = append(got, p...)
+		multi = multi || len(spans) > 1
+		for _, p := range spans {
+			if len(p) == 0 || len(p) > MaxPlaintext {
+				t.Fatalf("span of %d bytes", len(p))
+			}
+			got = append(got, p...)
+		}
 	}
 	if !bytes.Equal(got, data) {
-		t.Fatalf("Next returned %d bytes, want %d, or other bytes", len(got), len(data))
+		t.Fatalf("NextBatch returned %d bytes, want %d, or other bytes", len(got), len(data))
+	}
+	if !multi {
+		t.Error("no batch held more than one frame")
 	}
 }
 
-// TestResetIsNotEOF: Reset ends the connection without the authenticated
-// end of stream, so the peer reads an error, never io.EOF.
+// recordConn keeps what is written to it and reads back from r.
+type recordConn struct {
+	net.Conn
+	w bytes.Buffer
+	r io.Reader
+}
+
+func (c *recordConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c *recordConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+
+// A frame that fails behind good ones in the same read: the good spans
+// come first, the error with the next call, and no byte of the bad frame.
+func TestNextBatchTamperBehind(t *testing.T) {
+	a, b := tcpPair(t)
+	cli, srv := pair(t, a, b)
+	rec := &recordConn{Conn: a}
+	cli.conn = rec
+	data := make([]byte, 3*MaxPlaintext) // three full frames in one write
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	if _, err := cli.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	wire := rec.w.Bytes()
+	wire[2*(2+MaxFrame)+10] ^= 1 // inside the third frame
+	srv.conn = &recordConn{Conn: b, r: bytes.NewReader(wire)}
+	var got []byte
+	var spans [][]byte
+	var err error
+	batches := 0
+	for err == nil {
+		spans, err = srv.NextBatch(spans[:0])
+		if err == nil {
+			batches++
+		}
+		for _, p := range spans {
+			got = append(got, p...)
+		}
+	}
+	if err == io.EOF || !strings.Contains(err.Error(), "authentication") {
+		t.Fatalf("NextBatch ended with %v, want an authentication failure", err)
+	}
+	if !bytes.Equal(got, data[:2*MaxPlaintext]) {
+		t.Fatalf("got %d bytes before the failure, want the two good frames (%d)", len(got), 2*MaxPlaintext)
+	}
+	if batches != 1 {
+		t.Fatalf("the good frames came in %d batches, want 1 (the bad frame behind them in the same read)", batches)
+	}
+	if _, err := srv.NextBatch(nil); err == nil {
+		t.Fatal("conn usable after an authentication failure")
+	}
+}
+
 func TestResetIsNotEOF(t *testing.T) {
 	for _, how := range []string{"Close", "Reset"} {
 		t.Run(how, func(t *testing.T) {

@@ -37,6 +37,9 @@ func Latency(ctx context.Context, rounds int, out, log io.Writer) error {
 	}
 	fmt.Fprintf(log, "pids: relay %d, outlet node %d, inlet node %d, this tool %d; echo %s, through the portal %s\n",
 		w.hub.Process.Pid, p.cust.cmd.Process.Pid, p.vendor.cmd.Process.Pid, os.Getpid(), t.echo, p.inEcho)
+	if t.iperf != "" {
+		fmt.Fprintf(log, "iperf3 -s: direct %s, through the portal %s\n", t.iperf, p.inIperf)
+	}
 	if d, err := time.ParseDuration(os.Getenv("PERF_HOLD")); err == nil {
 		time.Sleep(d) // for a profiler or tracer to attach
 	}

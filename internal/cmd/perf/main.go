@@ -419,7 +419,7 @@ func build(dir string) (string, error) {
 
 // setup builds both binaries and starts a hub and its authority.
 func setup(ctx context.Context, log io.Writer) (*world, error) {
-	dir, err := os.MkdirTemp("", "perf-")
+	dir, err := os.MkdirTemp("", "bench-") // not "perf-": perf(1) takes /tmp/perf-* for JIT maps and loses the symbols
 	if err != nil {
 		return nil, err
 	}
