@@ -37,13 +37,13 @@ func notify(ctx context.Context, tx pgx.Tx, ev hub.Event) error {
 func (s *Store) ClaimRelay(ctx context.Context, name, owner string, replicas bool, at int64) (hub.RelayBinding, error) {
 	var b hub.RelayBinding
 	err := s.op(ctx, func(ctx context.Context) error {
-		// One statement: insert unless bound, then read whichever binding holds.
-		return s.pool.QueryRow(ctx, `with ins as (
-				insert into relays (name, owner, since, replicas) values ($1, $2, $3, $4)
-				on conflict (name) do nothing returning `+bindingCols+`)
-			select `+bindingCols+` from ins
-			union all select `+bindingCols+` from relays where name = $1
-			limit 1`, name, owner, at, replicas).Scan(&b.Name, &b.Owner, &b.Since, &b.Replicas)
+		// One statement that always yields the binding that holds: the new
+		// row, or the existing one (a no-op update locks and returns it).
+		// "on conflict do nothing" plus a select would miss a row a
+		// concurrent claim committed after this statement's snapshot.
+		return s.pool.QueryRow(ctx, `insert into relays (name, owner, since, replicas) values ($1, $2, $3, $4)
+			on conflict (name) do update set since = relays.since
+			returning `+bindingCols, name, owner, at, replicas).Scan(&b.Name, &b.Owner, &b.Since, &b.Replicas)
 	})
 	return b, err
 }
