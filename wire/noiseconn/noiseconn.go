@@ -41,9 +41,9 @@
 // Reads fill a pooled buffer in large chunks and decrypt frames in place;
 // WriteTo hands every frame decrypted from one read to the destination in
 // one writev, and NextBatch hands out the decrypted spans of one read
-// without a copy. Nothing
-// is allocated per frame. An idle connection holds only a small read
-// buffer (a big one is kept only while reads keep filling it).
+// without a copy. Nothing is allocated per frame. An idle connection holds
+// only a small read buffer (a big one is kept only while reads keep
+// filling it).
 //
 // Imported by hub, portal, portal/mux, agent.
 package noiseconn
