@@ -924,3 +924,56 @@ func TestLazyAccept(t *testing.T) {
 		as.Close()
 	}
 }
+
+// sizedReader returns the sizes it is asked to fill, recording the
+// buffer each Read was offered.
+type sizedReader struct {
+	sizes   []int // how much each Read returns (capped by the buffer)
+	offered []int
+}
+
+func (r *sizedReader) Read(p []byte) (int, error) {
+	if len(r.sizes) == 0 {
+		return 0, io.EOF
+	}
+	r.offered = append(r.offered, len(p))
+	n := min(r.sizes[0], len(p))
+	r.sizes = r.sizes[1:]
+	for i := range p[:n] {
+		p[i] = byte(i)
+	}
+	return n, nil
+}
+
+// TestReadFromBuffers: ReadFrom reads a quiet source into a chunk, a busy
+// one into a data frame's buffer, and goes back to the chunk once reads
+// come back short.
+func TestReadFromBuffers(t *testing.T) {
+	cli, srv := sessions(t, nil)
+	st, err := cli.Open(context.Background(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := accept(t, srv).Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, as)
+		got <- n
+	}()
+	r := &sizedReader{sizes: []int{100, chunkSize, maxDataFrame, maxDataFrame, 5000, 100, chunkSize, 3}}
+	n, err := st.ReadFrom(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CloseWrite()
+	want := []int{chunkSize, chunkSize, copyBufSize, copyBufSize, copyBufSize, chunkSize, chunkSize, copyBufSize}
+	if fmt.Sprint(r.offered) != fmt.Sprint(want) {
+		t.Fatalf("buffers offered %v, want %v", r.offered, want)
+	}
+	if m := <-got; m != n || n != 100+chunkSize+2*maxDataFrame+5000+100+chunkSize+3 {
+		t.Fatalf("sent %d, received %d", n, m)
+	}
+}

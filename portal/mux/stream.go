@@ -18,7 +18,8 @@ const chunkSize = 16 << 10
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
-// copyBufSize is ReadFrom's pooled read buffer (one data frame).
+// copyBufSize is ReadFrom's pooled read buffer while its source is busy
+// (one data frame).
 const copyBufSize = maxDataFrame
 
 var copyPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
@@ -603,18 +604,38 @@ func (st *Stream) Write(p []byte) (int, error) {
 }
 
 // ReadFrom reads r until EOF and sends it. It does not CloseWrite at EOF;
-// the caller does.
+// the caller does. A quiet source is read into a small pooled chunk; once
+// a read fills it, reads go to a buffer of one data frame, handed back as
+// soon as a read comes back short of a chunk. An open stream waiting on
+// its source so pins 16 KiB, not 256.
 func (st *Stream) ReadFrom(r io.Reader) (int64, error) {
-	bp := copyPool.Get().(*[]byte)
-	defer copyPool.Put(bp)
+	small := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(small)
+	var big *[]byte // while reads fill the small buffer
+	defer func() {
+		if big != nil {
+			copyPool.Put(big)
+		}
+	}()
 	var total int64
 	for {
-		n, err := r.Read(*bp)
+		buf := *small
+		if big != nil {
+			buf = *big
+		}
+		n, err := r.Read(buf)
 		if n > 0 {
-			if _, werr := st.Write((*bp)[:n]); werr != nil {
+			if _, werr := st.Write(buf[:n]); werr != nil {
 				return total, werr
 			}
 			total += int64(n)
+		}
+		switch {
+		case big == nil && n == len(buf):
+			big = copyPool.Get().(*[]byte)
+		case big != nil && n < chunkSize:
+			copyPool.Put(big)
+			big = nil
 		}
 		if err == io.EOF {
 			return total, nil
