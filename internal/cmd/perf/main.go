@@ -60,7 +60,7 @@ type Options struct {
 // FullOptions and ShortOptions are the two sizes of a run.
 var (
 	FullOptions = Options{Rounds: 3, Duration: 4 * time.Second, RTTs: 3000, Setups: 300, Channels: 15, Conc: 1000,
-		Nodes: 1000, Peers: 200, Streams: 400, Shakes: 200,
+		Nodes: 1000, Peers: 1000, Streams: 400, Shakes: 200,
 		DelayedDuration: 5 * time.Second, DelayedSetups: 20, DelayedChannels: 4, OneWay: 20 * time.Millisecond, Rate: 125e6}
 	ShortOptions = Options{Short: true, Rounds: 1, Duration: time.Second, RTTs: 300, Setups: 40, Channels: 2, Conc: 100,
 		Nodes: 50, Peers: 30, Streams: 60, Shakes: 20,

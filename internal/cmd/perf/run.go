@@ -144,6 +144,27 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		raw.AgentRSS = append(raw.AgentRSS, rssKiB(a.cmd.Process.Pid))
 	}
 
+	// Memory first, on fresh processes: after the bursts below, buffers
+	// the runtime keeps pooled (and heap it keeps, then gives back) would
+	// hide what streams, idle nodes and channels cost, or show less than
+	// nothing.
+	fmt.Fprintf(log, "memory of %d open streams …\n", o.Streams)
+	if err := streamMemory(ctx, w, p, o.Streams, raw); err != nil {
+		return nil, fmt.Errorf("open stream memory: %w", err)
+	}
+	is, err := w.issuer()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "hub memory with %d idle nodes …\n", o.Nodes)
+	raw.IdleNodes = o.Nodes
+	if raw.HubRSSBefore, raw.HubRSSAfter, err = hubMemory(ctx, w, is, o.Nodes); err != nil {
+		return nil, fmt.Errorf("hub memory: %w", err)
+	}
+	fmt.Fprintf(log, "memory of %d idle channels …\n", o.Peers)
+	if err := channelMemory(ctx, w, is, p, o.Peers, raw); err != nil {
+		return nil, fmt.Errorf("idle channel memory: %w", err)
+	}
 	fmt.Fprintf(log, "%d first portals of a new channel …\n", o.Channels)
 	if err := newChannels(ctx, w, p, o.Channels, &raw.NewChannel, &raw.NewChannelSetup); err != nil {
 		return nil, err
@@ -203,24 +224,6 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		}
 	}
 
-	fmt.Fprintf(log, "memory of %d open streams …\n", o.Streams)
-	time.Sleep(time.Second) // the per-peer portal rate refills
-	if err := streamMemory(ctx, w, p, o.Streams, raw); err != nil {
-		return nil, fmt.Errorf("open stream memory: %w", err)
-	}
-	is, err := w.issuer()
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(log, "memory of %d idle channels …\n", o.Peers)
-	if err := channelMemory(ctx, w, is, p, o.Peers, raw); err != nil {
-		return nil, fmt.Errorf("idle channel memory: %w", err)
-	}
-	fmt.Fprintf(log, "hub memory with %d idle nodes …\n", o.Nodes)
-	raw.IdleNodes = o.Nodes
-	if raw.HubRSSBefore, raw.HubRSSAfter, err = hubMemory(ctx, w, is, o.Nodes); err != nil {
-		return nil, fmt.Errorf("hub memory: %w", err)
-	}
 	w.stopPair(p)
 
 	fmt.Fprintf(log, "delayed path: %s one way between each node and the hub, %.0f Mbit/s …\n", o.OneWay, o.Rate*8/1e6)
@@ -334,6 +337,9 @@ func round(ctx context.Context, o Options, t *targets, p *pair, cpu func() time.
 // streamMemory holds n streams open on the channel between p's nodes
 // and records both nodes' growth per stream.
 func streamMemory(ctx context.Context, w *world, p *pair, n int, raw *Raw) error {
+	if _, err := firstByte(p.inEcho); err != nil { // the channel is up before the first sample
+		return err
+	}
 	settle(ctx, p.vendor)
 	settle(ctx, p.cust)
 	bi, err := sampleMem(p.vendor)
