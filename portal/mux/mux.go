@@ -939,21 +939,20 @@ type frameReader struct {
 // fill makes spans[i] a non-empty span, reading the next batch when the
 // current one is used up (which ends the validity of its spans).
 func (r *frameReader) fill() error {
-	for r.i < len(r.spans) && len(r.spans[r.i]) == 0 {
-		r.i++
-	}
-	for r.i == len(r.spans) {
+	for {
+		for r.i < len(r.spans) && len(r.spans[r.i]) == 0 {
+			r.i++
+		}
+		if r.i < len(r.spans) {
+			return nil
+		}
 		clear(r.spans)
 		spans, err := r.next(r.spans[:0])
 		if err != nil {
 			return err
 		}
 		r.spans, r.i = spans, 0
-		for r.i < len(r.spans) && len(r.spans[r.i]) == 0 {
-			r.i++
-		}
 	}
-	return nil
 }
 
 // readFull fills p; io.EOF only if the channel ended before p's first
