@@ -109,6 +109,15 @@ func medianD(v []time.Duration) time.Duration {
 
 // Run measures everything.
 func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
+	fmt.Fprintln(log, "handshakes (before any node runs) …")
+	cl, err := handshakes(ctx, noiseconn.Classical, o.Shakes)
+	if err != nil {
+		return nil, fmt.Errorf("classical handshakes: %w", err)
+	}
+	hy, err := handshakes(ctx, noiseconn.Hybrid, o.Shakes)
+	if err != nil {
+		return nil, fmt.Errorf("hybrid handshakes: %w", err)
+	}
 	w, err := setup(ctx, log)
 	if err != nil {
 		return nil, err
@@ -125,13 +134,7 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	if !raw.Iperf3 {
 		fmt.Fprintln(log, "iperf3 is not installed (apt-get install -y iperf3): throughput rows use this tool's own bulk copy")
 	}
-	fmt.Fprintln(log, "handshakes (before any node runs) …")
-	if raw.Classical, err = handshakes(ctx, noiseconn.Classical, o.Shakes); err != nil {
-		return nil, fmt.Errorf("classical handshakes: %w", err)
-	}
-	if raw.Hybrid, err = handshakes(ctx, noiseconn.Hybrid, o.Shakes); err != nil {
-		return nil, fmt.Errorf("hybrid handshakes: %w", err)
-	}
+	raw.Classical, raw.Hybrid = cl, hy
 
 	fmt.Fprintln(log, "starting two nodes …")
 	p, err := w.startPair(ctx, "lo", "acme-relay", t, "", "")
