@@ -144,9 +144,7 @@ func (p *delayProxy) pump(src, dst net.Conn) {
 			if !ok {
 				break
 			}
-			if w := time.Until(d.at); w > 0 {
-				time.Sleep(w)
-			}
+			sleepUntil(d.at)
 			if _, err := dst.Write(d.b); err != nil {
 				q.fail()
 				src.Close()
