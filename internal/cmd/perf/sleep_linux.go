@@ -20,11 +20,13 @@ import (
 // thread within about 0.1 ms here (a halted vCPU's wake-up), whatever the
 // sleep's length.
 func sleepUntil(t time.Time) {
-	unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) // this thread's timers: exact (default slack 50 µs)
-	for {
+	for slack := false; ; slack = true {
 		w := time.Until(t)
 		if w <= 0 {
 			return
+		}
+		if !slack {
+			unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) // this thread's timers: exact (default slack 50 µs)
 		}
 		ts := unix.NsecToTimespec(w.Nanoseconds())
 		unix.Nanosleep(&ts, nil) // EINTR (the runtime's preemption signal): the loop sleeps the rest
