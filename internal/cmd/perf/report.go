@@ -33,7 +33,7 @@ var rowKeys = []string{
 	"new_portal_p50", "new_portal_p99", "chain_new_p50", "new_channel_portal_p50", "new_channel_portal_p99",
 	"iperf3_1_stream", "iperf3_4_streams", "rr64_p50", "chain_rr64_p50", "cpu_rr64", "cpu_new_portal",
 	"delayed_new_portal_p50", "delayed_new_channel_portal_p50", "delayed_throughput_1_stream",
-	"delay_proxy_rtt_cost", "delay_proxy_throughput", "delayed_relay_rtt",
+	"delay_proxy_rtt_cost", "delay_proxy_throughput", "delayed_relay_rtt", "delayed_portal_rtt",
 	"concurrent_stalled", "concurrent_stalled_within_limits", "agent_mem_idle_channel", "agent_mem_open_stream_outlet", "agent_mem_open_stream_inlet",
 	"handshake_cpu", "handshake_cpu_initiator", "handshake_cpu_responder", "handshake_bytes",
 	"hub_mem_idle_node", "agent_idle_rss",
@@ -129,6 +129,8 @@ func rows(o Options, r *Raw) []Row {
 		Ratio: f(d.ProxyGbps / d.ProxyGbpsDirect), Note: fmt.Sprintf("what one proxy carries at most; the delayed links are limited to %.0f Mbit/s", d.RateBytes*8/1e6)})
 	add(Row{Key: "delayed_relay_rtt", Name: "delayed: plain relay 64 B round trip", Unit: "ms", Direct: f(ms(4 * d.OneWay)), Product: ms(d.RelayRTT),
 		Delta: f(ms(d.RelayRTT - 4*d.OneWay)), Note: "direct = the nominal 4 × one-way delay"})
+	add(Row{Key: "delayed_portal_rtt", Name: "delayed: portal 64 B round trip", Unit: "ms", Direct: f(ms(d.RelayRTT)), Product: ms(d.PortalRTT),
+		Delta: f(ms(d.PortalRTT - d.RelayRTT)), Note: "an open stream on the delayed path; direct = the plain relay's round trip above (one in-process relay, where a portal crosses three processes)"})
 
 	stallRow := func(key string, count int, plainRuns, stallRuns []time.Duration, failures []int, note string) Row {
 		plain, stall := medianD(plainRuns), medianD(stallRuns)

@@ -76,6 +76,7 @@ type Raw struct {
 		ProxyGbpsDirect  float64         `json:"proxy_cost_gbps_direct"`
 		ProxyGbps        float64         `json:"proxy_cost_gbps"`
 		RelayRTT         time.Duration   `json:"relay_rtt_p50_ns"` // 64 B through the delayed plain relay: one node↔hub↔node round trip
+		PortalRTT        time.Duration   `json:"portal_rtt_p50_ns"` // 64 B through a portal (stream open) on the delayed path
 		DirectSetup      time.Duration   `json:"direct_new_connection_p50_ns"`
 		Setups           []time.Duration `json:"new_portal_ns"`
 		NewChannel       []time.Duration `json:"new_channel_first_byte_ns"`
@@ -471,6 +472,11 @@ func delayedPath(ctx context.Context, o Options, w *world, t *targets, raw *Raw)
 	if d.Setups, err = setupTimes(p.inEcho, o.DelayedSetups, 0); err != nil {
 		return err
 	}
+	prt, err := rtt(p.inEcho, 20)
+	if err != nil {
+		return fmt.Errorf("delayed portal round trip: %w", err)
+	}
+	d.PortalRTT = percentile(prt, 0.5)
 	for r := 0; r < o.Rounds; r++ {
 		g, err := throughput(relaySink, 1, o.DelayedDuration)
 		if err != nil {
