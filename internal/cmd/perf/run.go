@@ -75,7 +75,7 @@ type Raw struct {
 		ProxyRTT         time.Duration   `json:"proxy_cost_rtt_ns"`        // through a zero-delay, unlimited proxy
 		ProxyGbpsDirect  float64         `json:"proxy_cost_gbps_direct"`
 		ProxyGbps        float64         `json:"proxy_cost_gbps"`
-		RelayRTT         time.Duration   `json:"relay_rtt_p50_ns"` // 64 B through the delayed plain relay: one node↔hub↔node round trip
+		RelayRTT         time.Duration   `json:"relay_rtt_p50_ns"`  // 64 B through the delayed plain relay: one node↔hub↔node round trip
 		PortalRTT        time.Duration   `json:"portal_rtt_p50_ns"` // 64 B through a portal (stream open) on the delayed path
 		DirectSetup      time.Duration   `json:"direct_new_connection_p50_ns"`
 		Setups           []time.Duration `json:"new_portal_ns"`
