@@ -20,12 +20,12 @@ import (
 // thread within about 0.1 ms here (a halted vCPU's wake-up), whatever the
 // sleep's length.
 func sleepUntil(t time.Time) {
-	for slack := false; ; slack = true {
+	for slackSet := false; ; slackSet = true {
 		w := time.Until(t)
 		if w <= 0 {
 			return
 		}
-		if !slack {
+		if !slackSet {
 			unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) // this thread's timers: exact (default slack 50 µs)
 		}
 		ts := unix.NsecToTimespec(w.Nanoseconds())
