@@ -216,9 +216,7 @@ func (l link) pump(src, dst net.Conn, wg *sync.WaitGroup) {
 	go func() {
 		defer wg.Done()
 		for c := range ch {
-			if d := time.Until(c.at); d > 0 {
-				time.Sleep(d)
-			}
+			testnet.SleepUntil(c.at)
 			if _, err := dst.Write(c.b); err != nil {
 				break
 			}

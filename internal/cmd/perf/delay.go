@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/edgeportal/connect/internal/tstest/testnet"
 )
 
 // Delay proxy limits.
@@ -144,7 +146,7 @@ func (p *delayProxy) pump(src, dst net.Conn) {
 			if !ok {
 				break
 			}
-			sleepUntil(d.at)
+			testnet.SleepUntil(d.at)
 			if _, err := dst.Write(d.b); err != nil {
 				q.fail()
 				src.Close()

@@ -3,9 +3,10 @@
 
 // Package testnet has small network helpers for tests: a connected pair
 // of loopback TCP connections (net.Pipe has no buffering, which deadlocks
-// echoes and half-close tests).
+// echoes and half-close tests), and SleepUntil, the exact wait of an
+// emulated link's delay.
 //
-// Only _test.go files import it.
+// Only _test.go files and the bench tool (internal/cmd/perf) import it.
 package testnet
 
 import (

@@ -3,7 +3,7 @@
 
 //go:build linux
 
-package main
+package testnet
 
 import (
 	"time"
@@ -11,15 +11,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sleepUntil blocks the calling goroutine's thread in nanosleep(2) until
-// t. time.Sleep is not precise enough for an emulated link: when the
+// SleepUntil blocks the calling goroutine's thread in nanosleep(2) until
+// t. time.Sleep is not precise enough for an emulated link (a delay proxy): when the
 // process is idle, the runtime waits for timers in epoll_wait, whose
 // timeout is whole milliseconds, so a sleep of 0.3 ms lasts about 1.1 ms
 // here, and a frame that follows another closely on the link would arrive
 // up to a millisecond late. nanosleep(2) with no timer slack wakes the
 // thread within about 0.1 ms here (a halted vCPU's wake-up), whatever the
 // sleep's length.
-func sleepUntil(t time.Time) {
+func SleepUntil(t time.Time) {
 	for slackSet := false; ; slackSet = true {
 		w := time.Until(t)
 		if w <= 0 {
